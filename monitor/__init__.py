@@ -1,0 +1,1 @@
+"""Watcher: exports gauges from the shared database and auto-pauses campaigns."""

@@ -1,0 +1,1 @@
+"""envios sender: schema, state machine, gateway adapters and the send loop."""

@@ -1,0 +1,51 @@
+"""`envios db upgrade [--dry-run]`: create or upgrade the schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sender import schema
+from sender.clock import Clock
+from sender.db import Database
+
+HELP = "create or upgrade the database schema (versioned, idempotent, non-destructive)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="db_action", metavar="ACTION")
+    actions.required = True
+    upgrade = actions.add_parser(
+        "upgrade",
+        help="apply pending schema versions",
+        description=(
+            "Apply pending schema versions to database.url. On the legacy schema it adds "
+            "'enviando', message_id, claim columns, schedule pause/lease columns, the history "
+            "and audit tables and the watcher's indexes; on an empty database it creates "
+            "everything. Legacy rows are never changed. Running it twice changes nothing."
+        ),
+    )
+    upgrade.add_argument("--dry-run", action="store_true",
+                         help="print the SQL that would run, change nothing")
+    actions.add_parser("status", help="show applied and pending schema versions")
+
+
+def run(args: argparse.Namespace, config) -> int:
+    database = Database(config.database.url)
+    with database.connect() as conn:
+        if args.db_action == "status":
+            done = schema.applied_versions(conn)
+            for version in schema.VERSIONS:
+                mark = "applied" if version.number in done else "pending"
+                print(f"v{version.number} {mark:8} {version.name}")
+            return 0
+        if args.dry_run:
+            sys.stdout.write(schema.dry_run_sql(schema.plan(conn)))
+            return 0
+        result = schema.upgrade(conn, Clock(config.tz).now(), log=print)
+    if result.empty:
+        print(f"schema is up to date (v{schema.LATEST}) on {database.describe()}")
+    else:
+        names = ", ".join(f"v{v.number}" for v in result.pending_versions)
+        print(f"upgraded {database.describe()}: applied {names}; {len(result.statements)} steps")
+    return 0

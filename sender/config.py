@@ -1,0 +1,263 @@
+"""Configuration: defaults, ./config.yaml, ${VAR} expansion, ENVIOS_* overrides, validation.
+
+Every key of DESIGN.md section 8 exists here with its default. The loaded value is
+a plain nested dict wrapped in `Config` for attribute access (`cfg.sender.delay_min_s`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from sender.errors import ConfigError
+
+DEFAULT_PATH = "config.yaml"
+
+DEFAULTS: dict[str, Any] = {
+    "database": {"url": "sqlite:///envios.db"},
+    "timezone": "America/Argentina/Buenos_Aires",
+    "gateway": {
+        "kind": "session_manager",
+        "base_url": "http://127.0.0.1:3002",
+        "api_key": "",
+        "send_timeout_s": 60.0,
+        "status_timeout_s": 5.0,
+    },
+    "sender": {
+        "enabled": True,
+        "tick_s": 60.0,
+        "delay_min_s": 30.0,
+        "delay_max_s": 90.0,
+        "lease_ttl_s": 300.0,
+        "max_attempts": 5,
+        "retry_after_s": 300.0,
+        "metrics_port": 9107,
+    },
+    "monitor": {
+        "port": 9108,
+        "refresh_s": 15.0,
+        "stuck_after_s": 300.0,
+        "window_s": 3600.0,
+        "autopause": {
+            "enabled": True,
+            "max_error_ratio": 0.10,
+            "min_finished": 20,
+            "max_stuck": 5,
+            "max_missing_message_id": 5,
+        },
+    },
+}
+
+GATEWAY_KINDS = ("session_manager", "simulator", "waha", "evolution", "cloud_api")
+
+# key path -> (type, minimum, maximum); None means unbounded on that side.
+_NUMBER_RULES: dict[str, tuple[type, float | None, float | None]] = {
+    "gateway.send_timeout_s": (float, 0.001, None),
+    "gateway.status_timeout_s": (float, 0.001, None),
+    "sender.tick_s": (float, 0.01, None),
+    "sender.delay_min_s": (float, 0.0, None),
+    "sender.delay_max_s": (float, 0.0, None),
+    "sender.lease_ttl_s": (float, 1.0, None),
+    "sender.max_attempts": (int, 1, None),
+    "sender.retry_after_s": (float, 0.0, None),
+    "sender.metrics_port": (int, 0, 65535),
+    "monitor.port": (int, 0, 65535),
+    "monitor.refresh_s": (float, 0.01, None),
+    "monitor.stuck_after_s": (float, 1.0, None),
+    "monitor.window_s": (float, 1.0, None),
+    "monitor.autopause.max_error_ratio": (float, 0.0, 1.0),
+    "monitor.autopause.min_finished": (int, 1, None),
+    "monitor.autopause.max_stuck": (int, 1, None),
+    "monitor.autopause.max_missing_message_id": (int, 1, None),
+}
+_BOOL_KEYS = ("sender.enabled", "monitor.autopause.enabled")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Config:
+    """Attribute access over a nested dict; `cfg.raw` is the dict itself."""
+
+    def __init__(self, raw: dict[str, Any], source: str = "<defaults>"):
+        self.raw = raw
+        self.source = source
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self.raw[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Config(value, self.source) if isinstance(value, dict) else value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.raw["timezone"])
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A validated copy with dotted keys replaced (`{"sender.tick_s": 1}`)."""
+        raw = copy.deepcopy(self.raw)
+        for dotted, value in overrides.items():
+            _set_path(raw, dotted, value)
+        return Config(validate(raw), self.source)
+
+
+def load(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load config from `path` (or ./config.yaml when present), then apply ENVIOS_* vars.
+
+    An explicitly named file must exist; the default one may be absent.
+    """
+    env = os.environ if environ is None else environ
+    raw = copy.deepcopy(DEFAULTS)
+    explicit = path is not None
+    file_path = Path(path if explicit else DEFAULT_PATH)
+    source = "<defaults>"
+    if file_path.exists():
+        raw = _merge(raw, _read_yaml(file_path), prefix="")
+        source = str(file_path)
+    elif explicit:
+        raise ConfigError(f"config file not found: {file_path}")
+    _apply_env_overrides(raw, env)
+    raw = _expand_env_refs(raw, env)
+    return Config(validate(raw), source)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: not valid YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping of sections")
+    return data
+
+
+def _merge(base: dict, override: dict, prefix: str) -> dict:
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            raise ConfigError(f"config key {dotted}: unknown key")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {dotted}: must be a mapping")
+            _merge(base[key], value, prefix=f"{dotted}.")
+        else:
+            base[key] = value
+    return base
+
+
+def _leaf_paths(tree: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            paths.extend(_leaf_paths(value, f"{prefix}{key}."))
+        else:
+            paths.append(f"{prefix}{key}")
+    return paths
+
+
+def env_var_name(dotted: str) -> str:
+    return "ENVIOS_" + dotted.replace(".", "_").upper()
+
+
+def _apply_env_overrides(raw: dict, env: dict[str, str]) -> None:
+    for dotted in _leaf_paths(DEFAULTS):
+        name = env_var_name(dotted)
+        if name in env:
+            _set_path(raw, dotted, env[name])
+
+
+def _set_path(raw: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def _expand_env_refs(value: Any, env: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env_refs(v, env) for k, v in value.items()}
+    if isinstance(value, str):
+        def replace(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"config refers to ${{{name}}} but that environment variable is not set")
+            return env[name]
+        return _ENV_REF.sub(replace, value)
+    return value
+
+
+def _get_path(raw: dict, dotted: str) -> Any:
+    node = raw
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _coerce_number(dotted: str, value: Any, kind: type) -> float | int:
+    if isinstance(value, bool):
+        raise ConfigError(f"config key {dotted}: expected a number, got {value!r}")
+    try:
+        number = float(value) if kind is float else _to_int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {dotted}: expected {'a number' if kind is float else 'a whole number'}, got {value!r}") from None
+    return number
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(str(value).strip()) if isinstance(value, str) else int(value)
+
+
+def _coerce_bool(dotted: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"config key {dotted}: expected true or false, got {value!r}")
+
+
+def validate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Coerce types in place and check ranges; raise ConfigError naming the key."""
+    for dotted, (kind, low, high) in _NUMBER_RULES.items():
+        number = _coerce_number(dotted, _get_path(raw, dotted), kind)
+        if low is not None and number < low:
+            raise ConfigError(f"config key {dotted}: must be >= {low}, got {number}")
+        if high is not None and number > high:
+            raise ConfigError(f"config key {dotted}: must be <= {high}, got {number}")
+        _set_path(raw, dotted, number)
+    for dotted in _BOOL_KEYS:
+        _set_path(raw, dotted, _coerce_bool(dotted, _get_path(raw, dotted)))
+    if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
+        raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
+    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key"):
+        if not isinstance(_get_path(raw, dotted), str):
+            raise ConfigError(f"config key {dotted}: expected text")
+    if raw["gateway"]["kind"] not in GATEWAY_KINDS:
+        raise ConfigError(f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}")
+    if not re.match(r"^https?://", raw["gateway"]["base_url"]):
+        raise ConfigError("config key gateway.base_url: must start with http:// or https://")
+    if not re.match(r"^(sqlite|mysql)://", raw["database"]["url"]):
+        raise ConfigError("config key database.url: must start with sqlite:/// or mysql://")
+    try:
+        ZoneInfo(raw["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"config key timezone: unknown time zone {raw['timezone']!r}") from None
+    return raw

@@ -1,0 +1,151 @@
+"""The state machine of a send: every change of `ll_envios_whatsapp.estado` goes through here.
+
+```
+pendiente ──claim──> enviando ──gateway says sent──> enviado (message_id, fecha_envio)
+    ^                   │
+    └── definitely not  ├── permanent failure ──> error (reason)
+        sent (retry)    └── outcome unknown ──> stays enviando: "stuck", shown by
+                                               the watcher, resolved by `envios reconcile`
+```
+
+Besides the diagram (DESIGN.md section 3) two edges exist for people and for
+rows that can never be sent:
+
+- pendiente -> error: the row is rejected before any request leaves (no phone
+  number, a number that cannot be normalised, an empty text);
+- error -> pendiente: an operator re-queues a failed row (`envios reconcile`).
+
+Nothing ever leaves `enviado`, and `enviando` is never sent again automatically:
+only `envios reconcile`, with a person's decision, moves a stuck row.
+
+`transition` is the only writer of `estado`. It must run inside the caller's
+transaction: the conditional UPDATE and the history row commit together or not
+at all, and the caller adds its own writes (the daily count) to the same unit.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from sender.db import Connection
+from sender.errors import DatabaseError, ForbiddenTransition, StaleTransition
+
+
+class Estado(str, enum.Enum):
+    PENDIENTE = "pendiente"
+    ENVIANDO = "enviando"
+    ENVIADO = "enviado"
+    ERROR = "error"
+
+
+class Origin(str, enum.Enum):
+    """Who made a change: written into every history row."""
+
+    SENDER = "sender"
+    WATCHER = "watcher"
+    OPERATOR = "operator"
+    RECONCILE = "reconcile"
+
+
+ALLOWED: frozenset[tuple[Estado, Estado]] = frozenset(
+    {
+        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim
+        (Estado.ENVIANDO, Estado.ENVIADO),  # the gateway confirmed
+        (Estado.ENVIANDO, Estado.PENDIENTE),  # definitely not sent: retry later
+        (Estado.ENVIANDO, Estado.ERROR),  # permanent failure, or out of attempts
+        (Estado.PENDIENTE, Estado.ERROR),  # unsendable, rejected before any request
+        (Estado.ERROR, Estado.PENDIENTE),  # an operator re-queues it
+    }
+)
+
+
+class Increment:
+    """A column value meaning `column = column + by` (e.g. attempts)."""
+
+    def __init__(self, by: int = 1):
+        self.by = by
+
+
+# Columns a transition may set beside estado. The names are interpolated into
+# the UPDATE, so only these fixed identifiers are ever accepted.
+SETTABLE_COLUMNS = frozenset(
+    {
+        "message_id",
+        "fecha_envio",
+        "claimed_at",
+        "claimed_by",
+        "claim_programacion_id",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    }
+)
+
+DETAIL_MAX = 500
+
+_HISTORY_SQL = (
+    "INSERT INTO ll_envios_whatsapp_historial"
+    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, creado_en)"
+    " SELECT id, campania_id, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
+)
+
+
+def check_allowed(from_state: Estado, to_state: Estado) -> None:
+    if (Estado(from_state), Estado(to_state)) not in ALLOWED:
+        raise ForbiddenTransition(
+            f"transition {Estado(from_state).value} -> {Estado(to_state).value} is not allowed"
+        )
+
+
+def transition(
+    conn: Connection,
+    envio_id: int,
+    from_state: Estado,
+    to_state: Estado,
+    *,
+    origin: Origin,
+    at: Any,
+    detail: str = "",
+    columns: Mapping[str, Any] | None = None,
+) -> None:
+    """Move one row from `from_state` to `to_state` and record it, in the caller's transaction.
+
+    Raises ForbiddenTransition for an edge the machine does not have, and
+    StaleTransition when the row is no longer in `from_state` (someone else moved
+    it first): the caller's transaction should then be rolled back.
+    """
+    check_allowed(from_state, to_state)
+    if not getattr(conn, "_in_transaction", False):
+        raise DatabaseError("state transitions must run inside a transaction")
+    columns = dict(columns or {})
+    unknown = set(columns) - SETTABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
+
+    assignments, params = ["estado = %s"], [Estado(to_state).value]
+    for name, value in columns.items():
+        if isinstance(value, Increment):
+            assignments.append(f"{name} = {name} + %s")
+        else:
+            assignments.append(f"{name} = %s")
+        params.append(value.by if isinstance(value, Increment) else value)
+    # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
+    update = f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)} WHERE id = %s AND estado = %s"  # noqa: S608
+    changed = conn.execute(update, [*params, envio_id, Estado(from_state).value])
+    if changed != 1:
+        raise StaleTransition(
+            f"row {envio_id} is not {Estado(from_state).value} any more; not moved to {Estado(to_state).value}"
+        )
+    conn.execute(
+        _HISTORY_SQL,
+        (
+            Estado(from_state).value,
+            Estado(to_state).value,
+            Origin(origin).value,
+            (detail or "")[:DETAIL_MAX],
+            at,
+            envio_id,
+        ),
+    )

@@ -1,0 +1,120 @@
+"""Shared fixtures: every database test runs once on SQLite and once on MariaDB.
+
+MariaDB comes from ENVIOS_TEST_MYSQL_URL (e.g. mysql://root@127.0.0.1:3306/envios_test);
+each test gets a throwaway database of its own, dropped afterwards. Without the
+variable the MariaDB half is skipped, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from sender import schema
+from sender.clock import FixedClock
+from sender.db import Database
+from sender.errors import DatabaseError
+
+MYSQL_ENV = "ENVIOS_TEST_MYSQL_URL"
+TZ = "America/Argentina/Buenos_Aires"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _mysql_base_url() -> str:
+    url = os.environ.get(MYSQL_ENV)
+    if not url:
+        if IN_CI:
+            pytest.fail(f"{MYSQL_ENV} is not set: the MariaDB half of the suite must run in CI")
+        pytest.skip(f"{MYSQL_ENV} not set")
+    return url
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
+
+
+@pytest.fixture
+def mysql_server_url():
+    """A URL whose database part is ignored: for creating throwaway databases."""
+    return _mysql_base_url()
+
+
+def make_mysql_database(base_url: str) -> str:
+    import pymysql
+
+    name = f"envios_t_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(base_url)
+    try:
+        raw = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                              user=parts.username or "root", password=parts.password or "",
+                              connect_timeout=5)
+    except pymysql.err.OperationalError as exc:
+        if IN_CI:
+            pytest.fail(f"MariaDB at {parts.hostname}:{parts.port} unreachable in CI: {exc}")
+        pytest.skip(f"MariaDB unreachable: {exc}")
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    raw.close()
+    return _with_database(base_url, name)
+
+
+def drop_mysql_database(url: str) -> None:
+    import pymysql
+
+    parts = urlsplit(url)
+    raw = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
+                          user=parts.username or "root", password=parts.password or "")
+    with raw.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {parts.path.lstrip('/')}")
+    raw.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def db_url(request, tmp_path):
+    """An empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'envios.db'}"
+        return
+    url = make_mysql_database(_mysql_base_url())
+    yield url
+    drop_mysql_database(url)
+
+
+@pytest.fixture
+def database(db_url):
+    return Database(db_url)
+
+
+@pytest.fixture
+def conn(database):
+    connection = database.connect()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(TZ, dt.datetime(2026, 2, 9, 10, 0, 0))  # a Monday, inside 08:00-20:00
+
+
+@pytest.fixture
+def upgraded(conn, clock):
+    """A connection to an empty database upgraded to the latest schema."""
+    schema.upgrade(conn, clock.now())
+    return conn
+
+
+def load_legacy(conn) -> None:
+    """The production schema and rows as of the incident (tests/fixtures)."""
+    name = "legacy_schema_2026-02.sql" if conn.dialect == "mysql" else "legacy_schema_sqlite.sql"
+    path = os.path.join(os.path.dirname(__file__), "fixtures", name)
+    with open(path, encoding="utf-8") as fh:
+        conn.execute_script(fh.read())
+
+
+__all__ = ["DatabaseError", "load_legacy", "make_mysql_database", "drop_mysql_database"]
