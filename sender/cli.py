@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from sender import config as config_module
+from sender.commands.common import common_options
 from sender.errors import EnviosError
 
 # subcommand -> module implementing it
@@ -39,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             "ENVIOS_DATABASE_URL, ENVIOS_SENDER_ENABLED=false."
         ),
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", metavar="PATH", default=None,
-        help="config file (default: ./config.yaml if present, else built-in defaults; a named file must exist)",
-    )
-    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log verbosity (DEBUG is the legacy DIAG_SENDER; default INFO)")
+    common = common_options()
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name, module_name in COMMANDS.items():
@@ -59,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.config = getattr(args, "config", None)
+    args.log_level = getattr(args, "log_level", "INFO")
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -7,6 +7,7 @@ import sys
 
 from sender import schema
 from sender.clock import Clock
+from sender.commands.common import common_options
 from sender.db import Database
 
 HELP = "create or upgrade the database schema (versioned, idempotent, non-destructive)"
@@ -17,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.required = True
     upgrade = actions.add_parser(
         "upgrade",
+        parents=[common_options()],
         help="apply pending schema versions",
         description=(
             "Apply pending schema versions to database.url. On the legacy schema it adds "
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     upgrade.add_argument("--dry-run", action="store_true",
                          help="print the SQL that would run, change nothing")
-    actions.add_parser("status", help="show applied and pending schema versions")
+    actions.add_parser("status", parents=[common_options()], help="show applied and pending schema versions")
 
 
 def run(args: argparse.Namespace, config) -> int:
