@@ -297,6 +297,18 @@ def _claims_and_history() -> list[Step]:
     ]
 
 
+def _watcher_indexes() -> list[Step]:
+    """Covering index for the watcher's missing-message-id read (monitor/queries.py).
+
+    With only (estado, message_id, campania_id), telling the rows envios sent
+    (claimed_at set) from the legacy ones (claimed_at NULL) costs one row lookup
+    per legacy send: 15 s per refresh on 1M rows with 350k legacy sends.
+    """
+    return [
+        create_index(OUTBOX, "idx_envios_estado_msgid_claimed", "estado, message_id, campania_id, claimed_at"),
+    ]
+
+
 @dataclass
 class Version:
     number: int
@@ -307,6 +319,7 @@ class Version:
 VERSIONS: list[Version] = [
     Version(1, "base tables", _base_tables),
     Version(2, "claims, message ids, history, leases, pauses", _claims_and_history),
+    Version(3, "watcher: covering index for sends without message id", _watcher_indexes),
 ]
 
 LATEST = VERSIONS[-1].number

@@ -1,0 +1,90 @@
+"""`envios send [--once]`: the sender loop (DESIGN.md sections 3 and 4)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from sender import config as config_module
+from sender.errors import EnviosError
+from sender.killswitch import KillSwitch
+from sender.logfmt import kv
+from sender.loop import Sender
+
+HELP = "the sender loop: claim, send, record (runs until SIGTERM)"
+
+log = logging.getLogger("envios.sender")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--once", action="store_true",
+        help="one pass over all eligible work (every eligible session worked until its queue is empty, "
+             "its quota is used or it stops for a session-level problem), then exit",
+    )
+    parser.epilog = (
+        "Kill switch: sender.enabled in the config file (re-read while running) or ENVIOS_SENDER_ENABLED=false. "
+        "Debug logging: --log-level DEBUG or DIAG_SENDER=1. SIGTERM/SIGINT: stop claiming, finish the "
+        "in-flight send, release the session leases; a second signal exits at once."
+    )
+
+
+def _debug_switch(args) -> None:
+    """DIAG_SENDER=1 (the legacy switch) = --log-level DEBUG for the sender's own loggers."""
+    if os.environ.get("DIAG_SENDER", "").strip().lower() in ("1", "true", "yes", "on"):
+        logging.getLogger("envios").setLevel(logging.DEBUG)
+
+
+def _install_signals(sender: Sender) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    hits = {"n": 0}
+
+    def handler(signum, _frame):
+        hits["n"] += 1
+        name = signal.Signals(signum).name
+        if hits["n"] == 1:
+            log.warning(kv("stop_requested", signal=name, sender=sender.sender_id,
+                           detail="no new claims; finishing the in-flight sends"))
+            sender.request_stop()
+        else:
+            log.error(kv("forced_exit", signal=name, sender=sender.sender_id,
+                         detail="in-flight rows stay enviando (envios reconcile); leases expire by themselves"))
+            os._exit(130)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run(args: argparse.Namespace, config) -> int:
+    _debug_switch(args)
+    switch = KillSwitch(args.config, initial=bool(config.sender.enabled))
+    sender = Sender(config, kill_switch=switch)
+    _install_signals(sender)
+    try:
+        sender.check()
+        port = sender.metrics.serve(int(config.sender.metrics_port))
+        if port:
+            log.info(kv("metrics", url=f"http://127.0.0.1:{port}/metrics"))
+        if args.once:
+            report = sender.run_once()
+            if report.disabled:
+                print(f"envios send: sending is disabled ({switch.reason}); nothing sent", file=sys.stderr)
+                return 0
+            unreachable = report.unreachable_sessions
+            if unreachable and len(unreachable) == len(report.sessions_worked):
+                raise EnviosError(f"gateway {config.gateway.base_url} unreachable: "
+                                  f"{len(unreachable)} session(s) not worked")
+            print(f"envios send --once: {report.summary()}")
+            return 0
+        sender.run_forever()
+        return 0
+    finally:
+        sender.close()
+
+
+__all__ = ["HELP", "add_arguments", "run", "config_module"]

@@ -1,0 +1,268 @@
+"""`envios demo`: the whole system on SQLite with the simulator, live in the terminal.
+
+A fresh SQLite file gets two campaigns on two WhatsApp sessions and a few hundred
+recipients (a handful with numbers that cannot be sent). The simulator, the
+sender and the watcher run in this process, each the same code as in
+production. Part-way through, session 51 drops to DISCONNECTED for a while: the
+sender stops that session without inventing a send, the other session carries
+on, and the work resumes when it comes back. A small share of sends answer too
+late (the gateway delivered, the answer was lost): those rows stay `enviando`
+with an unknown outcome, as they must, and the watcher counts them as stuck.
+
+At the end the database is checked against the simulator's ledger: every
+recipient is sent exactly once, or explained (error with its reason, or stuck).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import random
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from monitor import queries as watcher_queries
+from monitor.watcher import Watcher
+from sender import schema
+from sender.clock import Clock
+from sender.db import Database
+from sender.loop import Sender
+from sender.phones import normalise
+from simulator.server import SimulatorServer
+
+SESSIONS = (51, 52)
+CAMPAIGNS = {1: ("Demo – Reactivación", 51), 2: ("Demo – Promo otoño", 52)}
+TEMPLATE = "Hola {nombre}, ¿seguimos en contacto?"
+NAMES = ("Ana", "Bruno", "Carla", "Diego", "Elena", "Fede", "Gabi", "Hugo", "Inés", "Juan", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    delay_s: tuple[float, float]  # pacing between two sends of one session
+    send_timeout_s: float
+    slow_s: float  # a "slow" send answers after this, past the timeout
+    drop_s: float  # how long session 51 stays down
+    stuck_after_s: float
+
+
+SPEEDS = {
+    "fast": Speed((0.005, 0.02), 0.5, 0.8, 3.0, 2.0),
+    "normal": Speed((0.1, 0.3), 1.0, 1.5, 8.0, 5.0),
+    "slow": Speed((0.5, 1.5), 2.0, 3.0, 15.0, 10.0),
+}
+FAULTS = {"error_5xx_rate": 0.02, "slow_rate": 0.01, "latency_ms": (2.0, 10.0)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_database(database: Database, clock: Clock, rows: int, rng: random.Random) -> int:
+    """Schema, two campaigns with an always-open schedule each, `rows` recipients."""
+    with database.connect() as conn:
+        schema.upgrade(conn, clock.now())
+        today = clock.today()
+        with conn.transaction():
+            for campania_id, (name, cliente_id) in CAMPAIGNS.items():
+                conn.execute(
+                    "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado, cliente_id)"
+                    " VALUES (%s, %s, %s, 'en_progreso', %s)", (campania_id, name, TEMPLATE, cliente_id))
+                conn.execute(
+                    "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio,"
+                    " hora_fin, cupo_diario, fecha_inicio, estado)"
+                    " VALUES (%s, %s, 'mon,tue,wed,thu,fri,sat,sun', %s, %s, %s, %s, 'aprobada')",
+                    (campania_id, cliente_id, dt.time(0, 0), dt.time(23, 59, 59), rows, today))
+            for i in range(rows):
+                campania_id = 1 + i % len(CAMPAIGNS)
+                phone = f"54911{40000000 + i:08d}"
+                if i % 37 == 5:
+                    # no number, too short, not a number, an impossible one (unique per row)
+                    phone = [None, f"{i:03d}", f"sin número {i}", f"+54 9 {i}"][(i // 37) % 4]
+                elif i % 11 == 3:  # as production has them: spaces, dashes, +54 9
+                    phone = f"+54 9 11 {4000 + i // 10000:04d}-{i % 10000:04d}"
+                conn.execute(
+                    "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
+                    " VALUES (%s, %s, %s, %s)", (campania_id, phone, rng.choice(NAMES), TEMPLATE))
+    return rows
+
+
+@dataclasses.dataclass
+class Progress:
+    by_state: Counter
+    stuck: int
+
+    @property
+    def open_work(self) -> int:
+        return self.by_state["pendiente"] + self.by_state["enviando"] - self.stuck
+
+
+def read_progress(conn, clock: Clock, stuck_after_s: float) -> dict[int, Progress]:
+    ids = list(CAMPAIGNS)
+    counts = watcher_queries.messages(conn, ids)
+    stuck = watcher_queries.stuck(conn, clock.now() - dt.timedelta(seconds=stuck_after_s))
+    return {cid: Progress(Counter(counts[cid]), stuck[cid].count if cid in stuck else 0) for cid in ids}
+
+
+def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorServer) -> str:
+    parts = [f"{elapsed:5.1f}s"]
+    for cid, p in progress.items():
+        s = p.by_state
+        parts.append(f"campaign {cid}: sent {s['enviado']:>3} pending {s['pendiente']:>3} "
+                     f"errors {s['error']:>2} stuck {p.stuck:>2}")
+    sessions = " ".join(f"{c}={sim.state.session_state(c)}" for c in SESSIONS)
+    parts.append(f"sessions {sessions}")
+    return " | ".join(parts)
+
+
+@dataclasses.dataclass
+class Verdict:
+    recipients: int
+    sent: int
+    errors: Counter
+    stuck: int
+    stuck_delivered: int
+    pending: int
+    duplicates: int
+    sent_not_in_ledger: int
+    ledger_unexplained: int
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.duplicates or self.sent_not_in_ledger or self.ledger_unexplained)
+
+
+def verify(conn, ledger: list[dict]) -> Verdict:
+    """The database against what the gateway actually delivered."""
+    rows = conn.query("SELECT id, telefono_wapp, estado, message_id, last_error FROM ll_envios_whatsapp")
+    by_id = Counter(e["message_id"] for e in ledger)
+    by_to = Counter(e["to"] for e in ledger)
+    sent = [r for r in rows if r["estado"] == "enviado"]
+    stuck = [r for r in rows if r["estado"] == "enviando"]
+    explained_tos = {normalise(r["telefono_wapp"]) for r in sent + stuck}
+    return Verdict(
+        recipients=len(rows),
+        sent=len(sent),
+        errors=Counter(_reason(r["last_error"]) for r in rows if r["estado"] == "error"),
+        stuck=len(stuck),
+        stuck_delivered=sum(1 for r in stuck if by_to[normalise(r["telefono_wapp"])]),
+        pending=sum(1 for r in rows if r["estado"] == "pendiente"),
+        duplicates=sum(n - 1 for n in by_to.values() if n > 1),
+        sent_not_in_ledger=sum(1 for r in sent if by_id[r["message_id"]] != 1),
+        ledger_unexplained=sum(1 for e in ledger if e["to"] not in explained_tos),
+    )
+
+
+def _reason(last_error: str | None) -> str:
+    """'impossible phone number (**9116)' -> 'impossible phone number': group by kind."""
+    return (last_error or "error").split(" (")[0].split(":")[0]
+
+
+def summary(v: Verdict, seconds: float, drop_s: float, sends_during_drop: int, metrics_url: str) -> str:
+    errors = ", ".join(f"{n} {why}" for why, n in v.errors.most_common()) or "none"
+    text = (
+        f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the gateway's "
+        f"ledger with its message id; {sum(v.errors.values())} rejected before sending ({errors}); "
+        f"{v.stuck} stuck in 'enviando' with an unknown outcome (the gateway answered too late; "
+        f"{v.stuck_delivered} of them did deliver) — never retried, listed by `envios reconcile list`; "
+        f"{v.pending} still pending. While session 51 was DISCONNECTED for {drop_s:g}s the gateway "
+        f"received {sends_during_drop} sends for it and the sender invented none. "
+        f"Duplicates: {v.duplicates}. The watcher served {metrics_url}/metrics."
+    )
+    if not v.consistent:
+        text += (f" INCONSISTENT: {v.sent_not_in_ledger} sent rows not in the ledger exactly once, "
+                 f"{v.ledger_unexplained} deliveries no row explains.")
+    return text
+
+
+def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name: str,
+             out=sys.stdout) -> int:
+    speed = SPEEDS[speed_name]
+    if logging.getLogger().level > logging.DEBUG:
+        # The progress lines are the show; warnings (unknown outcomes) still print.
+        logging.getLogger().setLevel(logging.WARNING)
+    rng = random.Random(7)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    sim = SimulatorServer(host="127.0.0.1", port=0, seed=7).start()
+    sim.state.set_faults(**FAULTS, slow_s=speed.slow_s)
+    cfg = config.with_overrides({
+        "database.url": f"sqlite:///{db_path}",
+        "gateway.kind": "simulator",
+        "gateway.base_url": sim.base_url,
+        "gateway.api_key": "",
+        "gateway.send_timeout_s": speed.send_timeout_s,
+        "gateway.status_timeout_s": 1.0,
+        "sender.enabled": True,
+        "sender.tick_s": 0.5,
+        "sender.delay_min_s": speed.delay_s[0],
+        "sender.delay_max_s": speed.delay_s[1],
+        "sender.lease_ttl_s": 10.0,
+        "sender.retry_after_s": 1.0,
+        "sender.metrics_port": free_port(),
+        "monitor.port": free_port(),
+        "monitor.refresh_s": 1.0,
+        "monitor.stuck_after_s": speed.stuck_after_s,
+    })
+    clock = Clock(cfg.tz)
+    database = Database(cfg.database.url)
+    seed_database(database, clock, rows, rng)
+    watcher = Watcher(cfg, port=cfg.monitor.port).start()
+    sender = Sender(cfg, database=database)
+    sender_metrics_port = sender.metrics.serve(int(cfg.sender.metrics_port))
+    print(f"envios demo: {rows} recipients in {db_path}, gateway simulator at {sim.base_url}", file=out)
+    print(f"watcher metrics: {watcher.url}/metrics (health {watcher.url}/healthz); "
+          f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics", file=out)
+    sender.start()
+
+    started = time.monotonic()
+    drop = {"at": None, "sends_before": 0, "sends_during": 0}
+    quiet_since = None
+    try:
+        with database.connect() as conn:
+            while time.monotonic() - started < duration_s:
+                time.sleep(0.5)
+                progress = read_progress(conn, clock, speed.stuck_after_s)
+                finished = sum(p.by_state["enviado"] + p.by_state["error"] for p in progress.values())
+                if drop["at"] is None and finished >= rows // 3:
+                    drop["at"] = time.monotonic()
+                    drop["sends_before"] = len(sim.state.ledger_for(cliente_id=51))
+                    sim.state.set_session(51, "DISCONNECTED", for_s=speed.drop_s)
+                    print(f"-- session 51 drops to DISCONNECTED for {speed.drop_s:g}s --", file=out)
+                elif drop["at"] is not None and "after" not in drop and time.monotonic() - drop["at"] >= speed.drop_s:
+                    drop["after"] = True
+                    drop["sends_during"] = len(sim.state.ledger_for(cliente_id=51)) - drop["sends_before"]
+                    print("-- session 51 is READY again: its work resumes --", file=out)
+                print(progress_line(time.monotonic() - started, progress, sim), file=out, flush=True)
+                if "after" in drop and sum(p.open_work for p in progress.values()) == 0:
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since >= 1.0:
+                        break
+                else:
+                    quiet_since = None
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the sender cleanly", file=out)
+    finally:
+        sender.stop(timeout=speed.send_timeout_s + 5)
+        sender.close()
+        watcher.stop()
+        ledger = sim.state.ledger
+        sim.stop()
+    Path(f"{db_path}.ledger.json").write_text(json.dumps(ledger, default=str, indent=0))
+    with database.connect() as conn:
+        verdict = verify(conn, ledger)
+    print("", file=out)
+    print(summary(verdict, time.monotonic() - started, speed.drop_s, drop["sends_during"], watcher_url(cfg)), file=out)
+    print(f"database: {db_path} (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
+          f"gateway ledger: {db_path}.ledger.json", file=out)
+    return 0 if verdict.consistent else 1
+
+
+def watcher_url(cfg) -> str:
+    return f"http://127.0.0.1:{cfg.monitor.port}"

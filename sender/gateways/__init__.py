@@ -1,0 +1,39 @@
+"""Gateway adapters, chosen by `gateway.kind`.
+
+    gateway = build_gateway(config, client_id="host:pid")
+
+`session_manager` and `simulator` speak the same contract (DESIGN.md section 9)
+and share one adapter. Kinds named by the contract but not built yet give a
+ConfigError naming them, never a half-working adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sender.errors import ConfigError
+from sender.gateways import session_manager
+from sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
+
+# gateway.kind -> factory(config, client_id, pool_size)
+REGISTRY: dict[str, Callable[..., Gateway]] = {
+    "session_manager": session_manager.build,
+    "simulator": session_manager.build,
+}
+NOT_BUILT = ("waha", "evolution", "cloud_api")
+
+
+def build_gateway(config, client_id: str = "", pool_size: int = 32) -> Gateway:
+    kind = config.gateway.kind
+    factory = REGISTRY.get(kind)
+    if factory is None:
+        if kind in NOT_BUILT:
+            raise ConfigError(
+                f"config key gateway.kind: {kind!r} has no adapter yet "
+                f"(built: {', '.join(sorted(REGISTRY))})"
+            )
+        raise ConfigError(f"config key gateway.kind: unknown gateway {kind!r}")
+    return factory(config, client_id=client_id, pool_size=pool_size)
+
+
+__all__ = ["Gateway", "Outcome", "SendResult", "SessionStatus", "build_gateway", "REGISTRY", "NOT_BUILT"]

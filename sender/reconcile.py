@@ -1,0 +1,134 @@
+"""Resolving rows the sender could not: stuck in `enviando` (unknown outcome) or sent without an id.
+
+Only a person knows whether a stuck message reached the phone (ask the
+recipient, look at the WhatsApp session). These functions record that decision
+through the state machine, with a history row saying who decided and why:
+
+    mark_sent   enviando -> enviado   (it was delivered; optional message id; counted in the daily quota)
+    requeue     enviando -> pendiente (it was NOT delivered: it will be sent again)
+                error    -> pendiente (retry a failed row; its attempt count starts over)
+    mark_error  enviando/pendiente -> error (give up on it, with a reason)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from sender import outbox
+from sender.clock import Clock
+from sender.db import Connection
+from sender.errors import EnviosError, ForbiddenTransition, StaleTransition
+from sender.logfmt import kv
+from sender.phones import mask
+from sender.states import Estado, Origin, check_allowed, transition
+
+
+@dataclass
+class Doubtful:
+    stuck: list[dict]  # enviando, claim older than stuck_after_s
+    sent_without_id: list[dict]  # enviado by this system, no message id
+
+
+def list_doubtful(conn: Connection, clock: Clock, stuck_after_s: float) -> Doubtful:
+    before = clock.now() - dt.timedelta(seconds=stuck_after_s)
+    return Doubtful(outbox.stuck_rows(conn, before), outbox.sent_without_message_id(conn))
+
+
+log = logging.getLogger("envios.reconcile")
+
+
+def _log(before: dict, after: dict, detail: str) -> None:
+    log.info(kv("state_change", envio_id=after["id"], campania_id=after["campania_id"],
+                programacion_id=after.get("claim_programacion_id"), **{"from": before["estado"], "to": after["estado"]},
+                origin="reconcile", message_id=after.get("message_id"), phone=mask(after.get("telefono_wapp")),
+                detail=detail))
+
+
+class ReconcileError(EnviosError):
+    """An id that does not exist, or a change the row's state does not allow."""
+
+
+def _row(conn: Connection, envio_id: int) -> dict:
+    row = outbox.get_row(conn, envio_id)
+    if row is None:
+        raise ReconcileError(f"row {envio_id} does not exist")
+    return row
+
+
+def _allowed(row: dict, to_state: Estado, action: str, allowed_from: tuple[Estado, ...]) -> Estado:
+    current = Estado(row["estado"])
+    if current not in allowed_from:
+        names = " or ".join(s.value for s in allowed_from)
+        raise ReconcileError(f"row {row['id']} is {current.value}: {action} only applies to {names} rows")
+    try:
+        check_allowed(current, to_state)
+    except ForbiddenTransition as exc:
+        raise ReconcileError(f"row {row['id']}: {exc}") from None
+    return current
+
+
+def _detail(action: str, by: str, note: str) -> str:
+    text = f"{action} by {by or 'operator'}"
+    return f"{text}: {note}" if note else text
+
+
+def mark_sent(conn: Connection, clock: Clock, envio_id: int, *, message_id: str | None = None,
+              by: str = "", note: str = "") -> dict:
+    now = clock.now()
+    with conn.transaction():
+        row = _row(conn, envio_id)
+        _allowed(row, Estado.ENVIADO, "mark-sent", (Estado.ENVIANDO,))
+        pid = row.get("claim_programacion_id")
+        day = (row.get("claimed_at") or now).date()
+        if pid is not None:
+            outbox.lock_daily_count(conn, int(pid), day)
+        try:
+            transition(conn, envio_id, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.RECONCILE, at=now,
+                       detail=_detail("confirmed sent", by, note),
+                       columns={"message_id": message_id or None, "fecha_envio": now, "last_error": None})
+        except StaleTransition:
+            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
+        if pid is not None:
+            outbox.count_sent(conn, int(pid), day, now)
+        after = outbox.get_row(conn, envio_id)
+    _log(row, after, _detail("confirmed sent", by, note))
+    return after
+
+
+def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note: str = "") -> dict:
+    now = clock.now()
+    with conn.transaction():
+        row = _row(conn, envio_id)
+        current = _allowed(row, Estado.PENDIENTE, "requeue", (Estado.ENVIANDO, Estado.ERROR))
+        columns = {"next_attempt_at": None, "last_error": f"requeued by {by or 'operator'}"[:500]}
+        if current is Estado.ERROR:
+            columns["attempts"] = 0
+        try:
+            what = "checked NOT delivered, requeued" if current is Estado.ENVIANDO else "requeued"
+            transition(conn, envio_id, current, Estado.PENDIENTE, origin=Origin.RECONCILE, at=now,
+                       detail=_detail(what, by, note), columns=columns)
+        except StaleTransition:
+            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
+        after = outbox.get_row(conn, envio_id)
+    _log(row, after, _detail("requeued", by, note))
+    return after
+
+
+def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by: str = "") -> dict:
+    if not reason or not reason.strip():
+        raise ReconcileError("mark-error needs --reason")
+    now = clock.now()
+    with conn.transaction():
+        row = _row(conn, envio_id)
+        current = _allowed(row, Estado.ERROR, "mark-error", (Estado.ENVIANDO, Estado.PENDIENTE))
+        try:
+            transition(conn, envio_id, current, Estado.ERROR, origin=Origin.RECONCILE, at=now,
+                       detail=_detail("marked error", by, reason.strip()),
+                       columns={"last_error": reason.strip()[:500]})
+        except StaleTransition:
+            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
+        after = outbox.get_row(conn, envio_id)
+    _log(row, after, _detail("marked error", by, reason.strip()))
+    return after

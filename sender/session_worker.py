@@ -1,0 +1,508 @@
+"""One WhatsApp session's work: status -> claim -> send -> record, paced, under its lease.
+
+The outcome table of DESIGN.md section 3 is `ACTIONS` below: the adapter
+classifies (`sender.gateways`), this module obeys. A worker runs in its own
+thread with its own database connection, so a 60 s pause in one session never
+holds back another. It stops when its queue is empty, its quota is used, its
+schedules close, the session is not READY, an outcome is session-level
+(409, unreachable, unknown), the lease is lost, the kill switch is off, or the
+sender is stopping; it then releases its lease.
+
+No SQL here (see `sender.outbox`) and no HTTP details (see `sender.gateways`).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sender import outbox
+from sender.clock import Clock
+from sender.db import Connection, Database
+from sender.eligibility import closed_reason, quota_remaining
+from sender.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    EnviosError,
+    StaleTransition,
+    TransactionConflict,
+)
+from sender.gateways.base import Gateway, Outcome, SendResult
+from sender.logfmt import kv
+from sender.messages import personalise
+from sender.metrics import SenderMetrics
+from sender.phones import InvalidPhone, mask, normalise
+from sender.pool import ConnectionPool
+from sender.states import Estado, Increment, Origin, transition
+
+log = logging.getLogger("envios.sender")
+
+MAX_REJECTS_PER_CLAIM = 50  # unsendable rows moved to error inside one claim transaction
+TXN_ATTEMPTS = 6  # a deadlock / busy database is retried this many times
+RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database that went away
+
+
+# -- what the loop does with each outcome (DESIGN.md section 3) ------------------------------
+
+CONTINUE, STOP_SESSION, SLOW_DOWN = "continue", "stop this session", "slow down"
+
+
+@dataclass(frozen=True)
+class Action:
+    row_goes_to: Estado | None  # None: stays enviando (unknown outcome)
+    then: str  # CONTINUE | STOP_SESSION | SLOW_DOWN
+    pace: bool  # wait the pacing delay before the next send of this session
+    give_back_attempt: bool = False  # the gateway never tried: the attempt does not count
+
+
+ACTIONS: dict[Outcome, Action] = {
+    #                                 row goes to       the loop then   pace
+    Outcome.SENT:              Action(Estado.ENVIADO,   CONTINUE,       True),
+    Outcome.SENT_WITHOUT_ID:   Action(Estado.ENVIADO,   CONTINUE,       True),
+    Outcome.REJECTED:          Action(Estado.ERROR,     CONTINUE,       False),
+    Outcome.SESSION_NOT_READY: Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
+    Outcome.RATE_LIMITED:      Action(Estado.PENDIENTE, SLOW_DOWN,      False, give_back_attempt=True),
+    Outcome.UNREACHABLE:       Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
+    Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
+    Outcome.UNKNOWN:           Action(None,             STOP_SESSION,   False),
+}
+
+
+class LeaseLost(EnviosError):
+    """Another sender holds this session now: stop without touching its lease."""
+
+
+@dataclass
+class Settings:
+    delay_min_s: float
+    delay_max_s: float
+    max_attempts: int
+    retry_after_s: float
+    lease_ttl_s: float
+
+    @classmethod
+    def from_config(cls, config) -> Settings:
+        s = config.sender
+        return cls(float(s.delay_min_s), float(s.delay_max_s), int(s.max_attempts),
+                   float(s.retry_after_s), float(s.lease_ttl_s))
+
+
+@dataclass
+class Context:
+    """What every worker of one sender shares."""
+
+    database: Database
+    gateway: Gateway
+    clock: Clock
+    settings: Settings
+    sender_id: str
+    metrics: SenderMetrics
+    kill_switch: Callable[[], bool]
+    stop: threading.Event
+    pool: ConnectionPool | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    rng_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lease_expiry(self, now: dt.datetime) -> dt.datetime:
+        return now + dt.timedelta(seconds=self.settings.lease_ttl_s)
+
+    def pacing_delay(self, schedule: dict) -> float:
+        low = schedule.get("delay_min_s")
+        high = schedule.get("delay_max_s")
+        low = self.settings.delay_min_s if low is None else float(low)
+        high = self.settings.delay_max_s if high is None else float(high)
+        high = max(low, high)
+        with self.rng_lock:
+            return self.rng.uniform(low, high) if high > low else low
+
+
+# -- eligible work ---------------------------------------------------------------------------------
+
+@dataclass
+class ScheduleWork:
+    schedule: dict
+    pending: int
+    remaining: int
+
+    @property
+    def programacion_id(self) -> int:
+        return int(self.schedule["programacion_id"])
+
+
+@dataclass
+class WorkPlan:
+    by_session: dict[int, list[ScheduleWork]]  # sessions with pending rows and quota left
+    pending_by_session: dict[int, int]  # for envios_sender_eligible_pending
+    quota: dict[int, int]  # programacion_id -> remaining, open schedules
+    closed: dict[int, str]  # programacion_id -> why it is not sending now
+
+
+def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = None) -> WorkPlan:
+    """Approved schedules inside their window, of campaigns in progress, with quota and pending rows."""
+    day = now.date()
+    schedules = outbox.active_schedules(conn, day, cliente_id)
+    open_ones, closed = [], {}
+    for s in schedules:
+        reason = closed_reason(s, now)
+        if reason:
+            closed[int(s["programacion_id"])] = reason
+        else:
+            open_ones.append(s)
+    pids = [int(s["programacion_id"]) for s in open_ones]
+    pending = outbox.pending_by_campaign(conn, (s["campania_id"] for s in open_ones), now)
+    sent = outbox.sent_today(conn, pids, day)
+    flying = outbox.in_flight_today(conn, pids, day)
+    plan = WorkPlan({}, {}, {}, closed)
+    for s in open_ones:
+        pid, cid = int(s["programacion_id"]), int(s["cliente_id"])
+        remaining = quota_remaining(s["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0))
+        plan.quota[pid] = remaining
+        n = pending.get(int(s["campania_id"]), 0)
+        if remaining > 0 and n > 0:
+            plan.by_session.setdefault(cid, []).append(ScheduleWork(s, n, remaining))
+            plan.pending_by_session[cid] = plan.pending_by_session.get(cid, 0) + n
+        else:
+            plan.pending_by_session.setdefault(cid, 0)
+    return plan
+
+
+# -- claim ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Claimed:
+    row: dict
+    schedule: dict
+    cliente_id: int
+    to: str
+    text: str
+    claimed_at: dt.datetime
+    remaining: int  # quota left after this claim
+
+    @property
+    def envio_id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def programacion_id(self) -> int:
+        return int(self.schedule["programacion_id"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self.row.get("attempts") or 0) + 1
+
+
+def vet(row: dict) -> tuple[str | None, str, str]:
+    """(problem, to, text): a problem means the row can never be sent."""
+    try:
+        to = normalise(row.get("telefono_wapp"))
+    except InvalidPhone as exc:
+        return str(exc), "", ""
+    text = personalise(row.get("mensaje_final"), row.get("nombre_destino"))
+    if not text:
+        return "empty message text", to, ""
+    return None, to, text
+
+
+def retrying(what: str, fn, *, patience_s: float = 0.0):
+    """Run fn() (one transaction); retry on deadlock/busy, and on a lost database for patience_s."""
+    deadline = time.monotonic() + patience_s
+    for attempt in range(1, 1000):
+        try:
+            return fn()
+        except TransactionConflict as exc:
+            if attempt >= TXN_ATTEMPTS:
+                raise
+            log.debug("%s: conflict (%s), retrying", what, exc)
+            time.sleep(min(0.05 * 2 ** attempt, 1.0) * random.random())
+        except DatabaseUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("%s: %s; retrying", what, exc)
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id: int) -> Claimed | str:
+    """Claim the schedule's next sendable row (pendiente -> enviando), or say why not.
+
+    One transaction: the lease is checked and extended, the schedule and its
+    campaign are re-read (a pause stops us here), the day's count row is locked
+    (serialising every claim of this schedule on every sender), the quota is
+    computed with the in-flight rows, and rows that can never be sent are moved
+    to `error` on the way.
+    """
+    events: list[str] = []
+
+    def attempt() -> Claimed | str:
+        events.clear()
+        now = ctx.clock.now()
+        day = now.date()
+        with conn.transaction():
+            if not outbox.lease_holds(conn, cliente_id, ctx.sender_id, now):
+                raise LeaseLost(f"lease of session {cliente_id} is no longer ours")
+            outbox.lease_renew(conn, cliente_id, ctx.sender_id, now, ctx.lease_expiry(now))
+            schedule = outbox.schedule_now(conn, programacion_id)
+            if schedule is None or int(schedule["cliente_id"]) != cliente_id:
+                return "schedule gone"
+            reason = closed_reason(schedule, now)
+            if reason:
+                return reason
+            sent = outbox.lock_daily_count(conn, programacion_id, day)
+            flying = outbox.in_flight_today(conn, [programacion_id], day).get(programacion_id, 0)
+            remaining = quota_remaining(schedule["cupo_diario"], sent, flying)
+            ctx.metrics.quota(programacion_id, remaining)
+            if remaining <= 0:
+                return "daily quota used"
+            skip: list[int] = []
+            while len(skip) <= MAX_REJECTS_PER_CLAIM:
+                row = outbox.next_pending(conn, int(schedule["campania_id"]), now, skip)
+                if row is None:
+                    return "queue empty"
+                problem, to, text = vet(row)
+                try:
+                    if problem:
+                        transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=now,
+                                   detail=f"not sendable: {problem}", columns={"last_error": problem[:500]})
+                        events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
+                                              ctx, detail=problem, phone=row.get("telefono_wapp")))
+                        skip.append(int(row["id"]))
+                        continue
+                    transition(conn, row["id"], Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=now,
+                               detail=f"claimed by {ctx.sender_id}",
+                               columns={"claimed_at": now, "claimed_by": ctx.sender_id,
+                                        "claim_programacion_id": programacion_id, "attempts": Increment(),
+                                        "next_attempt_at": None})
+                except StaleTransition:
+                    skip.append(int(row["id"]))  # another schedule of the campaign took it first
+                    continue
+                ctx.metrics.quota(programacion_id, remaining - 1)
+                return Claimed(row, schedule, cliente_id, to, text, now, remaining - 1)
+            return "busy"
+
+    result = retrying(f"claim for session {cliente_id}", attempt)
+    for line in events:
+        log.info(line)
+    if isinstance(result, Claimed):
+        log.info(_change(result.row, result.schedule, cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
+                         attempt=result.attempt, phone=result.to))
+    return result
+
+
+def _change(row, schedule, cliente_id, from_state, to_state, ctx, *, outcome=None, message_id=None,
+            detail="", phone=None, attempt=None) -> str:
+    return kv(
+        "state_change",
+        envio_id=row["id"],
+        campania_id=row.get("campania_id"),
+        programacion_id=schedule.get("programacion_id") if schedule else None,
+        cliente_id=cliente_id,
+        **{"from": from_state, "to": to_state},
+        outcome=outcome,
+        message_id=message_id,
+        phone=mask(phone),
+        attempt=attempt,
+        sender=ctx.sender_id,
+        detail=detail,
+    )
+
+
+# -- record ------------------------------------------------------------------------------------------
+
+def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: SendResult) -> Action:
+    """Write what the gateway said, per ACTIONS, in one transaction (with the daily count for enviado)."""
+    action = ACTIONS[result.outcome]
+    to_state = action.row_goes_to
+    detail = f"{result.outcome.value}: {result.reason}" if result.reason else result.outcome.value
+    wait_s = None
+
+    def attempt() -> None:
+        nonlocal to_state, wait_s
+        now = ctx.clock.now()
+        eid, pid = claimed.envio_id, claimed.programacion_id
+        with conn.transaction():
+            if to_state is Estado.ENVIADO:
+                day = claimed.claimed_at.date()  # counted on the day it was claimed (and quota-checked)
+                outbox.lock_daily_count(conn, pid, day)
+                transition(conn, eid, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now, detail=detail,
+                           columns={"message_id": result.message_id, "fecha_envio": now, "last_error": None})
+                outbox.count_sent(conn, pid, day, now)
+                return
+            if to_state is None:  # unknown: stays enviando, never retried automatically
+                outbox.note_on_stuck_row(conn, eid, f"unknown outcome: {result.reason}"[:500])
+                return
+            columns: dict = {"last_error": (result.reason or result.outcome.value)[:500]}
+            if action.give_back_attempt:
+                columns["attempts"] = Increment(-1)
+            if result.outcome is Outcome.GATEWAY_ERROR:
+                if claimed.attempt >= ctx.settings.max_attempts:
+                    to_state = Estado.ERROR
+                else:
+                    wait_s = ctx.settings.retry_after_s
+            if result.outcome is Outcome.RATE_LIMITED:
+                wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
+            if to_state is Estado.PENDIENTE and wait_s:
+                columns["next_attempt_at"] = now + dt.timedelta(seconds=wait_s)
+            transition(conn, eid, Estado.ENVIANDO, to_state, origin=Origin.SENDER, at=now, detail=detail,
+                       columns=columns)
+
+    try:
+        retrying(f"recording {result.outcome.value} for row {claimed.envio_id}", attempt,
+                  patience_s=RECORD_PATIENCE_S)
+    except StaleTransition as exc:
+        log.error(kv("record_skipped", envio_id=claimed.envio_id, outcome=result.outcome,
+                     detail=f"row was moved by someone else: {exc}"))
+        return action
+    except DatabaseError as exc:
+        # The row stays enviando: shown as stuck, resolved by `envios reconcile`.
+        log.error(kv("record_failed", envio_id=claimed.envio_id, outcome=result.outcome,
+                     message_id=result.message_id, detail=f"row left enviando: {exc}"))
+        raise
+    line = _change(claimed.row, claimed.schedule, claimed.cliente_id, Estado.ENVIANDO,
+                   to_state or Estado.ENVIANDO, ctx, outcome=result.outcome, message_id=result.message_id,
+                   detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
+    if result.outcome is Outcome.UNKNOWN:
+        log.warning(line + " note=\"outcome unknown: row stays enviando, never retried; see envios reconcile\"")
+    elif to_state is Estado.ENVIADO and result.message_id is None:
+        log.warning(line + " note=\"gateway confirmed without a message id\"")
+    else:
+        log.info(line)
+    return action
+
+
+# -- the worker -------------------------------------------------------------------------------------
+
+@dataclass
+class WorkerResult:
+    cliente_id: int
+    stop_reason: str = ""
+    session_state: str = ""
+    outcomes: collections.Counter = field(default_factory=collections.Counter)
+    session_level_stop: bool = False
+
+
+class SessionWorker:
+    """One session, one thread, one DB connection; holds the session's lease while it runs."""
+
+    def __init__(self, ctx: Context, cliente_id: int):
+        self.ctx = ctx
+        self.cliente_id = int(cliente_id)
+        self.lease_lost = threading.Event()
+        self.result = WorkerResult(self.cliente_id)
+        self.thread = threading.Thread(target=self._run, name=f"session-{cliente_id}", daemon=True)
+
+    def start(self) -> SessionWorker:
+        self.thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        ctx, cid = self.ctx, self.cliente_id
+        conn = None
+        lost = False
+        broken = False
+        try:
+            conn = ctx.pool.get() if ctx.pool else ctx.database.connect()
+            self.result.stop_reason = self._loop(conn)
+        except LeaseLost as exc:
+            lost = True
+            self.result.stop_reason = f"lease lost: {exc}"
+        except EnviosError as exc:
+            broken = True
+            self.result.stop_reason = f"database problem: {exc}"
+            self.result.session_level_stop = True
+        except Exception as exc:  # a bug must not kill the sender or keep the lease
+            broken = True
+            log.exception("session %s worker crashed", cid)
+            self.result.stop_reason = f"crashed: {type(exc).__name__}"
+        finally:
+            if not lost and not self.lease_lost.is_set() and conn is not None:
+                try:
+                    def release() -> None:
+                        with conn.transaction():
+                            outbox.lease_release(conn, cid, ctx.sender_id)
+                    retrying(f"releasing lease of session {cid}", release)
+                except EnviosError as exc:
+                    broken = True
+                    log.warning(kv("lease_release_failed", cliente_id=cid, detail=str(exc)))
+            if conn is not None:
+                if ctx.pool:
+                    ctx.pool.put(conn, broken=broken)
+                else:
+                    conn.close()
+            log.info(kv("session_stop", cliente_id=cid, reason=self.result.stop_reason,
+                        sent=self.result.outcomes.get(Outcome.SENT, 0)
+                        + self.result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
+                        sender=ctx.sender_id))
+
+    def _loop(self, conn: Connection) -> str:
+        ctx, cid = self.ctx, self.cliente_id
+        not_before = 0.0
+        last_claim: dict[int, float] = {}
+        empty_handed = 0
+        while True:
+            if ctx.stop.is_set():
+                return "sender stopping"
+            plan = eligible_work(conn, ctx.clock.now(), cid)
+            works = plan.by_session.get(cid, [])
+            for pid, remaining in plan.quota.items():
+                ctx.metrics.quota(pid, remaining)
+            if not works:
+                return "no work left (queue empty, quota used or schedules closed)"
+            wait = not_before - time.monotonic()
+            if wait > 0:
+                log.debug(kv("pacing", cliente_id=cid, wait_s=round(wait, 3)))
+                if ctx.stop.wait(wait):
+                    return "sender stopping"
+            if self.lease_lost.is_set():
+                raise LeaseLost(f"lease of session {cid} could not be renewed")
+            if not ctx.kill_switch():
+                return "kill switch off"
+            status = ctx.gateway.status(cid)
+            ctx.metrics.session(cid, status.state)
+            self.result.session_state = status.state
+            if not status.ready:
+                self.result.session_level_stop = True
+                log.info(kv("session_not_ready", cliente_id=cid, state=status.state, detail=status.detail))
+                return f"session {status.state}: {status.detail}" if status.detail else f"session {status.state}"
+            claimed: Claimed | None = None
+            reasons = []
+            for work in sorted(works, key=lambda w: last_claim.get(w.programacion_id, 0.0)):
+                got = claim_next(conn, ctx, cid, work.programacion_id)
+                if isinstance(got, Claimed):
+                    claimed = got
+                    last_claim[work.programacion_id] = time.monotonic()
+                    break
+                reasons.append(f"schedule {work.programacion_id}: {got}")
+                log.debug(kv("no_claim", cliente_id=cid, programacion_id=work.programacion_id, reason=got))
+            if claimed is None:
+                empty_handed += 1
+                if empty_handed >= 2:
+                    return "nothing claimable: " + "; ".join(reasons)
+                continue
+            empty_handed = 0
+            result = ctx.gateway.send(cid, claimed.to, claimed.text)
+            ctx.metrics.outcome(result.outcome, result.latency_s)
+            self.result.outcomes[result.outcome] += 1
+            action = record_outcome(conn, ctx, claimed, result)
+            if result.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
+                ctx.metrics.sent(cid)
+            if action.then == STOP_SESSION:
+                self.result.session_level_stop = True
+                return f"{result.outcome.value}: {result.reason}"
+            if action.then == SLOW_DOWN:
+                wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
+                not_before = time.monotonic() + max(wait_s, ctx.pacing_delay(claimed.schedule))
+            elif action.pace:
+                not_before = time.monotonic() + ctx.pacing_delay(claimed.schedule)

@@ -1,0 +1,97 @@
+"""`envios reconcile`: list stuck and doubtful rows, and record a person's decision through the state machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from sender import reconcile
+from sender.reconcile import ReconcileError
+from tests.sender.conftest import envios, history, row, seed_session, sender_env, sent_today
+
+
+@pytest.fixture
+def stuck(upgraded, clock):
+    """Row 1 stuck in enviando (claimed 10 minutes ago), row 2 sent without id, row 3 error, row 4 pendiente."""
+    ids = seed_session(upgraded, rows=4, cupo=10)
+    claimed = clock.now() - dt.timedelta(minutes=10)
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claimed_by = 'vm:1:ab',"
+                     " claim_programacion_id = 47, attempts = 1, last_error = 'unknown outcome: ReadTimeout'"
+                     " WHERE id = %s", (claimed, ids[0]))
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviado', claimed_at = %s, claimed_by = 'vm:1:ab',"
+                     " fecha_envio = %s WHERE id = %s", (claimed, claimed, ids[1]))
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'error', attempts = 5, last_error = 'HTTP 500'"
+                     " WHERE id = %s", (ids[2],))
+    return ids
+
+
+def test_list_finds_stuck_and_sent_without_id(upgraded, clock, stuck):
+    found = reconcile.list_doubtful(upgraded, clock, stuck_after_s=300)
+    assert [r["id"] for r in found.stuck] == [stuck[0]]
+    assert [r["id"] for r in found.sent_without_id] == [stuck[1]]
+    assert reconcile.list_doubtful(upgraded, clock, stuck_after_s=3600).stuck == []
+
+
+def test_mark_sent_records_the_id_the_date_and_the_daily_count(upgraded, clock, stuck):
+    reconcile.mark_sent(upgraded, clock, stuck[0], message_id="true_549@c.us_X", by="ana", note="recipient confirmed")
+    r = row(upgraded, stuck[0])
+    assert (r["estado"], r["message_id"], r["fecha_envio"]) == ("enviado", "true_549@c.us_X", clock.now())
+    assert history(upgraded, stuck[0]) == [("enviando", "enviado", "reconcile")]
+    detail = upgraded.scalar("SELECT detalle FROM ll_envios_whatsapp_historial WHERE envio_id = %s", (stuck[0],))
+    assert detail == "confirmed sent by ana: recipient confirmed"
+    assert sent_today(upgraded, 47, clock.today()) == 1
+
+
+def test_requeue_a_stuck_row_and_an_error_row(upgraded, clock, stuck):
+    reconcile.requeue(upgraded, clock, stuck[0], by="ana", note="not on the phone")
+    reconcile.requeue(upgraded, clock, stuck[2], by="ana")
+    assert row(upgraded, stuck[0])["estado"] == "pendiente"
+    assert (row(upgraded, stuck[2])["estado"], row(upgraded, stuck[2])["attempts"]) == ("pendiente", 0)
+    assert history(upgraded, stuck[0]) == [("enviando", "pendiente", "reconcile")]
+    assert history(upgraded, stuck[2]) == [("error", "pendiente", "reconcile")]
+
+
+def test_mark_error(upgraded, clock, stuck):
+    reconcile.mark_error(upgraded, clock, stuck[0], reason="number belongs to someone else", by="ana")
+    reconcile.mark_error(upgraded, clock, stuck[3], reason="opted out", by="ana")
+    assert row(upgraded, stuck[0])["last_error"] == "number belongs to someone else"
+    assert history(upgraded, stuck[3]) == [("pendiente", "error", "reconcile")]
+
+
+@pytest.mark.parametrize("action,index,message", [
+    ("requeue", 1, "is enviado: requeue only applies to enviando or error rows"),
+    ("requeue", 3, "is pendiente: requeue only applies"),
+    ("mark_sent", 1, "is enviado: mark-sent only applies to enviando rows"),
+    ("mark_sent", 2, "is error: mark-sent only applies"),
+    ("mark_error", 1, "is enviado: mark-error only applies"),
+])
+def test_forbidden_changes_are_refused_with_one_clear_line(upgraded, clock, stuck, action, index, message):
+    kwargs = {"reason": "x"} if action == "mark_error" else {}
+    with pytest.raises(ReconcileError, match=message):
+        getattr(reconcile, action)(upgraded, clock, stuck[index], **kwargs)
+    with pytest.raises(ReconcileError, match="row 999999 does not exist"):
+        getattr(reconcile, action)(upgraded, clock, 999999, **kwargs)
+
+
+def test_reconcile_command_line(db_url, upgraded, stuck, tmp_path):
+    env = sender_env(db_url, "http://127.0.0.1:9")
+    listed = envios("reconcile", "list", env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "stuck in enviando for more than 300s (outcome unknown): 1" in listed.stdout
+    assert "sent without a message id: 1" in listed.stdout
+    assert "*********0000" in listed.stdout and "5491100470000" not in listed.stdout
+    assert "vm:1:ab" in listed.stdout and "unknown outcome: ReadTimeout" in listed.stdout
+
+    done = envios("reconcile", "mark-sent", str(stuck[0]), "--message-id", "m-1", "--by", "ana", env=env, cwd=tmp_path)
+    assert done.returncode == 0 and f"row {stuck[0]}: now enviado" in done.stdout
+    bad = envios("reconcile", "requeue", str(stuck[0]), "424242", env=env, cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        f"envios reconcile: row {stuck[0]} is enviado: requeue only applies to enviando or error rows",
+        "envios reconcile: row 424242 does not exist",
+    ]
+    err = envios("reconcile", "mark-error", str(stuck[3]), "--reason", "opted out", env=env, cwd=tmp_path)
+    assert err.returncode == 0 and row(upgraded, stuck[3])["estado"] == "error"
+    both = envios("reconcile", "mark-sent", "1", "2", "--message-id", "x", env=env, cwd=tmp_path)
+    assert both.returncode != 0 and "exactly one ID" in both.stderr and "Traceback" not in both.stderr
