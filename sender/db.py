@@ -111,15 +111,18 @@ _MYSQL_CONVERSIONS[FIELD_TYPE.TIME] = _mysql_time  # TIME as time-of-day, like S
 class Database:
     """A URL plus the means to open connections to it (one per thread/process)."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 10.0):
+    def __init__(self, url: str, connect_timeout_s: float = 10.0, read_timeout_s: float = 120.0):
         self.url = DatabaseUrl.parse(url)
         self.dialect = self.url.dialect
         self.connect_timeout_s = connect_timeout_s
+        # A server that stops answering on an open connection must not block a
+        # caller for ever: past this, the call fails as DatabaseUnavailable.
+        self.read_timeout_s = read_timeout_s
 
     def connect(self) -> Connection:
         if self.dialect == SQLITE:
             return SqliteConnection(self.url, self.connect_timeout_s)
-        return MysqlConnection(self.url, self.connect_timeout_s)
+        return MysqlConnection(self.url, self.connect_timeout_s, self.read_timeout_s)
 
     def describe(self) -> str:
         return self.url.describe()
@@ -269,14 +272,17 @@ class SqliteConnection(Connection):
             if "unable to open" in text:
                 raise DatabaseUnavailable(f"cannot open {self.url.describe()}: {text}") from None
             raise DatabaseError(f"{self.url.describe()}: {text}") from exc
+        except sqlite3.Error as exc:  # IntegrityError, ProgrammingError...
+            raise DatabaseError(f"{self.url.describe()}: {exc}") from exc
 
 
 class MysqlConnection(Connection):
     dialect = MYSQL
 
-    def __init__(self, url: DatabaseUrl, timeout_s: float):
+    def __init__(self, url: DatabaseUrl, timeout_s: float, read_timeout_s: float = 120.0):
         self.url = url
         self._timeout_s = timeout_s
+        self._read_timeout_s = read_timeout_s
         self._raw = self._open()
 
     def _open(self) -> Any:
@@ -291,6 +297,8 @@ class MysqlConnection(Connection):
                 charset="utf8mb4",  # legacy latin1 columns are converted by the server
                 autocommit=True,
                 connect_timeout=self._timeout_s,
+                read_timeout=self._read_timeout_s,
+                write_timeout=self._read_timeout_s,
                 conv=_MYSQL_CONVERSIONS,
                 # READ COMMITTED keeps claim scans from taking gap locks that would
                 # serialise independent sessions.
@@ -353,6 +361,9 @@ class MysqlConnection(Connection):
             if code in _CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
                 raise DatabaseUnavailable(f"cannot reach {where}: connection failed or lost") from None
             raise DatabaseError(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+        except pymysql.err.Error as exc:  # ProgrammingError (no such table), DataError, IntegrityError...
+            detail = exc.args[1] if len(exc.args) > 1 else exc
+            raise DatabaseError(f"{self.url.describe()}: {detail}") from exc
 
 
 def split_statements(script: str) -> list[str]:

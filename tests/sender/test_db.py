@@ -84,3 +84,13 @@ def test_killed_connection_is_reopened_before_the_next_transaction(mysql_server_
         upgraded.execute("INSERT INTO ll_campanias_whatsapp (nombre, mensaje) VALUES ('after', 'kill')")
     assert upgraded.thread_id != victim_id
     assert upgraded.scalar("SELECT COUNT(*) FROM ll_campanias_whatsapp WHERE nombre = 'after'") == 1
+
+
+def test_driver_errors_become_database_errors(upgraded):
+    from sender.errors import DatabaseError
+
+    with pytest.raises(DatabaseError, match="no_such_table"):
+        upgraded.query("SELECT * FROM no_such_table")
+    upgraded.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje) VALUES (1, 'a', 'b')")
+    with pytest.raises(DatabaseError):
+        upgraded.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje) VALUES (1, 'a', 'b')")

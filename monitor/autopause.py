@@ -1,0 +1,104 @@
+"""Auto-pause: after each refresh, pause campaigns past a threshold (never inside a scrape).
+
+A campaign crosses a threshold when (config `monitor.autopause`):
+
+- `stuck`: more than `max_stuck` of its rows are in `enviando` for longer than
+  `monitor.stuck_after_s` (all of them, also those claimed before a resume:
+  a stuck row needs `envios reconcile`, and sending on while its outcome is
+  unknown is what the incident was);
+- `missing_message_id`: more than `max_missing_message_id` rows this system
+  marked `enviado` without a message id, finished after the last resume;
+- `error_ratio`: errors / finished sends in the window (after the last resume)
+  above `max_error_ratio`, with at least `min_finished` finished sends.
+
+When several are crossed the first in that order is the reason; the audit
+detail names every crossed threshold with its value. Verdicts use only values
+read by this refresh: a query that failed or timed out gives no verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from monitor.campaigns import WATCHER, pause
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from monitor.refresher import Snapshot
+    from sender.db import Connection
+
+log = logging.getLogger("envios.watch")
+
+
+@dataclass(frozen=True)
+class Crossing:
+    reason: str
+    value: float
+    threshold: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    campania_id: int
+    crossings: tuple[Crossing, ...]
+
+    @property
+    def reason(self) -> str:
+        return self.crossings[0].reason
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(c.text for c in self.crossings)
+
+
+def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
+    """Campaigns with an approved schedule that cross a threshold, in campaign id order.
+
+    `settings` is `config.monitor.autopause` (max_error_ratio, min_finished,
+    max_stuck, max_missing_message_id).
+    """
+    approved = {s.campania_id for s in snapshot.schedules if s.estado == "aprobada"}
+    verdicts = []
+    for cid in sorted(approved & set(snapshot.campaigns)):
+        c = snapshot.campaigns[cid]
+        crossings: list[Crossing] = []
+        if "stuck" in snapshot.fresh and c.stuck > settings.max_stuck:
+            crossings.append(Crossing(
+                "stuck", c.stuck, settings.max_stuck,
+                f"stuck {c.stuck} > max_stuck {settings.max_stuck}"
+                f" (enviando for longer than {snapshot.stuck_after_s:g}s)"))
+        if "missing_message_id" in snapshot.fresh and c.missing_since_resume > settings.max_missing_message_id:
+            crossings.append(Crossing(
+                "missing_message_id", c.missing_since_resume, settings.max_missing_message_id,
+                f"missing_message_id {c.missing_since_resume} > max_missing_message_id"
+                f" {settings.max_missing_message_id}"))
+        if ("error_ratio" in snapshot.fresh and c.finished >= settings.min_finished
+                and c.error_ratio > settings.max_error_ratio):
+            crossings.append(Crossing(
+                "error_ratio", c.error_ratio, settings.max_error_ratio,
+                f"error_ratio {c.error_ratio:.3f} > max_error_ratio {settings.max_error_ratio:g}"
+                f" ({c.errors} errors / {c.finished} finished since {c.window_start:%Y-%m-%d %H:%M:%S})"))
+        if crossings:
+            verdicts.append(Verdict(cid, tuple(crossings)))
+    return verdicts
+
+
+def apply(conn: Connection, verdicts: list[Verdict], now: dt.datetime, origin: str) -> list[tuple[Verdict, list[int]]]:
+    """Pause each verdict's campaign; returns the verdicts that changed something, with the ids.
+
+    A verdict whose schedules were already paused (by another watcher a moment
+    ago, say) changes nothing and is not returned: it is not counted twice.
+    """
+    done = []
+    for verdict in verdicts:
+        changed = pause(conn, verdict.campania_id, reason=verdict.reason, now=now,
+                        paused_by=WATCHER, detail=verdict.detail, origin=origin)
+        if changed:
+            log.warning("auto-paused campaign %d (schedules %s): %s",
+                        verdict.campania_id, ", ".join(map(str, changed)), verdict.detail)
+            done.append((verdict, changed))
+    return done

@@ -1,0 +1,154 @@
+"""Pause and resume a campaign's schedules: shared by `envios campaign` and the auto-pause.
+
+Pausing moves each `aprobada` schedule of the campaign to `pausada` with a
+reason, a time and who did it, and writes one `envios_audit` row per schedule
+changed, all in one transaction. Every UPDATE is conditional on the state it
+expects, so two watchers (or a watcher and an operator) racing on the same
+campaign change each schedule once: only the one whose UPDATE changed the row
+writes the audit row and reports it.
+
+Resuming moves the campaign's `pausada` schedules back to `aprobada`, clears
+their pause columns and stamps `ll_campanias_whatsapp.resumed_at`: from then
+on the watcher counts only sends finished after that instant toward the error
+ratio and missing-id verdicts, so the campaign is not paused again for the
+same old errors. Rows still stuck in `enviando` do count (they need
+`envios reconcile`, not a resume).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+
+from monitor import queries as q
+from sender.db import Connection
+from sender.errors import EnviosError
+
+# paused_reason values (and the `reason` label of envios_schedule_paused)
+AUTO_REASONS = ("stuck", "missing_message_id", "error_ratio")  # the auto-pause's, in priority order
+OPERATOR = "operator"
+UNKNOWN = "unknown"  # paused by something else (the legacy UI): no reason recorded
+REASONS = (*AUTO_REASONS, OPERATOR)
+WATCHER = "watcher"
+
+AUDIT_DETAIL_MAX = 500
+AUDIT_ORIGIN_MAX = 120
+
+
+def reason_label(paused_reason: str | None) -> str:
+    return paused_reason if paused_reason in REASONS else UNKNOWN
+
+
+def watcher_identity() -> str:
+    return f"{WATCHER}@{socket.gethostname()}:{os.getpid()}"[:AUDIT_ORIGIN_MAX]
+
+
+def operator_identity() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in a bare container
+        user = "unknown"
+    return f"{OPERATOR}:{user}@{socket.gethostname()}"[:AUDIT_ORIGIN_MAX]
+
+
+class UnknownCampaign(EnviosError):
+    pass
+
+
+def _check_exists(conn: Connection, campania_id: int) -> None:
+    if conn.query_one(q.SQL_CAMPAIGN_EXISTS, (campania_id,)) is None:
+        raise UnknownCampaign(f"campaign {campania_id} does not exist")
+
+
+def pause(
+    conn: Connection,
+    campania_id: int,
+    *,
+    reason: str,
+    now: dt.datetime,
+    paused_by: str,
+    detail: str = "",
+    origin: str | None = None,
+) -> list[int]:
+    """Pause the campaign's approved schedules; returns the ids this call changed.
+
+    An empty list means there was nothing left to pause (already paused, by us or
+    by someone else at the same moment): nothing was written.
+    """
+    if reason not in REASONS:
+        raise ValueError(f"unknown pause reason {reason!r}")
+    action = "autopause" if paused_by == WATCHER else "pause"
+    origin = (origin or (watcher_identity() if paused_by == WATCHER else operator_identity()))
+    changed: list[int] = []
+    with conn.transaction():
+        _check_exists(conn, campania_id)
+        for row in conn.query(q.SQL_SCHEDULE_IDS_IN_STATE, (campania_id, "aprobada")):
+            schedule_id = int(row["id"])
+            if conn.execute(q.SQL_PAUSE_SCHEDULE, (reason, now, paused_by, schedule_id)) != 1:
+                continue  # someone else paused it first
+            changed.append(schedule_id)
+            conn.execute(q.SQL_AUDIT, (now, action, campania_id, schedule_id, reason,
+                                       detail[:AUDIT_DETAIL_MAX], origin[:AUDIT_ORIGIN_MAX]))
+    return changed
+
+
+def resume(
+    conn: Connection,
+    campania_id: int,
+    *,
+    now: dt.datetime,
+    detail: str = "",
+    origin: str | None = None,
+) -> list[int]:
+    """Approve the campaign's paused schedules again; returns the ids this call changed.
+
+    Sets `resumed_at = now` on the campaign when anything was resumed.
+    """
+    origin = origin or operator_identity()
+    changed: list[int] = []
+    with conn.transaction():
+        _check_exists(conn, campania_id)
+        for row in conn.query(q.SQL_SCHEDULE_IDS_IN_STATE, (campania_id, "pausada")):
+            schedule_id = int(row["id"])
+            if conn.execute(q.SQL_RESUME_SCHEDULE, (schedule_id,)) != 1:
+                continue
+            changed.append(schedule_id)
+            conn.execute(q.SQL_AUDIT, (now, "resume", campania_id, schedule_id, OPERATOR,
+                                       detail[:AUDIT_DETAIL_MAX], origin[:AUDIT_ORIGIN_MAX]))
+        if changed:
+            conn.execute(q.SQL_MARK_RESUMED, (now, campania_id))
+    return changed
+
+
+def stuck_count(conn: Connection, campania_id: int, claimed_before: dt.datetime) -> int:
+    return int(conn.scalar(q.SQL_STUCK_OF_CAMPAIGN, (claimed_before, campania_id)) or 0)
+
+
+@dataclass(frozen=True)
+class CampaignOverview:
+    id: int
+    nombre: str
+    estado: str
+    schedules: list[q.ScheduleRow]
+    pause_details: dict[int, str]  # schedule id -> the audit detail of its current pause
+
+
+def overview(conn: Connection) -> list[CampaignOverview]:
+    """Every campaign with every schedule, for `envios campaign list`."""
+    names = q.campaign_names(conn)
+    by_campaign: dict[int, list[q.ScheduleRow]] = {}
+    for s in q.schedules(conn, include_all=True):
+        by_campaign.setdefault(s.campania_id, []).append(s)
+    out = []
+    for cid, (nombre, estado) in names.items():
+        details = {}
+        for s in by_campaign.get(cid, []):
+            if s.estado == "pausada":
+                row = conn.query_one(q.SQL_LAST_PAUSE_AUDIT, (cid, s.id))
+                if row and row["detalle"]:
+                    details[s.id] = row["detalle"]
+        out.append(CampaignOverview(cid, nombre, estado, by_campaign.get(cid, []), details))
+    return out

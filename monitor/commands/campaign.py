@@ -1,0 +1,94 @@
+"""`envios campaign list | pause ID [--reason TEXT] | resume ID [--reason TEXT]`: operator control."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from monitor import campaigns
+from monitor.commands._table import format_table, shorten
+from sender.clock import Clock
+from sender.db import Database
+
+HELP = "operator control: list campaigns and their schedules, pause or resume one"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="campaign_action", metavar="ACTION")
+    actions.required = True
+    actions.add_parser("list", help="campaigns with their schedules, states and pause reasons")
+    pause = actions.add_parser(
+        "pause", help="pause the campaign's approved schedules (reason: operator)",
+        description="Move every aprobada schedule of the campaign to pausada (paused_reason operator, "
+                    "paused_by operator) and write an audit row. The sender stops sending them at "
+                    "its next check. Pausing a campaign with nothing approved changes nothing.")
+    pause.add_argument("campaign_id", type=int, metavar="ID")
+    pause.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit record")
+    resume = actions.add_parser(
+        "resume", help="approve the campaign's paused schedules again",
+        description="Move every pausada schedule of the campaign back to aprobada, clear the pause "
+                    "and stamp the campaign's resumed_at: from then on the watcher's error-ratio "
+                    "and missing-id verdicts count only sends finished after the resume. Rows still "
+                    "stuck in enviando keep counting: resolve them with `envios reconcile`.")
+    resume.add_argument("campaign_id", type=int, metavar="ID")
+    resume.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit record")
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def run(args: argparse.Namespace, config) -> int:
+    clock = Clock(config.tz)
+    with Database(config.database.url).connect() as conn:
+        if args.campaign_action == "list":
+            print(_list(conn))
+            return 0
+        if args.campaign_action == "pause":
+            changed = campaigns.pause(conn, args.campaign_id, reason=campaigns.OPERATOR,
+                                      now=clock.now(), paused_by=campaigns.OPERATOR,
+                                      detail=args.reason)
+            if changed:
+                print(f"campaign {args.campaign_id}: paused schedule(s) {_ids(changed)} (reason operator)")
+            else:
+                print(f"campaign {args.campaign_id}: no approved schedule to pause; nothing changed")
+            return 0
+        now = clock.now()
+        changed = campaigns.resume(conn, args.campaign_id, now=now, detail=args.reason)
+        if not changed:
+            print(f"campaign {args.campaign_id}: no paused schedule to resume; nothing changed")
+            return 0
+        print(f"campaign {args.campaign_id}: resumed schedule(s) {_ids(changed)}; sends finished"
+              f" before {_when(now)} no longer count toward the error-ratio and missing-id pauses")
+        monitor = config.monitor
+        stuck = campaigns.stuck_count(conn, args.campaign_id,
+                                      now - dt.timedelta(seconds=monitor.stuck_after_s))
+        if stuck:
+            again = ("; the watcher will pause it again until they are resolved"
+                     if monitor.autopause.enabled and stuck > monitor.autopause.max_stuck else "")
+            print(f"warning: {stuck} row(s) of campaign {args.campaign_id} are stuck in enviando"
+                  f" (outcome unknown){again}: see `envios reconcile`")
+        return 0
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(str(i) for i in ids)
+
+
+def _list(conn) -> str:
+    rows = []
+    for c in campaigns.overview(conn):
+        first = [c.id, shorten(c.nombre, 32), c.estado]
+        if not c.schedules:
+            rows.append([*first, "-", "", "", "", "", "", ""])
+        for i, s in enumerate(c.schedules):
+            head = first if i == 0 else ["", "", ""]
+            paused = s.estado == "pausada"
+            rows.append([*head, s.id, s.cliente_id, s.estado,
+                         campaigns.reason_label(s.paused_reason) if paused else "",
+                         s.paused_by or "" if paused else "", _when(s.paused_at) if paused else "",
+                         shorten(c.pause_details.get(s.id, ""), 60)])
+    if not rows:
+        return "no campaigns"
+    return format_table(["CAMPAIGN", "NAME", "ESTADO", "SCHEDULE", "CLIENTE", "SCHEDULE ESTADO",
+                         "PAUSE REASON", "PAUSED BY", "PAUSED AT", "WHY"], rows, right=(0, 3, 4))

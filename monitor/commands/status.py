@@ -1,0 +1,73 @@
+"""`envios status [--all]`: per-campaign progress in an aligned table."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from monitor import queries as q
+from monitor.campaigns import reason_label
+from monitor.commands._table import format_table, shorten
+from sender.clock import Clock
+from sender.db import Database
+from sender.errors import EnviosError
+
+HELP = "per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, paused and why"
+
+HEADERS = ["ID", "NAME", "ESTADO", "PENDING", "IN FLIGHT", "SENT", "ERRORS", "STUCK",
+           "NO MSG ID", "LEGACY NO ID", "ERROR RATIO", "PAUSED"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--all", action="store_true", help="include finalizado campaigns")
+
+
+def run(args: argparse.Namespace, config) -> int:
+    clock = Clock(config.tz)
+    database = Database(config.database.url)
+    with database.connect() as conn:
+        if not q.schema_ready(conn):
+            raise EnviosError(f"the schema of {database.describe()} is not upgraded: run `envios db upgrade`")
+        print(render(conn, clock.now(), config, include_finished=args.all, where=database.describe()))
+    return 0
+
+
+def render(conn, now: dt.datetime, config, *, include_finished: bool = False, where: str = "") -> str:
+    monitor = config.monitor
+    camps = q.campaigns(conn, include_finished=include_finished)
+    ids = sorted(camps)
+    names = q.campaign_names(conn)
+    counts = q.messages(conn, ids)
+    stuck = q.stuck(conn, now - dt.timedelta(seconds=monitor.stuck_after_s))
+    missing = q.missing_message_ids(conn, camps)
+    finished = q.finished_in_window(conn, now - dt.timedelta(seconds=monitor.window_s), now)
+    schedules: dict[int, list[q.ScheduleRow]] = {}
+    for s in q.schedules(conn, include_all=True):
+        schedules.setdefault(s.campania_id, []).append(s)
+    rows = []
+    for cid in ids:
+        m = counts[cid]
+        fin = finished.get(cid)
+        ratio = f"{fin.ratio:.2f} of {fin.finished}" if fin and fin.finished else "-"
+        live = [s for s in schedules.get(cid, []) if s.estado in ("aprobada", "pausada")]
+        paused = [s for s in live if s.estado == "pausada"]
+        why = ""
+        if paused:
+            reasons = sorted({reason_label(s.paused_reason) for s in paused})
+            by = sorted({s.paused_by for s in paused if s.paused_by})
+            latest = max((s.paused_at for s in paused if s.paused_at), default=None)
+            why = f"{len(paused)}/{len(live)} {','.join(reasons)}"
+            if by:
+                why += f" by {','.join(by)}"
+            if latest:
+                why += f" {latest:%m-%d %H:%M}"
+        st = stuck.get(cid)
+        mis = missing[cid]
+        rows.append([cid, shorten(names.get(cid, ("", ""))[0], 28), camps[cid].estado,
+                     m["pendiente"], m["enviando"], m["enviado"], m["error"],
+                     st.count if st else 0, mis.missing, mis.legacy, ratio, why])
+    title = (f"envios status {where} at {now:%Y-%m-%d %H:%M:%S} ({config.timezone}); "
+             f"stuck = enviando > {monitor.stuck_after_s:g}s, error ratio over {monitor.window_s:g}s")
+    if not rows:
+        return title + "\nno campaigns" + ("" if include_finished else " in progress (--all shows finalizado ones)")
+    return title + "\n" + format_table(HEADERS, rows, right=(0, 3, 4, 5, 6, 7, 8, 9, 10))

@@ -1,0 +1,293 @@
+"""Every SQL statement the watcher (and `envios campaign` / `envios status`) runs, by name.
+
+The same text runs on MariaDB/MySQL and on SQLite (`%s` placeholders; the
+connector adapts them). Datetimes go in as parameters computed by the clock,
+never NOW(). The one dialect difference that leaks through the connector (an
+aggregate over a DATETIME column comes back as text from SQLite) is undone in
+`_as_datetime` here.
+
+Each read is written for an index of the upgraded schema, so a refresh never
+scans all of `ll_envios_whatsapp` (the bench prints the plans on 1M rows):
+
+| query               | table / index                                                        |
+|---------------------|----------------------------------------------------------------------|
+| campaigns           | ll_campanias_whatsapp (a few hundred rows)                          |
+| messages            | ll_envios_whatsapp (campania_id, estado): covering, only campaigns not finalizado |
+| stuck               | ll_envios_whatsapp (estado, claimed_at): range over enviando claims  |
+| missing_message_id  | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (schema v3): covering, enviado + NULL id, campaigns not finalizado |
+| error_ratio         | ll_envios_whatsapp_historial (campania_id, creado_en, estado_nuevo): covering range over the window |
+| schedules           | ll_programaciones (estado)                                           |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sender.db import MYSQL, SQLITE, Connection
+
+ESTADOS = ("pendiente", "enviando", "enviado", "error")
+FINISHED = ("enviado", "error")
+IN_CHUNK = 500  # ids per IN (...) list
+
+
+def _as_datetime(value: Any) -> dt.datetime | None:
+    """SQLite returns MIN()/MAX() of a DATETIME column as text."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode()
+    return dt.datetime.fromisoformat(str(value))
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    ids = sorted(ids)
+    for start in range(0, len(ids), IN_CHUNK):
+        yield ids[start:start + IN_CHUNK]
+
+
+# -- reads of one refresh ------------------------------------------------------
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    estado: str
+    resumed_at: dt.datetime | None
+
+
+SQL_CAMPAIGNS_ACTIVE = (
+    "SELECT c.id, c.estado, c.resumed_at FROM ll_campanias_whatsapp c"
+    " WHERE (c.estado IS NULL OR c.estado <> 'finalizado')"
+)
+SQL_CAMPAIGNS_ALL = "SELECT c.id, c.estado, c.resumed_at FROM ll_campanias_whatsapp c"
+
+
+def campaigns(conn: Connection, include_finished: bool = False) -> dict[int, CampaignRow]:
+    """Campaigns whose series the watcher exports (all of them with include_finished)."""
+    rows = conn.query(SQL_CAMPAIGNS_ALL if include_finished else SQL_CAMPAIGNS_ACTIVE)
+    return {
+        int(r["id"]): CampaignRow(int(r["id"]), r["estado"] or "pendiente", _as_datetime(r["resumed_at"]))
+        for r in rows
+    }
+
+
+SQL_MESSAGES = (
+    "SELECT campania_id, estado, COUNT(*) AS n FROM ll_envios_whatsapp"
+    " WHERE campania_id IN ({ids}) GROUP BY campania_id, estado"
+)
+
+
+def messages(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Rows per state of the given campaigns; every state present (0 when none)."""
+    out = {cid: dict.fromkeys(ESTADOS, 0) for cid in campaign_ids}
+    for chunk in _chunks(campaign_ids):
+        # safe: only "%s" placeholders are interpolated; the ids are parameters.
+        sql = SQL_MESSAGES.format(ids=_placeholders(len(chunk)))  # noqa: S608
+        for r in conn.query(sql, chunk):
+            if r["estado"] in ESTADOS:
+                out[int(r["campania_id"])][r["estado"]] = int(r["n"])
+    return out
+
+
+SQL_STUCK = (
+    "SELECT campania_id, COUNT(*) AS n, MIN(claimed_at) AS oldest FROM ll_envios_whatsapp"
+    " WHERE estado = 'enviando' AND (claimed_at < %s OR claimed_at IS NULL)"
+    " GROUP BY campania_id"
+)
+
+
+@dataclass(frozen=True)
+class Stuck:
+    count: int
+    oldest_claim: dt.datetime | None  # None when only rows without a claim time are stuck
+
+
+def stuck(conn: Connection, claimed_before: dt.datetime) -> dict[int, Stuck]:
+    """Rows in `enviando` claimed before the cutoff (or with no claim time at all), per campaign."""
+    return {
+        int(r["campania_id"]): Stuck(int(r["n"]), _as_datetime(r["oldest"]))
+        for r in conn.query(SQL_STUCK, (claimed_before,))
+    }
+
+
+# Covering on (estado, message_id, campania_id, claimed_at) (schema v3): legacy sends
+# (claimed_at NULL) are told apart without reading a row.
+SQL_MISSING_MESSAGE_ID = (
+    "SELECT campania_id, COUNT(*) AS n, SUM(CASE WHEN claimed_at IS NULL THEN 1 ELSE 0 END) AS legacy"
+    " FROM ll_envios_whatsapp"
+    " WHERE estado = 'enviado' AND message_id IS NULL AND campania_id IN ({ids})"
+    " GROUP BY campania_id"
+)
+# Only for campaigns that were resumed; reads the (few) rows envios sent without an id.
+SQL_MISSING_SINCE_RESUME = (
+    "SELECT e.campania_id, COUNT(*) AS n"
+    " FROM ll_envios_whatsapp e JOIN ll_campanias_whatsapp c ON c.id = e.campania_id"
+    " WHERE e.estado = 'enviado' AND e.message_id IS NULL AND e.claimed_at IS NOT NULL"
+    " AND e.campania_id IN ({ids})"
+    " AND COALESCE(e.fecha_envio, e.claimed_at) > c.resumed_at"
+    " GROUP BY e.campania_id"
+)
+
+
+@dataclass(frozen=True)
+class Missing:
+    missing: int  # marked enviado by envios (claimed) without a message id
+    since_resume: int  # of those, finished after the campaign's last resume (all when never resumed)
+    legacy: int  # sent before the upgrade (never claimed): no id by construction
+
+
+def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> dict[int, Missing]:
+    counts: dict[int, tuple[int, int]] = {}
+    for chunk in _chunks(list(campaigns)):
+        # safe: only "%s" placeholders are interpolated; the ids are parameters.
+        sql = SQL_MISSING_MESSAGE_ID.format(ids=_placeholders(len(chunk)))  # noqa: S608
+        for r in conn.query(sql, chunk):
+            counts[int(r["campania_id"])] = (int(r["n"]), int(r["legacy"] or 0))
+    resumed = [cid for cid, c in campaigns.items() if c.resumed_at is not None
+               and counts.get(cid, (0, 0))[0] > counts.get(cid, (0, 0))[1]]
+    since: dict[int, int] = {}
+    for chunk in _chunks(resumed):
+        # safe: only "%s" placeholders are interpolated; the ids are parameters.
+        sql = SQL_MISSING_SINCE_RESUME.format(ids=_placeholders(len(chunk)))  # noqa: S608
+        for r in conn.query(sql, chunk):
+            since[int(r["campania_id"])] = int(r["n"])
+    out = {}
+    for cid, camp in campaigns.items():
+        total, legacy = counts.get(cid, (0, 0))
+        missing = total - legacy
+        out[cid] = Missing(missing, since.get(cid, 0) if camp.resumed_at is not None else missing, legacy)
+    return out
+
+
+SQL_FINISHED_IN_WINDOW = (
+    "SELECT h.campania_id, h.estado_nuevo, COUNT(*) AS n"
+    " FROM ll_campanias_whatsapp c"
+    " JOIN ll_envios_whatsapp_historial h ON h.campania_id = c.id"
+    " WHERE (c.estado IS NULL OR c.estado <> 'finalizado')"
+    " AND h.creado_en >= %s AND h.creado_en <= %s"
+    " AND h.estado_nuevo IN ('enviado', 'error')"
+    " AND (c.resumed_at IS NULL OR h.creado_en > c.resumed_at)"
+    " GROUP BY h.campania_id, h.estado_nuevo"
+)
+
+
+@dataclass(frozen=True)
+class Finished:
+    finished: int  # transitions to enviado or error in the window (after the last resume)
+    errors: int
+
+    @property
+    def ratio(self) -> float:
+        return self.errors / self.finished if self.finished else 0.0
+
+
+def finished_in_window(conn: Connection, since: dt.datetime, until: dt.datetime) -> dict[int, Finished]:
+    """Finished sends per campaign not finalizado, from the history table.
+
+    The window starts at `since` or at the campaign's `resumed_at`, whichever is
+    later: sends finished before an operator resumed do not count again.
+    """
+    counts: dict[int, dict[str, int]] = {}
+    for r in conn.query(SQL_FINISHED_IN_WINDOW, (since, until)):
+        counts.setdefault(int(r["campania_id"]), {})[r["estado_nuevo"]] = int(r["n"])
+    return {
+        cid: Finished(c.get("enviado", 0) + c.get("error", 0), c.get("error", 0))
+        for cid, c in counts.items()
+    }
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    id: int
+    campania_id: int
+    cliente_id: int
+    estado: str
+    paused_reason: str | None
+    paused_at: dt.datetime | None
+    paused_by: str | None
+
+
+SQL_SCHEDULES = (
+    "SELECT p.id, p.campania_id, p.cliente_id, p.estado, p.paused_reason, p.paused_at, p.paused_by"
+    " FROM ll_programaciones p JOIN ll_campanias_whatsapp c ON c.id = p.campania_id"
+    " WHERE p.estado IN ('aprobada', 'pausada') AND (c.estado IS NULL OR c.estado <> 'finalizado')"
+    " ORDER BY p.id"
+)
+SQL_SCHEDULES_ALL = (
+    "SELECT p.id, p.campania_id, p.cliente_id, p.estado, p.paused_reason, p.paused_at, p.paused_by"
+    " FROM ll_programaciones p ORDER BY p.id"
+)
+
+
+def _schedule(r: dict[str, Any]) -> ScheduleRow:
+    return ScheduleRow(int(r["id"]), int(r["campania_id"]), int(r["cliente_id"]), r["estado"],
+                       r["paused_reason"], _as_datetime(r["paused_at"]), r["paused_by"])
+
+
+def schedules(conn: Connection, include_all: bool = False) -> list[ScheduleRow]:
+    """Approved and paused schedules of campaigns not finalizado (every schedule with include_all)."""
+    return [_schedule(r) for r in conn.query(SQL_SCHEDULES_ALL if include_all else SQL_SCHEDULES)]
+
+
+SQL_CAMPAIGN_NAMES = "SELECT id, nombre, estado FROM ll_campanias_whatsapp ORDER BY id"
+
+
+def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:
+    """id -> (nombre, estado), for the terminal only (never a label)."""
+    return {int(r["id"]): (r["nombre"] or "", r["estado"] or "pendiente")
+            for r in conn.query(SQL_CAMPAIGN_NAMES)}
+
+
+SQL_SCHEMA_VERSIONS = "SELECT version FROM envios_schema_version"
+REQUIRED_SCHEMA_VERSION = 2  # claims, message ids, history, pause columns, the watcher's indexes
+
+
+SQL_TABLE_EXISTS = {
+    MYSQL: ("SELECT COUNT(*) FROM information_schema.tables"
+            " WHERE table_schema = DATABASE() AND table_name = %s"),
+    SQLITE: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = %s",
+}
+
+
+def schema_ready(conn: Connection) -> bool:
+    """True when `envios db upgrade` has applied the version the watcher reads."""
+    if not conn.scalar(SQL_TABLE_EXISTS[conn.dialect], ("envios_schema_version",)):
+        return False  # never upgraded
+    return REQUIRED_SCHEMA_VERSION in {int(r["version"]) for r in conn.query(SQL_SCHEMA_VERSIONS)}
+
+
+# -- pause / resume (monitor.campaigns) ------------------------------------------
+
+SQL_CAMPAIGN_EXISTS = "SELECT id FROM ll_campanias_whatsapp WHERE id = %s"
+SQL_SCHEDULE_IDS_IN_STATE = (
+    "SELECT id FROM ll_programaciones WHERE campania_id = %s AND estado = %s ORDER BY id"
+)
+# Conditional: a second watcher (or an operator) that got there first leaves 0 rows to change.
+SQL_PAUSE_SCHEDULE = (
+    "UPDATE ll_programaciones SET estado = 'pausada', paused_reason = %s, paused_at = %s,"
+    " paused_by = %s WHERE id = %s AND estado = 'aprobada'"
+)
+SQL_RESUME_SCHEDULE = (
+    "UPDATE ll_programaciones SET estado = 'aprobada', paused_reason = NULL, paused_at = NULL,"
+    " paused_by = NULL WHERE id = %s AND estado = 'pausada'"
+)
+SQL_MARK_RESUMED = "UPDATE ll_campanias_whatsapp SET resumed_at = %s WHERE id = %s"
+SQL_AUDIT = (
+    "INSERT INTO envios_audit (creado_en, accion, campania_id, programacion_id, motivo, detalle, origen)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+SQL_LAST_PAUSE_AUDIT = (
+    "SELECT detalle, origen, creado_en FROM envios_audit"
+    " WHERE campania_id = %s AND programacion_id = %s AND accion IN ('autopause', 'pause')"
+    " ORDER BY creado_en DESC, id DESC LIMIT 1"
+)
+SQL_STUCK_OF_CAMPAIGN = (
+    "SELECT COUNT(*) FROM ll_envios_whatsapp"
+    " WHERE estado = 'enviando' AND (claimed_at < %s OR claimed_at IS NULL) AND campania_id = %s"
+)
