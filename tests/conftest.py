@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from importlib import resources
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -109,12 +111,32 @@ def upgraded(conn, clock):
     return conn
 
 
+LEGACY_SCHEMA = Path(__file__).parent / "fixtures" / "legacy_schema_2026-02.sql"
+
+
 def load_legacy(conn) -> None:
-    """The production schema and rows as of the incident (tests/fixtures)."""
-    name = "legacy_schema_2026-02.sql" if conn.dialect == "mysql" else "legacy_schema_sqlite.sql"
-    path = os.path.join(os.path.dirname(__file__), "fixtures", name)
-    with open(path, encoding="utf-8") as fh:
-        conn.execute_script(fh.read())
+    """The production schema and rows as of the incident (tests/fixtures).
+
+    MariaDB gets the file as it is. SQLite never ran the legacy system, so it gets
+    the same tables in SQLite form (the base the upgrade would create, which
+    mirrors production) and then the file's rows, unchanged.
+    """
+    script = LEGACY_SCHEMA.read_text(encoding="utf-8")
+    if conn.dialect == "sqlite":
+        base = resources.files("sender.migrations").joinpath("base_sqlite.sql").read_text("utf-8")
+        script = base + "\n" + script[script.index("-- A small slice"):]
+    conn.execute_script(script)
+
+
+@pytest.fixture
+def sim():
+    """The gateway simulator on a free loopback port."""
+    from simulator.server import SimulatorServer
+
+    server = SimulatorServer(host="127.0.0.1", port=0, seed=1)
+    server.start()
+    yield server
+    server.stop()
 
 
 __all__ = ["DatabaseError", "load_legacy", "make_mysql_database", "drop_mysql_database"]

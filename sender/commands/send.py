@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one pass over all eligible work (every eligible session worked until its queue is empty, "
              "its quota is used or it stops for a session-level problem), then exit",
     )
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="ADDR",
+        help="address for /metrics on sender.metrics_port (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     parser.epilog = (
         "Kill switch: sender.enabled in the config file (re-read while running) or ENVIOS_SENDER_ENABLED=false. "
         "Debug logging: --log-level DEBUG or DIAG_SENDER=1. SIGTERM/SIGINT: stop claiming, finish the "
@@ -67,9 +71,9 @@ def run(args: argparse.Namespace, config) -> int:
     _install_signals(sender)
     try:
         sender.check()
-        port = sender.metrics.serve(int(config.sender.metrics_port))
+        port = sender.metrics.serve(int(config.sender.metrics_port), addr=args.metrics_host)
         if port:
-            log.info(kv("metrics", url=f"http://127.0.0.1:{port}/metrics"))
+            log.info(kv("metrics", url=f"http://{args.metrics_host}:{port}/metrics"))
         if args.once:
             report = sender.run_once()
             if report.disabled:

@@ -98,14 +98,6 @@ def gateway():
     gw.stop()
 
 
-@pytest.fixture
-def sim():
-    from simulator.server import SimulatorServer
-
-    server = SimulatorServer(host="127.0.0.1", port=0, seed=1)
-    server.start()
-    yield server
-    server.stop()
 
 
 # -- sender processes -------------------------------------------------------------------------

@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from simulator.server import SimulatorServer
-
 NUMBER = "5491123456789"
-
-
-@pytest.fixture
-def sim():
-    server = SimulatorServer(host="127.0.0.1", port=0, seed=1)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
