@@ -140,3 +140,14 @@ def sim():
 
 
 __all__ = ["DatabaseError", "load_legacy", "make_mysql_database", "drop_mysql_database"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `mysql_only` (KILL, SLEEP...) are not generated for SQLite at all."""
+    keep, drop = [], []
+    for item in items:
+        on_sqlite = getattr(item, "callspec", None) and item.callspec.params.get("db_url") == "sqlite"
+        (drop if on_sqlite and item.get_closest_marker("mysql_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -160,10 +160,8 @@ def test_the_refresh_thread_survives_an_outage(breakable, clock, watchers):
     assert watcher.health()[0]
 
 
-@pytest.mark.mysql
+@pytest.mark.mysql_only
 def test_a_killed_connection_is_reopened_within_the_refresh(db_url, build, config, clock, watchers):
-    if not db_url.startswith("mysql"):
-        pytest.skip("MySQL only")
     seed_known(build)
     watcher = watchers(config, clock=clock)
     watcher.refresh()

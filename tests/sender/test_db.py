@@ -73,10 +73,8 @@ def test_time_limit_abandons_a_slow_query(upgraded):
     assert upgraded.scalar("SELECT 1") == 1  # the connection is usable afterwards
 
 
-@pytest.mark.mysql
-def test_killed_connection_is_reopened_before_the_next_transaction(mysql_server_url, database, upgraded):
-    if upgraded.dialect != "mysql":
-        pytest.skip("MySQL only")
+@pytest.mark.mysql_only
+def test_killed_connection_is_reopened_before_the_next_transaction(database, upgraded):
     victim_id = upgraded.thread_id
     with database.connect() as killer:
         killer.execute(f"KILL {int(victim_id)}")
