@@ -164,15 +164,16 @@ def _reason(last_error: str | None) -> str:
     return (last_error or "error").split(" (")[0].split(":")[0]
 
 
-def summary(v: Verdict, seconds: float, drop_s: float, sends_during_drop: int, metrics_url: str) -> str:
+def summary(v: Verdict, seconds: float, drop_s: float, drop: dict, metrics_url: str) -> str:
     errors = ", ".join(f"{n} {why}" for why, n in v.errors.most_common()) or "none"
     text = (
         f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the gateway's "
         f"ledger with its message id; {sum(v.errors.values())} rejected before sending ({errors}); "
         f"{v.stuck} stuck in 'enviando' with an unknown outcome (the gateway answered too late; "
         f"{v.stuck_delivered} of them did deliver) — never retried, listed by `envios reconcile list`; "
-        f"{v.pending} still pending. While session 51 was DISCONNECTED for {drop_s:g}s the gateway "
-        f"received {sends_during_drop} sends for it and the sender invented none. "
+        f"{v.pending} still pending. While session 51 was DISCONNECTED for {drop_s:g}s the sender "
+        f"stopped its work: {drop['delivered_during']} deliveries for it, {drop['refused_during']} "
+        f"attempts refused with 409, and no row marked sent without a delivery. "
         f"Duplicates: {v.duplicates}. The watcher served {metrics_url}/metrics."
     )
     if not v.consistent:
@@ -222,7 +223,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     sender.start()
 
     started = time.monotonic()
-    drop = {"at": None, "sends_before": 0, "sends_during": 0}
+    drop = {"at": None, "delivered_during": 0, "refused_during": 0}
     quiet_since = None
     try:
         with database.connect() as conn:
@@ -232,12 +233,18 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
                 finished = sum(p.by_state["enviado"] + p.by_state["error"] for p in progress.values())
                 if drop["at"] is None and finished >= rows // 3:
                     drop["at"] = time.monotonic()
-                    drop["sends_before"] = len(sim.state.ledger_for(cliente_id=51))
+                    drop["wall"] = time.time()
+                    drop["refused_before"] = sim.state.stats()["outcomes"].get("not_ready", 0)
                     sim.state.set_session(51, "DISCONNECTED", for_s=speed.drop_s)
                     print(f"-- session 51 drops to DISCONNECTED for {speed.drop_s:g}s --", file=out)
                 elif drop["at"] is not None and "after" not in drop and time.monotonic() - drop["at"] >= speed.drop_s:
                     drop["after"] = True
-                    drop["sends_during"] = len(sim.state.ledger_for(cliente_id=51)) - drop["sends_before"]
+                    # A send already in flight when the session dropped may still land:
+                    # count deliveries from one second after the drop on.
+                    drop["delivered_during"] = sum(
+                        1 for e in sim.state.ledger_for(cliente_id=51)
+                        if drop["wall"] + 1 <= e["time"] <= drop["wall"] + speed.drop_s)
+                    drop["refused_during"] = sim.state.stats()["outcomes"].get("not_ready", 0) - drop["refused_before"]
                     print("-- session 51 is READY again: its work resumes --", file=out)
                 print(progress_line(time.monotonic() - started, progress, sim), file=out, flush=True)
                 if "after" in drop and sum(p.open_work for p in progress.values()) == 0:
@@ -258,7 +265,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     with database.connect() as conn:
         verdict = verify(conn, ledger)
     print("", file=out)
-    print(summary(verdict, time.monotonic() - started, speed.drop_s, drop["sends_during"], watcher_url(cfg)), file=out)
+    print(summary(verdict, time.monotonic() - started, speed.drop_s, drop, watcher_url(cfg)), file=out)
     print(f"database: {db_path} (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
           f"gateway ledger: {db_path}.ledger.json", file=out)
     return 0 if verdict.consistent else 1
