@@ -2,7 +2,7 @@
 
 The same text runs on MariaDB/MySQL and on SQLite (`%s` placeholders; the
 connector adapts them). Datetimes go in as parameters computed by the clock,
-never NOW(). The one dialect difference that leaks through the connector (an
+never the server's clock. The one dialect difference that leaks through the connector (an
 aggregate over a DATETIME column comes back as text from SQLite) is undone in
 `_as_datetime` here.
 

@@ -1,7 +1,7 @@
 """The one source of "now" and "today": Python, in the configured time zone.
 
 Datetimes go to the database as naive local wall-clock values (the legacy
-`fecha_envio` is local time), always as SQL parameters, never NOW()/CURDATE().
+`fecha_envio` is local time), always as SQL parameters, never the database server's clock functions.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The loop (`sender.loop`, `sender.session_worker`) and `envios reconcile` call
 these functions and contain no SQL. All values are parameters (`%s` on both
 backends, see `sender.db`); "now" and "today" always come from Python
-(`sender.clock`), never NOW()/CURDATE(). State changes of a row are not here:
+(`sender.clock`), never the database server's clock. State changes of a row are not here:
 they go through `sender.states.transition`, the only writer of `estado`.
 
 Dialect differences:
