@@ -7,6 +7,12 @@ given, whose database must be empty or disposable), `--sessions` schedules with
 `--rows` pending rows each, starts the gateway simulator in this process and
 runs `--procs` `envios send` processes (long-running, stopped with SIGTERM once
 every row is sent). Prints rows/s and the check that nothing was sent twice.
+
+Baseline, measured in the same run against the same simulator: the bare HTTP
+work the sender does per message (GET /status then POST /send, one keep-alive
+connection per session, one thread per session) with no database at all. The
+ratio sender/baseline is the price of claiming, recording and counting each
+send durably.
 Pacing is zero, so the figure is the sender's own overhead per message: the
 production pacing (30-90 s per session) is thousands of times slower.
 """
@@ -48,6 +54,29 @@ def seed(url: str, sessions: int, rows: int) -> None:
                                  " VALUES (%s, %s, 'Ana', 'Hola {nombre}')", (cid, f"54911{k:04d}{i:04d}"))
 
 
+def bare_http_baseline(base_url: str, sessions: int, rows: int) -> float:
+    """Seconds for the same number of status+send pairs with no database work."""
+    import threading
+
+    import requests
+
+    def worker(cid: int) -> None:
+        with requests.Session() as http:
+            headers = {"X-Cliente-Id": str(cid)}
+            for i in range(rows):
+                http.get(f"{base_url}/status", headers=headers, timeout=10).raise_for_status()
+                body = {"cliente_id": cid, "to": f"54922{cid:04d}{i:04d}", "message": "Hola Ana"}
+                http.post(f"{base_url}/send", json=body, headers=headers, timeout=10).raise_for_status()
+
+    threads = [threading.Thread(target=worker, args=(cid,)) for cid in range(1, sessions + 1)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=20)
@@ -77,11 +106,19 @@ def main() -> int:
         for p in procs:
             p.wait(timeout=60)
         sim.stop()
-    dupes = [to for to, n in collections.Counter(e["to"] for e in sim.state.ledger).items() if n > 1]
+    ledger = sim.state.ledger
+    dupes = [to for to, n in collections.Counter(e["to"] for e in ledger).items() if n > 1]
+    baseline_sim = SimulatorServer(seed=1).start()
+    try:
+        baseline = bare_http_baseline(baseline_sim.base_url, args.sessions, args.rows)
+    finally:
+        baseline_sim.stop()
     print(f"{total} rows, {args.sessions} sessions, {args.procs} sender process(es), {url.split(':')[0]}: "
           f"{elapsed:.1f}s (includes process start-up) = {total / elapsed:.0f} rows/s; "
-          f"delivered {len(sim.state.ledger)}, duplicates {len(dupes)}")
-    return 0 if not dupes and len(sim.state.ledger) == total else 1
+          f"delivered {len(ledger)}, duplicates {len(dupes)}")
+    print(f"baseline, bare status+send with no database: {baseline:.1f}s = {total / baseline:.0f} msgs/s; "
+          f"sender time / baseline time = {elapsed / baseline:.2f}")
+    return 0 if not dupes and len(ledger) == total else 1
 
 
 if __name__ == "__main__":
