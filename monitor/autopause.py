@@ -45,6 +45,9 @@ class Crossing:
 class Verdict:
     campania_id: int
     crossings: tuple[Crossing, ...]
+    # The campaign's resumed_at when its values were read: the pause is skipped if an
+    # operator resumed it since (the values then predate the resume).
+    resumed_at: dt.datetime | None = None
 
     @property
     def reason(self) -> str:
@@ -83,7 +86,7 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
                 f"error_ratio {c.error_ratio:.3f} > max_error_ratio {settings.max_error_ratio:g}"
                 f" ({c.errors} errors / {c.finished} finished since {c.window_start:%Y-%m-%d %H:%M:%S})"))
         if crossings:
-            verdicts.append(Verdict(cid, tuple(crossings)))
+            verdicts.append(Verdict(cid, tuple(crossings), c.resumed_at))
     return verdicts
 
 
@@ -91,12 +94,14 @@ def apply(conn: Connection, verdicts: list[Verdict], now: dt.datetime, origin: s
     """Pause each verdict's campaign; returns the verdicts that changed something, with the ids.
 
     A verdict whose schedules were already paused (by another watcher a moment
-    ago, say) changes nothing and is not returned: it is not counted twice.
+    ago, say) changes nothing and is not returned: it is not counted twice. Nor
+    does one whose campaign an operator resumed after its values were read.
     """
     done = []
     for verdict in verdicts:
         changed = pause(conn, verdict.campania_id, reason=verdict.reason, now=now,
-                        paused_by=WATCHER, detail=verdict.detail, origin=origin)
+                        paused_by=WATCHER, detail=verdict.detail, origin=origin,
+                        unless_resumed_since=verdict.resumed_at)
         if changed:
             log.warning("auto-paused campaign %d (schedules %s): %s",
                         verdict.campania_id, ", ".join(map(str, changed)), verdict.detail)

@@ -72,11 +72,15 @@ def pause(
     paused_by: str,
     detail: str = "",
     origin: str | None = None,
+    unless_resumed_since: dt.datetime | None | object = ...,
 ) -> list[int]:
     """Pause the campaign's approved schedules; returns the ids this call changed.
 
     An empty list means there was nothing left to pause (already paused, by us or
-    by someone else at the same moment): nothing was written.
+    by someone else at the same moment): nothing was written. With
+    `unless_resumed_since` (the auto-pause: the campaign's `resumed_at` as its
+    values were read), nothing is paused when the campaign was resumed since: a
+    verdict on sends finished before a resume must not undo it.
     """
     if reason not in REASONS:
         raise ValueError(f"unknown pause reason {reason!r}")
@@ -85,6 +89,8 @@ def pause(
     changed: list[int] = []
     with conn.transaction():
         _check_exists(conn, campania_id)
+        if unless_resumed_since is not ... and q.resumed_at(conn, campania_id) != unless_resumed_since:
+            return changed  # resumed after the verdict's values were read
         for row in conn.query(q.SQL_SCHEDULE_IDS_IN_STATE, (campania_id, "aprobada")):
             schedule_id = int(row["id"])
             if conn.execute(q.SQL_PAUSE_SCHEDULE, (reason, now, paused_by, schedule_id)) != 1:

@@ -277,6 +277,13 @@ SQL_RESUME_SCHEDULE = (
     "UPDATE ll_programaciones SET estado = 'aprobada', paused_reason = NULL, paused_at = NULL,"
     " paused_by = NULL WHERE id = %s AND estado = 'pausada'"
 )
+SQL_CAMPAIGN_RESUMED_AT = "SELECT resumed_at FROM ll_campanias_whatsapp WHERE id = %s"
+
+
+def resumed_at(conn: Connection, campania_id: int) -> dt.datetime | None:
+    return _as_datetime(conn.scalar(SQL_CAMPAIGN_RESUMED_AT, (campania_id,)))
+
+
 SQL_MARK_RESUMED = "UPDATE ll_campanias_whatsapp SET resumed_at = %s WHERE id = %s"
 SQL_AUDIT = (
     "INSERT INTO envios_audit (creado_en, accion, campania_id, programacion_id, motivo, detalle, origen)"

@@ -82,6 +82,7 @@ class CampaignStats:
     missing: int
     missing_since_resume: int
     legacy_without_id: int
+    resumed_at: dt.datetime | None = None  # the campaign's last resume, as the campaigns read saw it
 
     @property
     def error_ratio(self) -> float:
@@ -312,6 +313,7 @@ class Refresher:
                 missing=mis.missing if mis else 0,
                 missing_since_resume=mis.since_resume if mis else 0,
                 legacy_without_id=mis.legacy if mis else 0,
+                resumed_at=camp.resumed_at,
             )
         active = set(stats)
         schedules = [s for s in r.get("schedules", []) if s.campania_id in active]

@@ -1,14 +1,18 @@
 """One structured line per event: `event=state_change envio_id=12 ... phone=*********6821`.
 
 Values with spaces or quotes are quoted; None is '-'. Phone numbers must be
-passed through `sender.phones.mask` by the caller: nothing here knows which
-field is personal data, so the call sites name only masked values.
+passed through `sender.phones.mask` by the caller. As a second line of
+defence, free-text fields that can echo a number (a gateway's `detail`, a
+WhatsApp `message_id` such as 'true_5491123456789@c.us_3EB0...') are scrubbed
+here of every run of 6+ digits.
 """
 
 from __future__ import annotations
 
 import enum
 from typing import Any
+
+from sender.phones import scrub
 
 
 def _value(value: Any) -> str:
@@ -22,5 +26,13 @@ def _value(value: Any) -> str:
     return text
 
 
+SCRUBBED_FIELDS = frozenset({"message_id", "detail", "error", "reason", "note"})
+
+
 def kv(event: str, **fields: Any) -> str:
-    return " ".join([f"event={event}", *(f"{k}={_value(v)}" for k, v in fields.items())])
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        if key in SCRUBBED_FIELDS and value is not None:
+            value = scrub(str(value.value if isinstance(value, enum.Enum) else value))
+        parts.append(f"{key}={_value(value)}")
+    return " ".join(parts)

@@ -246,7 +246,8 @@ def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id:
         with conn.transaction():
             if not outbox.lease_holds(conn, cliente_id, ctx.sender_id, now):
                 raise LeaseLost(f"lease of session {cliente_id} is no longer ours")
-            outbox.lease_renew(conn, cliente_id, ctx.sender_id, now, ctx.lease_expiry(now))
+            if not outbox.lease_renew(conn, cliente_id, ctx.sender_id, now, ctx.lease_expiry(now)):
+                raise LeaseLost(f"lease of session {cliente_id} was taken while we renewed it")
             schedule = outbox.schedule_now(conn, programacion_id)
             if schedule is None or int(schedule["cliente_id"]) != cliente_id:
                 return "schedule gone"
@@ -348,8 +349,11 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
                 wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
             if to_state is Estado.PENDIENTE and wait_s:
                 columns["next_attempt_at"] = now + dt.timedelta(seconds=wait_s)
+            # "Not sent" only undoes our own claim: a later claim of the row (requeued by an operator,
+            # claimed by another sender) is in flight and must keep its enviando. A confirmed send
+            # above needs no such check: the row was delivered, whoever holds it now.
             transition(conn, eid, Estado.ENVIANDO, to_state, origin=Origin.SENDER, at=now, detail=detail,
-                       columns=columns)
+                       columns=columns, expect={"claimed_by": ctx.sender_id, "claimed_at": claimed.claimed_at})
 
     try:
         retrying(f"recording {result.outcome.value} for row {claimed.envio_id}", attempt,

@@ -109,18 +109,22 @@ def transition(
     at: Any,
     detail: str = "",
     columns: Mapping[str, Any] | None = None,
+    expect: Mapping[str, Any] | None = None,
 ) -> None:
     """Move one row from `from_state` to `to_state` and record it, in the caller's transaction.
 
     Raises ForbiddenTransition for an edge the machine does not have, and
     StaleTransition when the row is no longer in `from_state` (someone else moved
-    it first): the caller's transaction should then be rolled back.
+    it first), or when a column named in `expect` no longer has the given value
+    (e.g. the claim is not ours any more): the caller's transaction should then
+    be rolled back.
     """
     check_allowed(from_state, to_state)
     if not getattr(conn, "_in_transaction", False):
         raise DatabaseError("state transitions must run inside a transaction")
     columns = dict(columns or {})
-    unknown = set(columns) - SETTABLE_COLUMNS
+    expected = dict(expect or {})
+    unknown = (set(columns) | set(expected)) - SETTABLE_COLUMNS
     if unknown:
         raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
 
@@ -131,12 +135,15 @@ def transition(
         else:
             assignments.append(f"{name} = %s")
         params.append(value.by if isinstance(value, Increment) else value)
+    conditions = "".join(f" AND {name} = %s" for name in expected)
     # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
-    update = f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)} WHERE id = %s AND estado = %s"  # noqa: S608
-    changed = conn.execute(update, [*params, envio_id, Estado(from_state).value])
+    update = (f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608
+              f" WHERE id = %s AND estado = %s{conditions}")
+    changed = conn.execute(update, [*params, envio_id, Estado(from_state).value, *expected.values()])
     if changed != 1:
+        also = f" with {', '.join(sorted(expected))} as expected" if expected else ""
         raise StaleTransition(
-            f"row {envio_id} is not {Estado(from_state).value} any more; not moved to {Estado(to_state).value}"
+            f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
         )
     conn.execute(
         _HISTORY_SQL,

@@ -85,3 +85,9 @@ def test_wrong_password_is_one_line_without_the_password(tmp_path, mysql_server_
     line = one_line_error(envios("db", "upgrade", cwd=tmp_path, env={"ENVIOS_DATABASE_URL": url}))
     assert "access denied" in line
     assert "Wrong-Pass-9" not in line
+
+
+def test_config_is_accepted_after_a_nested_action(tmp_path):
+    for args in (("campaign", "list"), ("reconcile", "list"), ("db", "upgrade")):
+        line = one_line_error(envios(*args, "--config", "nope.yaml", cwd=tmp_path))
+        assert "config file not found: nope.yaml" in line, args

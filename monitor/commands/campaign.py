@@ -8,6 +8,7 @@ import datetime as dt
 from monitor import campaigns
 from monitor.commands._table import format_table, shorten
 from sender.clock import Clock
+from sender.commands.common import common_options
 from sender.db import Database
 
 HELP = "operator control: list campaigns and their schedules, pause or resume one"
@@ -16,16 +17,14 @@ HELP = "operator control: list campaigns and their schedules, pause or resume on
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="campaign_action", metavar="ACTION")
     actions.required = True
-    actions.add_parser("list", help="campaigns with their schedules, states and pause reasons")
-    pause = actions.add_parser(
-        "pause", help="pause the campaign's approved schedules (reason: operator)",
+    actions.add_parser("list", parents=[common_options()], help="campaigns with their schedules, states and pause reasons")
+    pause = actions.add_parser("pause", parents=[common_options()], help="pause the campaign's approved schedules (reason: operator)",
         description="Move every aprobada schedule of the campaign to pausada (paused_reason operator, "
                     "paused_by operator) and write an audit row. The sender stops sending them at "
                     "its next check. Pausing a campaign with nothing approved changes nothing.")
     pause.add_argument("campaign_id", type=int, metavar="ID")
     pause.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit record")
-    resume = actions.add_parser(
-        "resume", help="approve the campaign's paused schedules again",
+    resume = actions.add_parser("resume", parents=[common_options()], help="approve the campaign's paused schedules again",
         description="Move every pausada schedule of the campaign back to aprobada, clear the pause "
                     "and stamp the campaign's resumed_at: from then on the watcher's error-ratio "
                     "and missing-id verdicts count only sends finished after the resume. Rows still "

@@ -8,6 +8,7 @@ import sys
 
 from sender import reconcile
 from sender.clock import Clock
+from sender.commands.common import common_options
 from sender.db import Database
 from sender.errors import EnviosError
 from sender.phones import mask
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="reconcile_action", metavar="ACTION")
     actions.required = True
-    ls = actions.add_parser("list", help="stuck rows (enviando longer than monitor.stuck_after_s) and rows "
+    ls = actions.add_parser("list", parents=[common_options()], help="stuck rows (enviando longer than monitor.stuck_after_s) and rows "
                                          "sent without a message id")
     ls.add_argument("--older-than-s", type=float, default=None, metavar="S",
                     help="claim age that counts as stuck (default: monitor.stuck_after_s)")
@@ -32,15 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--by", default=None, metavar="NAME", help="who decided (default: the login name)")
         p.add_argument("--note", default="", help="why (goes into the history row)")
 
-    sent = actions.add_parser("mark-sent", help="enviando -> enviado: it WAS delivered")
+    sent = actions.add_parser("mark-sent", parents=[common_options()], help="enviando -> enviado: it WAS delivered")
     sent.add_argument("ids", nargs="+", type=int, metavar="ID")
     sent.add_argument("--message-id", default=None, help="the gateway's message id, if known (one ID only)")
     by_option(sent)
-    again = actions.add_parser("requeue", help="enviando -> pendiente after checking it was NOT delivered; "
+    again = actions.add_parser("requeue", parents=[common_options()], help="enviando -> pendiente after checking it was NOT delivered; "
                                                "error -> pendiente to retry a failed row")
     again.add_argument("ids", nargs="+", type=int, metavar="ID")
     by_option(again)
-    err = actions.add_parser("mark-error", help="enviando/pendiente -> error: give up on it")
+    err = actions.add_parser("mark-error", parents=[common_options()], help="enviando/pendiente -> error: give up on it")
     err.add_argument("ids", nargs="+", type=int, metavar="ID")
     err.add_argument("--reason", required=True, help="why (stored in last_error and the history)")
     err.add_argument("--by", default=None, metavar="NAME", help="who decided (default: the login name)")

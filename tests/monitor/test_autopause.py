@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from monitor import campaigns
+from monitor import refresher as refresher_module
 from tests.monitor.conftest import labels, make_config, parse, series
 
 
@@ -244,3 +245,32 @@ def test_rows_still_stuck_after_a_resume_pause_again(build, config, clock, watch
     watcher.refresh()
     assert schedule_states(build.conn)[10] == ("pausada", "stuck", "watcher")
     assert autopauses(watcher)["stuck"] == 2
+
+
+@pytest.mark.parametrize("read", ["schedules", "missing_message_id"])
+def test_a_resume_during_a_refresh_is_not_undone_by_that_refresh(read, build, config, clock, watchers):
+    """An operator resumes while a refresh is reading: after its campaigns read (so it saw
+    no resume) and before its `read`. Its verdict rests on sends finished before the
+    resume, so it must not pause the campaign again; the next refresh judges afresh."""
+    setup_campaign(build)
+    finished(build, 1, sent=10, errors=12, minutes_ago=20)
+    finished(build, 1, sent=6, errors=0, minutes_ago=20, missing_id=True)
+    watchers(config, clock=clock).refresh()
+    assert schedule_states(build.conn)[10] == ("pausada", "missing_message_id", "watcher")
+    clock.advance(300)
+
+    resumed = []
+
+    def resume_then_read(conn, r):
+        if not resumed:  # the operator, on another connection, between two reads of this refresh
+            resumed.append(campaigns.resume(build.conn, 1, now=clock.now(), detail="gateway fixed"))
+        return refresher_module._default_queries()[read](conn, r)
+
+    racing = watchers(config, clock=clock, queries={read: resume_then_read})
+    racing.refresh()
+    assert resumed == [[10, 11, 12]]
+    assert [e for e, _, _ in schedule_states(build.conn).values()] == ["aprobada"] * 3
+    assert autopauses(racing) == {"error_ratio": 0, "stuck": 0, "missing_message_id": 0}
+    clock.advance(15)
+    racing.refresh()  # reads everything after the resume: nothing new finished, nothing to pause
+    assert [e for e, _, _ in schedule_states(build.conn).values()] == ["aprobada"] * 3
