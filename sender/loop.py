@@ -236,6 +236,7 @@ class Sender:
                 break
             if not self._acquire(conn, cid):
                 report.sessions_held_elsewhere.append(cid)
+                self.metrics.forget_session(cid)
                 log.debug(kv("lease_busy", cliente_id=cid, sender=self.sender_id))
                 continue
             worker = SessionWorker(self.ctx, cid).start()

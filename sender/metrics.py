@@ -52,6 +52,18 @@ class SenderMetrics:
         for known in SESSION_STATES:
             self.session_state.labels(str(cliente_id), known).set(1 if known == state else 0)
 
+    def forget_session(self, cliente_id: int) -> None:
+        """Drop our view of a session another sender now holds: its holder reports it.
+
+        Otherwise a READY seen here before the lease moved would be exported for
+        ever and, under `max by (cliente_id)`, hide the holder's DISCONNECTED.
+        """
+        for known in SESSION_STATES:
+            try:
+                self.session_state.remove(str(cliente_id), known)
+            except KeyError:
+                pass
+
     def sent(self, cliente_id: int) -> None:
         self.last_success.labels(str(cliente_id)).set(time.time())
 

@@ -293,3 +293,21 @@ def test_threads_do_not_leak(db_url, upgraded, clock, gateway):
     before = threading.active_count()
     run_once(make_config(db_url, gateway.base_url), clock)
     wait_until(lambda: threading.active_count() <= before, timeout=5, what="threads to end")
+
+
+def test_a_session_held_by_another_sender_is_not_reported_by_this_one(db_url, upgraded, clock, gateway):
+    """Only the lease holder exports a session's state: a stale READY must not mask a DISCONNECTED."""
+    seed_session(upgraded, rows=3, cupo=1)
+    sender = Sender(make_config(db_url, gateway.base_url), clock=clock)
+    try:
+        assert sender.run_once().sent == 1
+        assert sender.metrics.value("envios_sender_session_state", {"cliente_id": "51", "state": "READY"}) == 1
+        clock.advance(24 * 3600)  # a new day's quota: work again, but another sender holds the session
+        with upgraded.transaction():
+            upgraded.execute("INSERT INTO envios_session_leases (cliente_id, owner, acquired_at, expires_at)"
+                             " VALUES (51, 'other-sender', %s, %s)", (clock.now(), clock.now() + dt.timedelta(hours=1)))
+        report = sender.run_once()
+        assert report.sessions_held_elsewhere == [51] and report.sent == 0
+        assert sender.metrics.value("envios_sender_session_state", {"cliente_id": "51", "state": "READY"}) is None
+    finally:
+        sender.close()
