@@ -174,6 +174,29 @@ def note_on_stuck_row(conn: Connection, envio_id: int, text: str) -> None:
     conn.execute(NOTE_UNKNOWN, (text[:500], envio_id))
 
 
+SET_MISSING_MESSAGE_ID = (
+    "UPDATE ll_envios_whatsapp SET message_id = %s"
+    " WHERE id = %s AND estado = 'enviado' AND message_id IS NULL"
+)
+AUDIT_INSERT = (
+    "INSERT INTO envios_audit (creado_en, accion, campania_id, programacion_id, motivo, detalle, origen)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def set_missing_message_id(conn: Connection, envio_id: int, message_id: str) -> bool:
+    """Record the id of a row sent without one; False if it is not such a row any more.
+
+    Not a state change (the row stays enviado), so it is audited in envios_audit.
+    """
+    return conn.execute(SET_MISSING_MESSAGE_ID, (message_id, envio_id)) == 1
+
+
+def audit(conn: Connection, now: dt.datetime, action: str, *, campania_id: int | None, reason: str,
+          detail: str, origin: str, programacion_id: int | None = None) -> None:
+    conn.execute(AUDIT_INSERT, (now, action, campania_id, programacion_id, reason, detail[:500], origin[:120]))
+
+
 STUCK_ROWS = (
     "SELECT e.id, e.campania_id, e.telefono_wapp, e.estado, e.claimed_at, e.claimed_by,"
     " e.claim_programacion_id, e.attempts, e.last_error, e.message_id, e.fecha_envio"

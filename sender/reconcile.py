@@ -8,6 +8,11 @@ through the state machine, with a history row saying who decided and why:
     requeue     enviando -> pendiente (it was NOT delivered: it will be sent again)
                 error    -> pendiente (retry a failed row; its attempt count starts over)
     mark_error  enviando/pendiente -> error (give up on it, with a reason)
+
+and, for a row sent without a message id whose id was found afterwards (the
+session manager's log, the phone's chat):
+
+    set_message_id  enviado stays enviado, message_id recorded (audited in envios_audit)
 """
 
 from __future__ import annotations
@@ -131,4 +136,25 @@ def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
         after = outbox.get_row(conn, envio_id)
     _log(row, after, _detail("marked error", by, reason.strip()))
+    return after
+
+
+def set_message_id(conn: Connection, clock: Clock, envio_id: int, message_id: str, *, by: str = "",
+                   note: str = "") -> dict:
+    if not message_id or not message_id.strip():
+        raise ReconcileError("set-message-id needs the message id")
+    now = clock.now()
+    with conn.transaction():
+        row = _row(conn, envio_id)
+        if row["estado"] != Estado.ENVIADO.value or row.get("message_id"):
+            raise ReconcileError(f"row {envio_id} is not a send without a message id "
+                                 f"(estado {row['estado']}, message id {'set' if row.get('message_id') else 'none'})")
+        if not outbox.set_missing_message_id(conn, envio_id, message_id.strip()):
+            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again")
+        detail = _detail(f"message id recorded for row {envio_id}", by, note)
+        outbox.audit(conn, now, "set_message_id", campania_id=row["campania_id"], reason="missing_message_id",
+                     detail=detail, origin=f"operator:{by or 'operator'}")
+        after = outbox.get_row(conn, envio_id)
+    log.info(kv("message_id_recorded", envio_id=envio_id, campania_id=row["campania_id"],
+                message_id=after["message_id"], detail=detail))
     return after

@@ -1,4 +1,4 @@
-"""`envios reconcile list|mark-sent|requeue|mark-error`: resolve stuck or doubtful rows."""
+"""`envios reconcile list|mark-sent|requeue|mark-error|set-message-id`: resolve stuck or doubtful rows."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                "error -> pendiente to retry a failed row")
     again.add_argument("ids", nargs="+", type=int, metavar="ID")
     by_option(again)
+    mid = actions.add_parser("set-message-id", parents=[common_options()],
+                             help="enviado without a message id: record the id found afterwards")
+    mid.add_argument("ids", nargs=1, type=int, metavar="ID")
+    mid.add_argument("message_id", metavar="MESSAGE_ID", help="the WhatsApp message id (e.g. true_549...@c.us_3EB0...)")
+    by_option(mid)
     err = actions.add_parser("mark-error", parents=[common_options()], help="enviando/pendiente -> error: give up on it")
     err.add_argument("ids", nargs="+", type=int, metavar="ID")
     err.add_argument("--reason", required=True, help="why (stored in last_error and the history)")
@@ -92,6 +97,8 @@ def run(args: argparse.Namespace, config) -> int:
                 if action == "mark-sent":
                     row = reconcile.mark_sent(conn, clock, envio_id, message_id=args.message_id, by=who,
                                               note=args.note)
+                elif action == "set-message-id":
+                    row = reconcile.set_message_id(conn, clock, envio_id, args.message_id, by=who, note=args.note)
                 elif action == "requeue":
                     row = reconcile.requeue(conn, clock, envio_id, by=who, note=args.note)
                 else:

@@ -95,3 +95,21 @@ def test_reconcile_command_line(db_url, upgraded, stuck, tmp_path):
     assert err.returncode == 0 and row(upgraded, stuck[3])["estado"] == "error"
     both = envios("reconcile", "mark-sent", "1", "2", "--message-id", "x", env=env, cwd=tmp_path)
     assert both.returncode != 0 and "exactly one ID" in both.stderr and "Traceback" not in both.stderr
+    mid = envios("reconcile", "set-message-id", str(stuck[1]), "true_1@c.us_AB", "--by", "ana", env=env, cwd=tmp_path)
+    assert mid.returncode == 0 and f"row {stuck[1]}: now enviado" in mid.stdout
+    assert row(upgraded, stuck[1])["message_id"] == "true_1@c.us_AB"
+
+
+def test_set_message_id_resolves_a_send_without_id_and_is_audited(upgraded, clock, stuck):
+    reconcile.set_message_id(upgraded, clock, stuck[1], "true_5491100000001@c.us_3EB0F00D", by="ana", note="from the phone")
+    r = row(upgraded, stuck[1])
+    assert (r["estado"], r["message_id"]) == ("enviado", "true_5491100000001@c.us_3EB0F00D")
+    assert reconcile.list_doubtful(upgraded, clock, stuck_after_s=300).sent_without_id == []
+    audit = upgraded.query("SELECT accion, campania_id, motivo, detalle FROM envios_audit")
+    assert audit == [{"accion": "set_message_id", "campania_id": 47, "motivo": "missing_message_id",
+                      "detalle": f"message id recorded for row {stuck[1]} by ana: from the phone"}]
+    assert history(upgraded, stuck[1]) == []  # not a state change
+    with pytest.raises(ReconcileError, match="not a send without a message id"):
+        reconcile.set_message_id(upgraded, clock, stuck[1], "another-id")  # never overwritten
+    with pytest.raises(ReconcileError, match="not a send without a message id"):
+        reconcile.set_message_id(upgraded, clock, stuck[0], "x")  # a stuck row is resolved with mark-sent
