@@ -321,6 +321,11 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
     to_state = action.row_goes_to
     detail = f"{result.outcome.value}: {result.reason}" if result.reason else result.outcome.value
     wait_s = None
+    if to_state is Estado.ENVIADO:
+        # Logged before the write: if the process dies before it commits, the row stays
+        # enviando (stuck) and this line is the record of the gateway's confirmation.
+        log.info(kv("gateway_confirmed", envio_id=claimed.envio_id, outcome=result.outcome,
+                    message_id=result.message_id))
 
     def attempt() -> None:
         nonlocal to_state, wait_s
