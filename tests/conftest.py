@@ -26,6 +26,15 @@ TZ = "America/Argentina/Buenos_Aires"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers a test starts)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _mysql_base_url() -> str:
     url = os.environ.get(MYSQL_ENV)
     if not url:

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.conftest import free_port  # noqa: F401 - re-exported for the tests here
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERTS_DIR = REPO_ROOT / "alerts"
@@ -102,13 +103,6 @@ def run_tool(
         cwd=cwd or REPO_ROOT,
         check=False,
     )
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- durations / rules
@@ -305,7 +299,49 @@ def make_config(
     return cfg
 
 
-class PrometheusServer:
+class _LoopbackBinary:
+    """A Prometheus-family binary on 127.0.0.1: launch, wait for /-/ready, stop, clean up."""
+
+    name = ""
+    workdir: Path
+    port: int
+    proc: subprocess.Popen | None
+    log_path: Path
+    startup_timeout: float
+    _own_workdir: bool
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _launch(self, args: Sequence[str]):
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        try:
+            _wait_ready(self.url + "/-/ready", self.proc, self.log_path, self.startup_timeout, self.name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        _stop(self.proc, timeout)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PrometheusServer(_LoopbackBinary):
     """A real ``prometheus`` on 127.0.0.1 with an empty TSDB in a temp dir.
 
     ``config``: a dict (see make_config), YAML text, or a path to a YAML file.
@@ -341,9 +377,7 @@ class PrometheusServer:
         self.log_path = self.workdir / "prometheus.log"
         self.config_path = self.workdir / "prometheus.yml"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    name = "prometheus"
 
     # -- lifecycle
     def start(self) -> PrometheusServer:
@@ -367,33 +401,7 @@ class PrometheusServer:
             "--log.level=info",
             *self.extra_args,
         ]
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._log = log
-        self.proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
-        )
-        try:
-            _wait_ready(
-                self.url + "/-/ready", self.proc, self.log_path, self.startup_timeout, "prometheus"
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self, timeout: float = 10) -> None:
-        _stop(self.proc, timeout)
-        if getattr(self, "_log", None):
-            self._log.close()
-            self._log = None
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._launch(args)
 
     def log(self) -> str:
         """Prometheus' own log so far (for assertion messages)."""
@@ -542,7 +550,7 @@ def start_prometheus(
 
 
 # --------------------------------------------------------------------------- Alertmanager
-class AlertmanagerServer:
+class AlertmanagerServer(_LoopbackBinary):
     """A real Alertmanager on 127.0.0.1 (clustering off, temp storage)."""
 
     def __init__(
@@ -563,9 +571,7 @@ class AlertmanagerServer:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "alertmanager.log"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    name = "alertmanager"
 
     def start(self) -> AlertmanagerServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -576,40 +582,7 @@ class AlertmanagerServer:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",
         ]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            args,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
-        try:
-            _wait_ready(
-                self.url + "/-/ready",
-                self.proc,
-                self.log_path,
-                self.startup_timeout,
-                "alertmanager",
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self, timeout: float = 10) -> None:
-        _stop(self.proc, timeout)
-        if getattr(self, "_log", None):
-            self._log.close()
-            self._log = None
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._launch(args)
 
     def post_alerts(
         self, label_sets: Iterable[Mapping[str, str]], annotations: Mapping[str, str] | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 import requests
@@ -13,6 +12,7 @@ from sender.errors import ConfigError
 from sender.gateways import build_gateway
 from sender.gateways.base import Outcome
 from sender.gateways.session_manager import SessionManagerGateway
+from tests.conftest import free_port
 from tests.sender.conftest import make_config
 
 BASE = "http://gw.test:3002"
@@ -95,16 +95,9 @@ def test_status_answers(body, state):
     assert gw().status(7).state == state
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 def test_refused_connection_is_unreachable_not_unknown():
-    g = SessionManagerGateway(f"http://127.0.0.1:{_free_port()}", send_timeout_s=1, status_timeout_s=1)
+    g = SessionManagerGateway(f"http://127.0.0.1:{free_port()}", send_timeout_s=1, status_timeout_s=1)
     result = g.send(1, "5491123456821", "x")
     assert result.outcome is Outcome.UNREACHABLE
     assert g.status(1).state == "UNREACHABLE"
@@ -142,4 +135,4 @@ def test_registry_names_unbuilt_kinds():
 def test_requests_exception_types_are_what_we_expect():
     """Guards the classification against a requests/urllib3 upgrade changing exception shapes."""
     with pytest.raises(requests.exceptions.ConnectionError):
-        requests.post(f"http://127.0.0.1:{_free_port()}/send", timeout=1)
+        requests.post(f"http://127.0.0.1:{free_port()}/send", timeout=1)

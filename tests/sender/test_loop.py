@@ -13,6 +13,7 @@ from sender import outbox
 from sender.clock import Clock
 from sender.killswitch import KillSwitch
 from sender.loop import Sender
+from tests.conftest import free_port
 from tests.sender.conftest import (
     add_campaign,
     add_rows,
@@ -240,7 +241,7 @@ def test_sender_metrics_are_served(db_url, upgraded, clock, gateway):
     gateway.plan(51, (500, {"error": True, "code": "WHATSAPP_ERROR"}))
     sender = Sender(make_config(db_url, gateway.base_url), clock=clock)
     try:
-        port = sender.metrics.serve(_free_port())
+        port = sender.metrics.serve(free_port())
         sender.run_once()
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
@@ -257,14 +258,6 @@ def test_sender_metrics_are_served(db_url, upgraded, clock, gateway):
     assert "envios_sender_enabled 1.0" in text
     assert "5491100470000" not in text
 
-
-def _free_port() -> int:
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_times_written_are_the_configured_zones_not_the_servers(db_url, upgraded, gateway):
