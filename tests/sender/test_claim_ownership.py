@@ -15,7 +15,7 @@ import time
 import pytest
 
 from sender import outbox, reconcile
-from sender.loop import Sender
+from sender.loop import Sender, run_once
 from sender.session_worker import Claimed, LeaseLost, claim_next, record_outcome
 from tests.sender.conftest import add_schedule, history, make_config, row, seed_session
 
@@ -199,11 +199,7 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
 
     gateway.on_deliver = outage
     caplog.set_level("INFO", logger="envios")
-    first = Sender(config, clock=clock)
-    try:
-        report = first.run_once()  # returns: no crash
-    finally:
-        first.close()
+    report = run_once(config, clock=clock)  # returns: no crash
     assert "database problem" in report.sessions_worked[51].stop_reason
     assert len(gateway.ledger) == 1
     r = row(upgraded, ids[0])

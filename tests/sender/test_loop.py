@@ -12,7 +12,7 @@ import pytest
 from sender import outbox
 from sender.clock import Clock
 from sender.killswitch import KillSwitch
-from sender.loop import Sender
+from sender.loop import Sender, run_once
 from tests.conftest import free_port
 from tests.sender.conftest import (
     add_campaign,
@@ -25,14 +25,6 @@ from tests.sender.conftest import (
     seed_session,
     sent_today,
 )
-
-
-def run_once(config, clock, **kw):
-    sender = Sender(config, clock=clock, **kw)
-    try:
-        return sender.run_once()
-    finally:
-        sender.close()
 
 
 def wait_until(predicate, timeout=20.0, what="condition"):
@@ -49,13 +41,13 @@ def test_quota_counts_sent_and_in_flight_rows(db_url, upgraded, clock, gateway):
     # one row already in flight today under this schedule (e.g. stuck): it uses one unit of quota
     upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
                      " WHERE id = %s", (clock.now(), ids[0]))
-    report = run_once(make_config(db_url, gateway.base_url), clock)
+    report = run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert report.sent == 3
     assert estados(upgraded) == {"enviando": 1, "enviado": 3, "pendiente": 2}
     assert sent_today(upgraded, 47, clock.today()) == 3
-    assert run_once(make_config(db_url, gateway.base_url), clock).sent == 0  # nothing more today
+    assert run_once(make_config(db_url, gateway.base_url), clock=clock).sent == 0  # nothing more today
     clock.advance(24 * 3600)  # tomorrow: a fresh quota
-    assert run_once(make_config(db_url, gateway.base_url), clock).sent == 2
+    assert run_once(make_config(db_url, gateway.base_url), clock=clock).sent == 2
     assert gateway.sends_received == 5
 
 
@@ -67,7 +59,7 @@ def test_unsendable_rows_go_to_error_without_a_request_and_never_stop_the_batch(
     impossible = add_rows(upgraded, 47, 1, phone="123")[0]
     no_text = add_rows(upgraded, 47, 1, first=3, mensaje="   ")[0]
     good2 = add_rows(upgraded, 47, 1, first=4, nombre=None)[0]
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert row(upgraded, bad_phone)["last_error"] == "no phone number"
     assert "impossible" in row(upgraded, impossible)["last_error"]
     assert row(upgraded, no_text)["last_error"] == "empty message text"
@@ -83,10 +75,10 @@ def test_rows_waiting_for_a_retry_are_skipped_until_their_time(db_url, upgraded,
     later, now_row = seed_session(upgraded, rows=2)
     upgraded.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE id = %s",
                      (clock.now() + dt.timedelta(seconds=300), later))
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert (row(upgraded, later)["estado"], row(upgraded, now_row)["estado"]) == ("pendiente", "enviado")
     clock.advance(300)
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert row(upgraded, later)["estado"] == "enviado"
 
 
@@ -104,7 +96,7 @@ def test_rows_waiting_for_a_retry_are_skipped_until_their_time(db_url, upgraded,
 def test_nothing_is_sent_outside_an_eligible_schedule(change, db_url, upgraded, clock, gateway):
     seed_session(upgraded, rows=2)
     upgraded.execute(change)
-    report = run_once(make_config(db_url, gateway.base_url), clock)
+    report = run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert gateway.sends_received == 0 and report.sessions_worked == {}
     assert estados(upgraded) == {"pendiente": 2}
 
@@ -119,7 +111,7 @@ def test_a_paused_schedule_stops_within_one_send(db_url, database, upgraded, clo
                               " WHERE id = 47")
 
     gateway.on_deliver = pause_on_first_delivery
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert gateway.sends_received == 1
     assert estados(upgraded) == {"enviado": 1, "pendiente": 4}  # the in-flight send is recorded
 
@@ -200,10 +192,10 @@ def test_a_session_leased_by_another_sender_is_left_alone_until_the_lease_expire
     ids = seed_session(upgraded, rows=2)
     with upgraded.transaction():
         assert outbox.lease_acquire(upgraded, 51, "other:1:aaaa", clock.now(), clock.now() + dt.timedelta(seconds=30))
-    report = run_once(make_config(db_url, gateway.base_url), clock)
+    report = run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert report.sessions_held_elsewhere == [51] and gateway.sends_received == 0
     clock.advance(31)  # the other sender died: its lease expired
-    report = run_once(make_config(db_url, gateway.base_url), clock)
+    report = run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert report.sent == 2 and all(row(upgraded, i)["estado"] == "enviado" for i in ids)
     assert outbox.leases(upgraded) == []
 
@@ -218,7 +210,7 @@ def test_lease_taken_over_mid_run_stops_the_worker_without_touching_the_new_leas
                 other.execute("UPDATE envios_session_leases SET owner = 'thief:1:bbbb' WHERE cliente_id = 51")
 
     gateway.on_deliver = steal_on_first_delivery
-    report = run_once(make_config(db_url, gateway.base_url), clock)
+    report = run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert gateway.sends_received == 1 and "lease lost" in report.sessions_worked[51].stop_reason
     assert estados(upgraded) == {"enviado": 1, "pendiente": 3}
     assert outbox.lease_owner(upgraded, 51) == "thief:1:bbbb"
@@ -229,7 +221,7 @@ def test_schedules_sharing_a_session_take_turns_and_campaigns_with_two_sessions_
     a = seed_session(upgraded, cliente_id=5, campania_id=1, rows=3)
     b = seed_session(upgraded, cliente_id=5, campania_id=2, rows=3)
     add_schedule(upgraded, 3, 1, 6)  # campaign 1 also on session 6
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert all(row(upgraded, i)["estado"] == "enviado" for i in a + b)
     assert max(gateway.delivered_to().values()) == 1 and len(gateway.ledger) == 6
     order = [p["to"][-6:-4] for p in gateway.posts if p["cliente_id"] == 5]
@@ -264,7 +256,7 @@ def test_times_written_are_the_configured_zones_not_the_servers(db_url, upgraded
     (envio_id,) = seed_session(upgraded, rows=1)
     clock = Clock("America/Argentina/Buenos_Aires")
     before = clock.now()
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     r = row(upgraded, envio_id)
     assert before <= r["fecha_envio"] <= clock.now() and r["claimed_at"] <= r["fecha_envio"]
 
@@ -272,7 +264,7 @@ def test_times_written_are_the_configured_zones_not_the_servers(db_url, upgraded
 def test_one_structured_line_per_state_change_with_masked_phone(db_url, upgraded, clock, gateway, caplog):
     (envio_id,) = seed_session(upgraded, rows=1)
     caplog.set_level("INFO", logger="envios")
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     lines = [r.getMessage() for r in caplog.records if "event=state_change" in r.getMessage()]
     assert len(lines) == 2
     assert f"envio_id={envio_id} campania_id=47 programacion_id=47 cliente_id=51 from=enviando to=enviado" \
@@ -284,7 +276,7 @@ def test_one_structured_line_per_state_change_with_masked_phone(db_url, upgraded
 def test_threads_do_not_leak(db_url, upgraded, clock, gateway):
     seed_session(upgraded, rows=1)
     before = threading.active_count()
-    run_once(make_config(db_url, gateway.base_url), clock)
+    run_once(make_config(db_url, gateway.base_url), clock=clock)
     wait_until(lambda: threading.active_count() <= before, timeout=5, what="threads to end")
 
 

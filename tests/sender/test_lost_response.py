@@ -6,7 +6,7 @@ import pytest
 
 from sender.clock import Clock
 from sender.gateways.base import Outcome
-from sender.loop import Sender
+from sender.loop import run_once
 from tests.sender.conftest import (
     envios,
     estados,
@@ -28,11 +28,7 @@ def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(fault, db_
     sim.state.set_faults(**fault)
     clock = Clock("America/Argentina/Buenos_Aires")
     config = make_config(db_url, sim.base_url, **{"gateway.send_timeout_s": 0.5, "sender.lease_ttl_s": 1.0})
-    first = Sender(config, clock=clock)
-    try:
-        report = first.run_once()
-    finally:
-        first.close()
+    report = run_once(config, clock=clock)
     assert report.outcomes and set(report.outcomes) == {Outcome.UNKNOWN}
     stuck = row(upgraded, ids[0])
     assert stuck["estado"] == "enviando" and stuck["message_id"] is None
@@ -44,11 +40,7 @@ def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(fault, db_
     # sender again, and a separate `envios send --once` process all run.
     sim.state.set_faults(slow_rate=0.0, drop_connection_rate=0.0, garbage_rate=0.0)
     for _ in range(2):
-        other = Sender(config, clock=clock)
-        try:
-            other.run_once()
-        finally:
-            other.close()
+        run_once(config, clock=clock)
     result = envios("send", "--once", env=sender_env(db_url, sim.base_url), cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
 

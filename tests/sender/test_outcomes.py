@@ -13,7 +13,7 @@ import datetime as dt
 
 import pytest
 
-from sender.loop import Sender
+from sender.loop import Sender, run_once
 from tests.sender.conftest import history, make_config, row, seed_session, sent_today
 
 P, E, OK, ERR = "pendiente", "enviando", "enviado", "error"
@@ -44,17 +44,16 @@ CASES = {
 }
 
 
+SENDER_ID = "outcomes:1:0001"
+
+
 @pytest.mark.parametrize("case", list(CASES), ids=lambda c: c.replace(" ", "-"))
 def test_outcome_table(case, db_url, upgraded, clock, gateway):
     behaviour, state1, tail, posts, deliveries, second_worked = CASES[case]
     first, second = seed_session(upgraded, cliente_id=51, campania_id=47, rows=2)
     gateway.plan(51, behaviour)
     config = make_config(db_url, gateway.base_url, **{"gateway.send_timeout_s": 0.5, "sender.retry_after_s": 300})
-    sender = Sender(config, clock=clock)
-    try:
-        report = sender.run_once()
-    finally:
-        sender.close()
+    report = run_once(config, clock=clock, sender_id=SENDER_ID)
 
     r1, r2 = row(upgraded, first), row(upgraded, second)
     assert r1["estado"] == state1
@@ -71,7 +70,7 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
     if state1 == OK:
         assert r1["fecha_envio"] == clock.now()
         assert r1["message_id"] == (gateway.ledger[0]["message_id"] if behaviour == "ok" else None)
-        assert r1["attempts"] == 1 and r1["claimed_by"] == sender.sender_id
+        assert r1["attempts"] == 1 and r1["claimed_by"] == SENDER_ID
     elif state1 == ERR:
         assert "HTTP 4" in r1["last_error"] and r1["message_id"] is None and r1["fecha_envio"] is None
         assert "5491100470000" not in r1["last_error"]  # numbers echoed by the gateway are masked
@@ -85,7 +84,7 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
             expected_wait = dt.timedelta(seconds=1) if case.startswith("429") else None
             assert (r1["next_attempt_at"] and r1["next_attempt_at"] - clock.now()) == expected_wait
     else:  # unknown: stays enviando, with the reason, claimed by us
-        assert r1["claimed_by"] == sender.sender_id and r1["claimed_at"] == clock.now()
+        assert r1["claimed_by"] == SENDER_ID and r1["claimed_at"] == clock.now()
         assert r1["last_error"].startswith("unknown outcome")
         assert r1["message_id"] is None
 
@@ -93,11 +92,7 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
     # definitely-not-sent rows are (unless waiting for their retry time).
     gateway.listen_again()
     before = gateway.delivered_to()
-    again = Sender(config, clock=clock)
-    try:
-        again.run_once()
-    finally:
-        again.close()
+    run_once(config, clock=clock)
     r1_after = row(upgraded, first)
     to1 = gateway.posts[0]["to"] if gateway.posts else None
     if state1 == E:
