@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sender.db import MYSQL, SQLITE, Connection
+from sender.db import MYSQL, SQLITE, Connection, placeholders
 
 ESTADOS = ("pendiente", "enviando", "enviado", "error")
 FINISHED = ("enviado", "error")
@@ -40,10 +40,6 @@ def _as_datetime(value: Any) -> dt.datetime | None:
     if isinstance(value, bytes):
         value = value.decode()
     return dt.datetime.fromisoformat(str(value))
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join(["%s"] * count)
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -88,7 +84,7 @@ def messages(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, dict[st
     out = {cid: dict.fromkeys(ESTADOS, 0) for cid in campaign_ids}
     for chunk in _chunks(campaign_ids):
         # safe: only "%s" placeholders are interpolated; the ids are parameters.
-        sql = SQL_MESSAGES.format(ids=_placeholders(len(chunk)))  # noqa: S608
+        sql = SQL_MESSAGES.format(ids=placeholders(len(chunk)))  # noqa: S608
         for r in conn.query(sql, chunk):
             if r["estado"] in ESTADOS:
                 out[int(r["campania_id"])][r["estado"]] = int(r["n"])
@@ -146,7 +142,7 @@ def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> 
     counts: dict[int, tuple[int, int]] = {}
     for chunk in _chunks(list(campaigns)):
         # safe: only "%s" placeholders are interpolated; the ids are parameters.
-        sql = SQL_MISSING_MESSAGE_ID.format(ids=_placeholders(len(chunk)))  # noqa: S608
+        sql = SQL_MISSING_MESSAGE_ID.format(ids=placeholders(len(chunk)))  # noqa: S608
         for r in conn.query(sql, chunk):
             counts[int(r["campania_id"])] = (int(r["n"]), int(r["legacy"] or 0))
     resumed = [cid for cid, c in campaigns.items() if c.resumed_at is not None
@@ -154,7 +150,7 @@ def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> 
     since: dict[int, int] = {}
     for chunk in _chunks(resumed):
         # safe: only "%s" placeholders are interpolated; the ids are parameters.
-        sql = SQL_MISSING_SINCE_RESUME.format(ids=_placeholders(len(chunk)))  # noqa: S608
+        sql = SQL_MISSING_SINCE_RESUME.format(ids=placeholders(len(chunk)))  # noqa: S608
         for r in conn.query(sql, chunk):
             since[int(r["campania_id"])] = int(r["n"])
     out = {}

@@ -366,6 +366,11 @@ class MysqlConnection(Connection):
             raise DatabaseError(f"{self.url.describe()}: {detail}") from exc
 
 
+def placeholders(count: int) -> str:
+    """`%s, %s, ...` for an IN list of `count` parameters (the values stay parameters)."""
+    return ", ".join(["%s"] * count)
+
+
 def split_statements(script: str) -> list[str]:
     """Split a SQL script on `;` at line ends; comments-only chunks are dropped."""
     statements, current = [], []

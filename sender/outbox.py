@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-from sender.db import MYSQL, Connection
+from sender.db import MYSQL, Connection, placeholders
 
 # -- dialect pieces ------------------------------------------------------------------
 
 _INSERT_IGNORE = {MYSQL: "INSERT IGNORE", "sqlite": "INSERT OR IGNORE"}
 _FOR_UPDATE = {MYSQL: " FOR UPDATE", "sqlite": ""}
-
-
-def _placeholders(values: Sequence[Any]) -> str:
-    return ", ".join(["%s"] * len(values))
 
 
 def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -85,7 +80,7 @@ def pending_by_campaign(conn: Connection, campania_ids: Iterable[int], now: dt.d
         return {}
     # safe: only %s placeholders are interpolated; the ids are parameters.
     sql = (f"SELECT campania_id, COUNT(*) AS n FROM ll_envios_whatsapp WHERE {_READY_ROWS}"  # noqa: S608
-           f" AND campania_id IN ({_placeholders(ids)}) GROUP BY campania_id")
+           f" AND campania_id IN ({placeholders(len(ids))}) GROUP BY campania_id")
     return {int(r["campania_id"]): int(r["n"]) for r in conn.query(sql, [now, *ids])}
 
 
@@ -95,7 +90,7 @@ def sent_today(conn: Connection, programacion_ids: Iterable[int], day: dt.date) 
         return {}
     # safe: only %s placeholders are interpolated.
     sql = (f"SELECT programacion_id, enviados FROM ll_programacion_envios_diarios"  # noqa: S608
-           f" WHERE fecha = %s AND programacion_id IN ({_placeholders(ids)})")
+           f" WHERE fecha = %s AND programacion_id IN ({placeholders(len(ids))})")
     return {int(r["programacion_id"]): int(r["enviados"]) for r in conn.query(sql, [day, *ids])}
 
 
@@ -107,7 +102,7 @@ def in_flight_today(conn: Connection, programacion_ids: Iterable[int], day: dt.d
     start, end = day_bounds(day)
     # safe: only %s placeholders are interpolated.
     sql = (f"SELECT claim_programacion_id AS pid, COUNT(*) AS n FROM ll_envios_whatsapp"  # noqa: S608
-           f" WHERE claim_programacion_id IN ({_placeholders(ids)}) AND estado = 'enviando'"
+           f" WHERE claim_programacion_id IN ({placeholders(len(ids))}) AND estado = 'enviando'"
            " AND claimed_at >= %s AND claimed_at < %s GROUP BY claim_programacion_id")
     return {int(r["pid"]): int(r["n"]) for r in conn.query(sql, [*ids, start, end])}
 
@@ -154,7 +149,7 @@ def next_pending(conn: Connection, campania_id: int, now: dt.datetime, skip: Seq
     """The oldest row of the campaign ready to be claimed (not among `skip`)."""
     sql, params = NEXT_PENDING, [campania_id, now]
     if skip:
-        sql += f" AND id NOT IN ({_placeholders(skip)})"
+        sql += f" AND id NOT IN ({placeholders(len(skip))})"
         params.extend(skip)
     return conn.query_one(sql + " ORDER BY id LIMIT 1", params)
 
