@@ -256,7 +256,8 @@ class Sender:
                 break
             if not self._acquire(conn, cid):
                 report.sessions_held_elsewhere.append(cid)
-                self.metrics.forget_session(cid)
+                for client in (sorted(plan.by_session) if single else [cid]):
+                    self.metrics.forget_session(client)
                 log.debug(kv("lease_busy", cliente_id=cid, sender=self.sender_id))
                 continue
             worker = SessionWorker(self.ctx, cid, single=single).start()

@@ -493,6 +493,10 @@ class SessionWorker:
                         + self.result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
                         sender=ctx.sender_id))
 
+    def _clients(self, works: list[ScheduleWork]) -> list[int]:
+        """The cliente_ids this lane serves now (metrics are per cliente_id, as the alerts join them)."""
+        return sorted({int(w.schedule["cliente_id"]) for w in works}) if self.single else [self.cliente_id]
+
     def _loop(self, conn: Connection) -> str:
         ctx, cid = self.ctx, self.cliente_id
         not_before = 0.0
@@ -522,7 +526,8 @@ class SessionWorker:
                 return stopped
             # A single session answers for every client: ask with a real cliente_id.
             status = ctx.gateway.status(int(works[0].schedule["cliente_id"]) if self.single else cid)
-            ctx.metrics.session(cid, status.state)
+            for client in self._clients(works):  # the one session's state is every client's
+                ctx.metrics.session(client, status.state)
             self.result.session_state = status.state
             if not status.ready:
                 self.result.session_level_stop = True
@@ -549,7 +554,7 @@ class SessionWorker:
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)
             if result.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
-                ctx.metrics.sent(cid)
+                ctx.metrics.sent(claimed.cliente_id)
             if action.then == STOP_GATEWAY:
                 ctx.stop_gateway(result.reason)
                 log.error(kv("gateway_stopped", gateway=ctx.gateway.base_url, detail=result.reason,

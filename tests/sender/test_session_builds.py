@@ -125,3 +125,26 @@ def test_whatsapp_web_js_build_has_no_send_route_one_line_nothing_stuck(db_url, 
     assert "Traceback" not in result.stderr and "<html" not in result.stderr
     assert 1 <= wwebjs.sends_received <= len(CLIENTS)  # at most the request each session had started
     assert all((row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) == ("pendiente", 0) for i in ids)
+
+
+@pytest.mark.parametrize("state", ["READY", "QR_REQUIRED"])
+def test_the_one_session_state_is_exported_for_every_client_it_serves(state, db_url, upgraded, venom, clock):
+    """The alerts join session state and pending work on cliente_id: lane 0 alone would blind them."""
+    from prometheus_client import generate_latest
+
+    from sender.loop import Sender
+    from tests.sender.conftest import make_config
+
+    seed_three_clients(upgraded, rows_each=1)
+    venom.set_session(51, state)
+    sender = Sender(make_config(db_url, venom.base_url, **{"gateway.sessions": "auto"}), clock=clock)
+    try:
+        sender.run_once()
+        text = generate_latest(sender.metrics.registry).decode()
+    finally:
+        sender.close()
+    for cliente_id in CLIENTS:
+        assert f'envios_sender_session_state{{cliente_id="{cliente_id}",state="{state}"}} 1.0' in text
+        sent = f'envios_sender_last_success_timestamp_seconds{{cliente_id="{cliente_id}"}}' in text
+        assert sent is (state == "READY")
+    assert 'cliente_id="0"' not in text
