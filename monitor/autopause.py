@@ -7,7 +7,9 @@ A campaign crosses a threshold when (config `monitor.autopause`):
   a stuck row needs `envios reconcile`, and sending on while its outcome is
   unknown is what the incident was);
 - `missing_message_id`: more than `max_missing_message_id` rows this system
-  marked `enviado` without a message id, finished after the last resume;
+  marked `enviado` without a message id, finished after the last resume. Sends
+  the gateway confirmed with a placeholder (a build that never gives ids) are
+  unverifiable, not ids lost: they count here only with `count_unverifiable`;
 - `error_ratio`: errors / finished sends in the window (after the last resume)
   above `max_error_ratio`, with at least `min_finished` finished sends.
 
@@ -62,7 +64,7 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
     """Campaigns with an approved schedule that cross a threshold, in campaign id order.
 
     `settings` is `config.monitor.autopause` (max_error_ratio, min_finished,
-    max_stuck, max_missing_message_id).
+    max_stuck, max_missing_message_id, count_unverifiable).
     """
     approved = {s.campania_id for s in snapshot.schedules if s.estado == "aprobada"}
     verdicts = []
@@ -74,11 +76,14 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
                 "stuck", c.stuck, settings.max_stuck,
                 f"stuck {c.stuck} > max_stuck {settings.max_stuck}"
                 f" (enviando for longer than {snapshot.stuck_after_s:g}s)"))
-        if "missing_message_id" in snapshot.fresh and c.missing_since_resume > settings.max_missing_message_id:
+        missing = c.missing_since_resume + (c.unverifiable_since_resume if settings.count_unverifiable else 0)
+        if "missing_message_id" in snapshot.fresh and missing > settings.max_missing_message_id:
+            unverifiable = (f" ({c.unverifiable_since_resume} of them unverifiable: the gateway gives no ids)"
+                            if settings.count_unverifiable and c.unverifiable_since_resume else "")
             crossings.append(Crossing(
-                "missing_message_id", c.missing_since_resume, settings.max_missing_message_id,
-                f"missing_message_id {c.missing_since_resume} > max_missing_message_id"
-                f" {settings.max_missing_message_id}"))
+                "missing_message_id", missing, settings.max_missing_message_id,
+                f"missing_message_id {missing} > max_missing_message_id"
+                f" {settings.max_missing_message_id}{unverifiable}"))
         if ("error_ratio" in snapshot.fresh and c.finished >= settings.min_finished
                 and c.error_ratio > settings.max_error_ratio):
             crossings.append(Crossing(

@@ -32,6 +32,7 @@ HELP = {
     "envios_finished_in_window": "Finished sends (enviado + error) behind envios_error_ratio.",
     "envios_sent_missing_message_id": "Rows envios marked enviado without a message id.",
     "envios_legacy_sent_without_message_id": "Rows sent before the upgrade (never claimed by envios): no id by construction.",
+    "envios_sent_unverifiable": "Rows envios marked enviado on a placeholder id: the gateway never gives ids, delivery is unverifiable.",
     "envios_messages": "Rows per state.",
     "envios_schedule_paused": "1 while a schedule is pausada, with the reason.",
     "envios_autopause_total": "Campaigns auto-paused by this watcher process, by reason.",
@@ -81,11 +82,14 @@ class WatcherCollector:
             if "missing_message_id" in snap.available:
                 missing = _gauge("envios_sent_missing_message_id", ["campania_id"])
                 legacy = _gauge("envios_legacy_sent_without_message_id", ["campania_id"])
+                unverifiable = _gauge("envios_sent_unverifiable", ["campania_id"])
                 for c in camps:
                     missing.add_metric([str(c.campania_id)], c.missing)
                     legacy.add_metric([str(c.campania_id)], c.legacy_without_id)
+                    unverifiable.add_metric([str(c.campania_id)], c.unverifiable)
                 yield missing
                 yield legacy
+                yield unverifiable
             if "messages" in snap.available:
                 messages = _gauge("envios_messages", ["campania_id", "estado"])
                 for c in camps:

@@ -14,7 +14,7 @@ scans all of `ll_envios_whatsapp` (the bench prints the plans on 1M rows):
 | campaigns           | ll_campanias_whatsapp (a few hundred rows)                          |
 | messages            | ll_envios_whatsapp (campania_id, estado): covering, only campaigns not finalizado |
 | stuck               | ll_envios_whatsapp (estado, claimed_at): range over enviando claims  |
-| missing_message_id  | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (schema v3): covering, enviado + NULL id, campaigns not finalizado |
+| missing_message_id  | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (schema v3): range over enviado + NULL id, campaigns not finalizado; reads `last_error` of those rows (the unverifiable note) |
 | error_ratio         | ll_envios_whatsapp_historial (campania_id, creado_en, estado_nuevo): covering range over the window |
 | schedules           | ll_programaciones (estado)                                           |
 """
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sender.db import MYSQL, SQLITE, Connection, placeholders
+from sender.gateways.base import NO_ID_FROM_GATEWAY
 
 ESTADOS = ("pendiente", "enviando", "enviado", "error")
 FINISHED = ("enviado", "error")
@@ -112,17 +113,23 @@ def stuck(conn: Connection, claimed_before: dt.datetime) -> dict[int, Stuck]:
     }
 
 
-# Covering on (estado, message_id, campania_id, claimed_at) (schema v3): legacy sends
-# (claimed_at NULL) are told apart without reading a row.
+# The note the sender leaves on a row the gateway confirmed with a placeholder instead of
+# an id (sender.gateways.base.NO_ID_FROM_GATEWAY): unverifiable by design, not an id lost.
+UNVERIFIABLE_NOTE = NO_ID_FROM_GATEWAY
+
+# On (estado, message_id, campania_id, claimed_at) (schema v3): legacy sends (claimed_at
+# NULL) are told apart by the index; the unverifiable ones by their note (a row read each).
 SQL_MISSING_MESSAGE_ID = (
-    "SELECT campania_id, COUNT(*) AS n, SUM(CASE WHEN claimed_at IS NULL THEN 1 ELSE 0 END) AS legacy"
+    "SELECT campania_id, COUNT(*) AS n, SUM(CASE WHEN claimed_at IS NULL THEN 1 ELSE 0 END) AS legacy,"
+    " SUM(CASE WHEN claimed_at IS NOT NULL AND last_error = %s THEN 1 ELSE 0 END) AS unverifiable"
     " FROM ll_envios_whatsapp"
     " WHERE estado = 'enviado' AND message_id IS NULL AND campania_id IN ({ids})"
     " GROUP BY campania_id"
 )
-# Only for campaigns that were resumed; reads the (few) rows envios sent without an id.
+# Only for campaigns that were resumed; reads the rows envios sent without an id.
 SQL_MISSING_SINCE_RESUME = (
-    "SELECT e.campania_id, COUNT(*) AS n"
+    "SELECT e.campania_id, COUNT(*) AS n,"
+    " SUM(CASE WHEN e.last_error = %s THEN 1 ELSE 0 END) AS unverifiable"
     " FROM ll_envios_whatsapp e JOIN ll_campanias_whatsapp c ON c.id = e.campania_id"
     " WHERE e.estado = 'enviado' AND e.message_id IS NULL AND e.claimed_at IS NOT NULL"
     " AND e.campania_id IN ({ids})"
@@ -133,31 +140,38 @@ SQL_MISSING_SINCE_RESUME = (
 
 @dataclass(frozen=True)
 class Missing:
-    missing: int  # marked enviado by envios (claimed) without a message id
+    missing: int  # marked enviado by envios (claimed) without a message id: the id was lost
     since_resume: int  # of those, finished after the campaign's last resume (all when never resumed)
     legacy: int  # sent before the upgrade (never claimed): no id by construction
+    unverifiable: int = 0  # confirmed with a placeholder: the gateway never gives ids
+    unverifiable_since_resume: int = 0
 
 
 def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> dict[int, Missing]:
-    counts: dict[int, tuple[int, int]] = {}
+    counts: dict[int, tuple[int, int, int]] = {}
     for chunk in _chunks(list(campaigns)):
         # safe: only "%s" placeholders are interpolated; the ids are parameters.
         sql = SQL_MISSING_MESSAGE_ID.format(ids=placeholders(len(chunk)))  # noqa: S608
-        for r in conn.query(sql, chunk):
-            counts[int(r["campania_id"])] = (int(r["n"]), int(r["legacy"] or 0))
+        for r in conn.query(sql, [UNVERIFIABLE_NOTE, *chunk]):
+            counts[int(r["campania_id"])] = (int(r["n"]), int(r["legacy"] or 0), int(r["unverifiable"] or 0))
     resumed = [cid for cid, c in campaigns.items() if c.resumed_at is not None
-               and counts.get(cid, (0, 0))[0] > counts.get(cid, (0, 0))[1]]
-    since: dict[int, int] = {}
+               and counts.get(cid, (0, 0, 0))[0] > counts.get(cid, (0, 0, 0))[1]]
+    since: dict[int, tuple[int, int]] = {}
     for chunk in _chunks(resumed):
         # safe: only "%s" placeholders are interpolated; the ids are parameters.
         sql = SQL_MISSING_SINCE_RESUME.format(ids=placeholders(len(chunk)))  # noqa: S608
-        for r in conn.query(sql, chunk):
-            since[int(r["campania_id"])] = int(r["n"])
+        for r in conn.query(sql, [UNVERIFIABLE_NOTE, *chunk]):
+            since[int(r["campania_id"])] = (int(r["n"]), int(r["unverifiable"] or 0))
     out = {}
     for cid, camp in campaigns.items():
-        total, legacy = counts.get(cid, (0, 0))
-        missing = total - legacy
-        out[cid] = Missing(missing, since.get(cid, 0) if camp.resumed_at is not None else missing, legacy)
+        total, legacy, unverifiable = counts.get(cid, (0, 0, 0))
+        lost = total - legacy - unverifiable
+        if camp.resumed_at is None:
+            lost_since, unverifiable_since = lost, unverifiable
+        else:
+            n, u = since.get(cid, (0, 0))
+            lost_since, unverifiable_since = n - u, u
+        out[cid] = Missing(lost, lost_since, legacy, unverifiable, unverifiable_since)
     return out
 
 

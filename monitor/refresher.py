@@ -82,7 +82,9 @@ class CampaignStats:
     missing: int
     missing_since_resume: int
     legacy_without_id: int
-    resumed_at: dt.datetime | None = None  # the campaign's last resume, as the campaigns read saw it
+    resumed_at: dt.datetime | None = None
+    unverifiable: int = 0  # sent through a gateway that gives no ids (placeholder): not ids lost
+    unverifiable_since_resume: int = 0  # the campaign's last resume, as the campaigns read saw it
 
     @property
     def error_ratio(self) -> float:
@@ -314,6 +316,8 @@ class Refresher:
                 missing_since_resume=mis.since_resume if mis else 0,
                 legacy_without_id=mis.legacy if mis else 0,
                 resumed_at=camp.resumed_at,
+                unverifiable=mis.unverifiable if mis else 0,
+                unverifiable_since_resume=mis.unverifiable_since_resume if mis else 0,
             )
         active = set(stats)
         schedules = [s for s in r.get("schedules", []) if s.campania_id in active]

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "api_key": "",
         "send_timeout_s": 60.0,
         "status_timeout_s": 5.0,
+        "sessions": "auto",
     },
     "sender": {
         "enabled": True,
@@ -50,11 +51,14 @@ DEFAULTS: dict[str, Any] = {
             "min_finished": 20,
             "max_stuck": 5,
             "max_missing_message_id": 5,
+            "count_unverifiable": False,
         },
     },
 }
 
 GATEWAY_KINDS = ("session_manager", "simulator", "waha", "evolution", "cloud_api")
+# auto: one lane when GET /status names one session for every client (DESIGN.md section 9)
+GATEWAY_SESSIONS = ("auto", "per_cliente", "single")
 
 # key path -> (type, minimum, maximum); None means unbounded on that side.
 _NUMBER_RULES: dict[str, tuple[type, float | None, float | None]] = {
@@ -76,7 +80,7 @@ _NUMBER_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "monitor.autopause.max_stuck": (int, 1, None),
     "monitor.autopause.max_missing_message_id": (int, 1, None),
 }
-_BOOL_KEYS = ("sender.enabled", "monitor.autopause.enabled")
+_BOOL_KEYS = ("sender.enabled", "monitor.autopause.enabled", "monitor.autopause.count_unverifiable")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -247,11 +251,15 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _set_path(raw, dotted, _coerce_bool(dotted, _get_path(raw, dotted)))
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
-    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key"):
+    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
+                   "gateway.sessions"):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:
         raise ConfigError(f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}")
+    if raw["gateway"]["sessions"] not in GATEWAY_SESSIONS:
+        raise ConfigError(f"config key gateway.sessions: must be one of {', '.join(GATEWAY_SESSIONS)},"
+                          f" got {raw['gateway']['sessions']!r}")
     if not re.match(r"^https?://", raw["gateway"]["base_url"]):
         raise ConfigError("config key gateway.base_url: must start with http:// or https://")
     if not re.match(r"^(sqlite|mysql)://", raw["database"]["url"]):

@@ -12,6 +12,13 @@ sender at a time) and starts a `SessionWorker`. Between ticks the main thread
 renews the leases of its live workers every lease_ttl_s/3, so a long pacing
 delay or a slow send never lets a lease lapse, while a killed sender's leases
 expire after lease_ttl_s and its sessions are taken over by another sender.
+
+`gateway.sessions` decides what a session is: `per_cliente`, one lane per
+cliente_id; `single`, one lane (lease `outbox.SINGLE_SESSION_LEASE`) for every
+client; `auto`, single when the gateway's GET /status names a session (the venom
+build's "admin"), decided at the first answer and kept for the life of the process
+(one lane while the gateway has not answered yet: never two sends at once on what
+may be one WhatsApp session).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class PassReport:
     sessions_held_elsewhere: list[int] = field(default_factory=list)
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     disabled: bool = False
+    gateway_stopped: str | None = None  # why nothing was sent through the gateway (404: no /send)
 
     @property
     def sent(self) -> int:
@@ -121,6 +129,8 @@ class Sender:
             rng=rng or random.Random(),
         )
         self.workers: dict[int, SessionWorker] = {}
+        self.sessions_mode = str(config.gateway.sessions)
+        self._auto_single: bool | None = None  # auto: what GET /status said, once it answered
         self.report = PassReport()  # everything this sender did, all passes
         self._conn = None
         self._thread: threading.Thread | None = None
@@ -153,6 +163,7 @@ class Sender:
             return report
         started = self._tick(report)
         self._wait_for(started, report)
+        report.gateway_stopped = self.ctx.gateway_stopped()
         log.info(kv("pass_done", sender=self.sender_id, detail=report.summary()))
         return report
 
@@ -228,7 +239,16 @@ class Sender:
         log.debug(kv("tick", sender=self.sender_id, sessions_with_work=len(plan.by_session),
                      closed_schedules=len(plan.closed)))
         started = []
-        for cid in sorted(plan.by_session):
+        stopped = self.ctx.gateway_stopped()
+        if stopped or not plan.by_session:
+            if stopped:
+                log.debug(kv("gateway_stopped", gateway=self.gateway.base_url, detail=stopped))
+            return started
+        single = self._single_lane(plan)
+        lanes = [outbox.SINGLE_SESSION_LEASE] if single else sorted(plan.by_session)
+        if any(w.alive and w.single != single for w in self.workers.values()):
+            return started  # the lanes changed shape: let the old ones finish first
+        for cid in lanes:
             current = self.workers.get(cid)
             if current is not None and current.alive:
                 continue
@@ -236,15 +256,32 @@ class Sender:
                 break
             if not self._acquire(conn, cid):
                 report.sessions_held_elsewhere.append(cid)
-                self.metrics.forget_session(cid)
+                for client in (sorted(plan.by_session) if single else [cid]):
+                    self.metrics.forget_session(client)
                 log.debug(kv("lease_busy", cliente_id=cid, sender=self.sender_id))
                 continue
-            worker = SessionWorker(self.ctx, cid).start()
+            worker = SessionWorker(self.ctx, cid, single=single).start()
             self.workers[cid] = worker
             started.append(worker)
-            log.info(kv("session_start", cliente_id=cid, sender=self.sender_id,
-                        pending=plan.pending_by_session.get(cid, 0)))
+            pending = sum(plan.pending_by_session.values()) if single else plan.pending_by_session.get(cid, 0)
+            log.info(kv("session_start", cliente_id=cid, sender=self.sender_id, pending=pending,
+                        lane="one session for every client" if single else None))
         return started
+
+    def _single_lane(self, plan) -> bool:
+        """gateway.sessions: does one lane carry every client's sends?"""
+        if self.sessions_mode != "auto":
+            return self.sessions_mode == "single"
+        if self._auto_single is None:
+            status = self.gateway.status(min(plan.by_session))
+            if not status.reachable:
+                return True  # undecided: one lane is never wrong, only slower
+            self._auto_single = status.shared_session is not None
+            log.info(kv("gateway_sessions", gateway=self.gateway.base_url,
+                        sessions="single" if self._auto_single else "per_cliente",
+                        detail=f"GET /status names session {status.shared_session!r}" if self._auto_single
+                        else "GET /status names no session: one per cliente_id"))
+        return self._auto_single
 
     def _acquire(self, conn, cliente_id: int) -> bool:
         def attempt() -> bool:

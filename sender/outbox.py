@@ -217,6 +217,11 @@ def sent_without_message_id(conn: Connection) -> list[dict]:
 
 
 # -- session leases ---------------------------------------------------------------------------
+#
+# One row per WhatsApp session being worked, keyed by its cliente_id. A gateway with ONE
+# session for every client (`gateway.sessions: single`, the venom build's "admin" session)
+# has one lease for all of them, under this reserved key (no client has id 0).
+SINGLE_SESSION_LEASE = 0
 
 LEASE_INSERT = (
     "{insert} INTO envios_session_leases (cliente_id, owner, acquired_at, expires_at) VALUES (%s, %s, %s, %s)"

@@ -5,8 +5,14 @@ classifies (`sender.gateways`), this module obeys. A worker runs in its own
 thread with its own database connection, so a 60 s pause in one session never
 holds back another. It stops when its queue is empty, its quota is used, its
 schedules close, the session is not READY, an outcome is session-level
-(409, unreachable, unknown), the lease is lost, the kill switch is off, or the
-sender is stopping; it then releases its lease.
+(409/503 not ready, unreachable, unknown) or gateway-level (404: no /send route),
+the lease is lost, the kill switch is off, or the sender is stopping; it then
+releases its lease.
+
+A worker works one *lane*: one cliente_id's session (`gateway.sessions:
+per_cliente`), or, when the gateway has one WhatsApp session for every client
+(`single`), all clients' schedules under the one lease `outbox.SINGLE_SESSION_LEASE`,
+paced as one session: one send at a time, `delay_min_s..delay_max_s` between any two.
 
 No SQL here (see `sender.outbox`) and no HTTP details (see `sender.gateways`).
 """
@@ -33,7 +39,7 @@ from sender.errors import (
     StaleTransition,
     TransactionConflict,
 )
-from sender.gateways.base import Gateway, Outcome, SendResult
+from sender.gateways.base import NO_ID_FROM_GATEWAY, Gateway, Outcome, SendResult
 from sender.logfmt import kv
 from sender.messages import personalise
 from sender.metrics import SenderMetrics
@@ -50,13 +56,13 @@ RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database th
 
 # -- what the loop does with each outcome (DESIGN.md section 3) ------------------------------
 
-CONTINUE, STOP_SESSION, SLOW_DOWN = "continue", "stop this session", "slow down"
+CONTINUE, STOP_SESSION, STOP_GATEWAY, SLOW_DOWN = "continue", "stop this session", "stop the gateway", "slow down"
 
 
 @dataclass(frozen=True)
 class Action:
     row_goes_to: Estado | None  # None: stays enviando (unknown outcome)
-    then: str  # CONTINUE | STOP_SESSION | SLOW_DOWN
+    then: str  # CONTINUE | STOP_SESSION | STOP_GATEWAY | SLOW_DOWN
     pace: bool  # wait the pacing delay before the next send of this session
     give_back_attempt: bool = False  # the gateway never tried: the attempt does not count
 
@@ -67,6 +73,7 @@ ACTIONS: dict[Outcome, Action] = {
     Outcome.SENT_WITHOUT_ID:   Action(Estado.ENVIADO,   CONTINUE,       True),
     Outcome.REJECTED:          Action(Estado.ERROR,     CONTINUE,       False),
     Outcome.SESSION_NOT_READY: Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
+    Outcome.NO_ROUTE:          Action(Estado.PENDIENTE, STOP_GATEWAY,   False, give_back_attempt=True),
     Outcome.RATE_LIMITED:      Action(Estado.PENDIENTE, SLOW_DOWN,      False, give_back_attempt=True),
     Outcome.UNREACHABLE:       Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
     Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
@@ -108,6 +115,16 @@ class Context:
     pool: ConnectionPool | None = None
     rng: random.Random = field(default_factory=random.Random)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set by a NO_ROUTE outcome: (monotonic time until which nothing is sent, why).
+    gateway_stop: tuple[float, str] | None = None
+
+    def stop_gateway(self, reason: str) -> None:
+        self.gateway_stop = (time.monotonic() + self.settings.retry_after_s, reason)
+
+    def gateway_stopped(self) -> str | None:
+        """Why nothing may be sent through the gateway now, or None."""
+        stop = self.gateway_stop
+        return stop[1] if stop is not None and time.monotonic() < stop[0] else None
 
     def lease_expiry(self, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.settings.lease_ttl_s)
@@ -141,6 +158,13 @@ class WorkPlan:
     pending_by_session: dict[int, int]  # for envios_sender_eligible_pending
     quota: dict[int, int]  # programacion_id -> remaining, open schedules
     closed: dict[int, str]  # programacion_id -> why it is not sending now
+
+
+def lane_work(plan: WorkPlan, lane: int, single: bool) -> list[ScheduleWork]:
+    """The schedules a lane works: one client's, or every client's on a single-session gateway."""
+    if single:
+        return [work for cid in sorted(plan.by_session) for work in plan.by_session[cid]]
+    return plan.by_session.get(lane, [])
 
 
 def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = None) -> WorkPlan:
@@ -228,8 +252,12 @@ def retrying(what: str, fn, *, patience_s: float = 0.0):
     raise AssertionError("unreachable")
 
 
-def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id: int) -> Claimed | str:
+def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
+               single: bool = False) -> Claimed | str:
     """Claim the schedule's next sendable row (pendiente -> enviando), or say why not.
+
+    `lane` is the lease key: the schedule's cliente_id, or SINGLE_SESSION_LEASE
+    (with `single`, for every client's schedules).
 
     One transaction: the lease is checked and extended, the schedule and its
     campaign are re-read (a pause stops us here), the day's count row is locked
@@ -244,13 +272,14 @@ def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id:
         now = ctx.clock.now()
         day = now.date()
         with conn.transaction():
-            if not outbox.lease_holds(conn, cliente_id, ctx.sender_id, now):
-                raise LeaseLost(f"lease of session {cliente_id} is no longer ours")
-            if not outbox.lease_renew(conn, cliente_id, ctx.sender_id, now, ctx.lease_expiry(now)):
-                raise LeaseLost(f"lease of session {cliente_id} was taken while we renewed it")
+            if not outbox.lease_holds(conn, lane, ctx.sender_id, now):
+                raise LeaseLost(f"lease of session {lane} is no longer ours")
+            if not outbox.lease_renew(conn, lane, ctx.sender_id, now, ctx.lease_expiry(now)):
+                raise LeaseLost(f"lease of session {lane} was taken while we renewed it")
             schedule = outbox.schedule_now(conn, programacion_id)
-            if schedule is None or int(schedule["cliente_id"]) != cliente_id:
+            if schedule is None or (not single and int(schedule["cliente_id"]) != lane):
                 return "schedule gone"
+            cliente_id = int(schedule["cliente_id"])
             reason = closed_reason(schedule, now)
             if reason:
                 return reason
@@ -286,11 +315,11 @@ def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id:
                 return Claimed(row, schedule, cliente_id, to, text, now, remaining - 1)
             return "busy"
 
-    result = retrying(f"claim for session {cliente_id}", attempt)
+    result = retrying(f"claim for session {lane}", attempt)
     for line in events:
         log.info(line)
     if isinstance(result, Claimed):
-        log.info(_change(result.row, result.schedule, cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
+        log.info(_change(result.row, result.schedule, result.cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
                          attempt=result.attempt, phone=result.to))
     return result
 
@@ -335,8 +364,11 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
             if to_state is Estado.ENVIADO:
                 day = claimed.claimed_at.date()  # counted on the day it was claimed (and quota-checked)
                 outbox.lock_daily_count(conn, pid, day)
+                # A placeholder instead of an id is noted on the row: the watcher shows such
+                # sends as unverifiable, apart from ids lost (envios_sent_unverifiable).
+                note = NO_ID_FROM_GATEWAY if result.gateway_gives_no_id else None
                 transition(conn, eid, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now, detail=detail,
-                           columns={"message_id": result.message_id, "fecha_envio": now, "last_error": None})
+                           columns={"message_id": result.message_id, "fecha_envio": now, "last_error": note})
                 outbox.count_sent(conn, pid, day, now)
                 return
             if to_state is None:  # unknown: stays enviando, never retried automatically
@@ -377,6 +409,8 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
                    detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
     if result.outcome is Outcome.UNKNOWN:
         log.warning(line + " note=\"outcome unknown: row stays enviando, never retried; see envios reconcile\"")
+    elif to_state is Estado.ENVIADO and result.gateway_gives_no_id:
+        log.info(line)  # the gateway never gives ids: shown by the watcher, not a warning per send
     elif to_state is Estado.ENVIADO and result.message_id is None:
         log.warning(line + " note=\"gateway confirmed without a message id\"")
     else:
@@ -396,11 +430,15 @@ class WorkerResult:
 
 
 class SessionWorker:
-    """One session, one thread, one DB connection; holds the session's lease while it runs."""
+    """One lane, one thread, one DB connection; holds the lane's lease while it runs.
 
-    def __init__(self, ctx: Context, cliente_id: int):
+    `cliente_id` is the lane: a client's session, or SINGLE_SESSION_LEASE with `single`.
+    """
+
+    def __init__(self, ctx: Context, cliente_id: int, single: bool = False):
         self.ctx = ctx
         self.cliente_id = int(cliente_id)
+        self.single = single
         self.lease_lost = threading.Event()
         self.result = WorkerResult(self.cliente_id)
         self.thread = threading.Thread(target=self._run, name=f"session-{cliente_id}", daemon=True)
@@ -455,6 +493,10 @@ class SessionWorker:
                         + self.result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
                         sender=ctx.sender_id))
 
+    def _clients(self, works: list[ScheduleWork]) -> list[int]:
+        """The cliente_ids this lane serves now (metrics are per cliente_id, as the alerts join them)."""
+        return sorted({int(w.schedule["cliente_id"]) for w in works}) if self.single else [self.cliente_id]
+
     def _loop(self, conn: Connection) -> str:
         ctx, cid = self.ctx, self.cliente_id
         not_before = 0.0
@@ -463,8 +505,8 @@ class SessionWorker:
         while True:
             if ctx.stop.is_set():
                 return "sender stopping"
-            plan = eligible_work(conn, ctx.clock.now(), cid)
-            works = plan.by_session.get(cid, [])
+            plan = eligible_work(conn, ctx.clock.now(), None if self.single else cid)
+            works = lane_work(plan, cid, self.single)
             for pid, remaining in plan.quota.items():
                 ctx.metrics.quota(pid, remaining)
             if not works:
@@ -478,8 +520,14 @@ class SessionWorker:
                 raise LeaseLost(f"lease of session {cid} could not be renewed")
             if not ctx.kill_switch():
                 return "kill switch off"
-            status = ctx.gateway.status(cid)
-            ctx.metrics.session(cid, status.state)
+            stopped = ctx.gateway_stopped()
+            if stopped:
+                self.result.session_level_stop = True
+                return stopped
+            # A single session answers for every client: ask with a real cliente_id.
+            status = ctx.gateway.status(int(works[0].schedule["cliente_id"]) if self.single else cid)
+            for client in self._clients(works):  # the one session's state is every client's
+                ctx.metrics.session(client, status.state)
             self.result.session_state = status.state
             if not status.ready:
                 self.result.session_level_stop = True
@@ -488,7 +536,7 @@ class SessionWorker:
             claimed: Claimed | None = None
             reasons = []
             for work in sorted(works, key=lambda w: last_claim.get(w.programacion_id, 0.0)):
-                got = claim_next(conn, ctx, cid, work.programacion_id)
+                got = claim_next(conn, ctx, cid, work.programacion_id, self.single)
                 if isinstance(got, Claimed):
                     claimed = got
                     last_claim[work.programacion_id] = time.monotonic()
@@ -501,12 +549,19 @@ class SessionWorker:
                     return "nothing claimable: " + "; ".join(reasons)
                 continue
             empty_handed = 0
-            result = ctx.gateway.send(cid, claimed.to, claimed.text)
+            result = ctx.gateway.send(claimed.cliente_id, claimed.to, claimed.text)
             ctx.metrics.outcome(result.outcome, result.latency_s)
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)
             if result.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
-                ctx.metrics.sent(cid)
+                ctx.metrics.sent(claimed.cliente_id)
+            if action.then == STOP_GATEWAY:
+                ctx.stop_gateway(result.reason)
+                log.error(kv("gateway_stopped", gateway=ctx.gateway.base_url, detail=result.reason,
+                             note=f"nothing is sent through this gateway; next try in "
+                                  f"{ctx.settings.retry_after_s:g}s (sender.retry_after_s)"))
+                self.result.session_level_stop = True
+                return f"{result.outcome.value}: {result.reason}"
             if action.then == STOP_SESSION:
                 self.result.session_level_stop = True
                 return f"{result.outcome.value}: {result.reason}"

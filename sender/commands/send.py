@@ -79,6 +79,9 @@ def run(args: argparse.Namespace, config) -> int:
             if report.disabled:
                 print(f"envios send: sending is disabled ({switch.reason}); nothing sent", file=sys.stderr)
                 return 0
+            if report.gateway_stopped:
+                raise EnviosError(f"gateway {config.gateway.base_url}: {report.gateway_stopped}; "
+                                  "nothing is sent through it (is it the whatsapp-web.js build?)")
             unreachable = report.unreachable_sessions
             if unreachable and len(unreachable) == len(report.sessions_worked):
                 raise EnviosError(f"gateway {config.gateway.base_url} unreachable: "

@@ -8,9 +8,10 @@ outcome is "could the message have been delivered?":
 | Outcome           | delivered?      | examples                                         |
 |-------------------|-----------------|--------------------------------------------------|
 | SENT              | yes             | 2xx with a message id                            |
-| SENT_WITHOUT_ID   | yes             | 2xx saying ok, no message id                     |
+| SENT_WITHOUT_ID   | yes             | 2xx saying ok, no message id or a placeholder    |
 | REJECTED          | no, never will  | 400/422 bad number, empty text                   |
-| SESSION_NOT_READY | no              | 409 SESSION_NOT_READY                            |
+| SESSION_NOT_READY | no              | 409 / 503 SESSION_NOT_READY                      |
+| NO_ROUTE          | no              | 404: the gateway has no POST /send               |
 | RATE_LIMITED      | no              | 429                                              |
 | UNREACHABLE       | no              | connection refused, DNS, connect timeout, 401/403|
 | GATEWAY_ERROR     | no              | 5xx where the gateway says it did not send       |
@@ -33,6 +34,7 @@ class Outcome(str, enum.Enum):
     SENT_WITHOUT_ID = "sent_without_id"
     REJECTED = "rejected"
     SESSION_NOT_READY = "session_not_ready"
+    NO_ROUTE = "no_route"
     RATE_LIMITED = "rate_limited"
     UNREACHABLE = "unreachable"
     GATEWAY_ERROR = "gateway_error"
@@ -54,6 +56,7 @@ class SendResult:
     message_id: str | None = None
     reason: str = ""  # short, for last_error and logs; never holds the phone number
     retry_after_s: float | None = None  # from a 429's Retry-After, when given
+    gateway_gives_no_id: bool = False  # SENT_WITHOUT_ID by design: the gateway answered a placeholder
     http_status: int | None = None
     latency_s: float = 0.0
 
@@ -62,15 +65,23 @@ class SendResult:
         return cls(Outcome.SENT if message_id else Outcome.SENT_WITHOUT_ID, message_id=message_id or None, **kw)
 
 
-# Session states of DESIGN.md section 9, plus UNREACHABLE (no answer at all).
+# The history detail and the row's note of a send the gateway confirmed with a
+# placeholder instead of an id (the watcher tells these apart from ids lost).
+NO_ID_FROM_GATEWAY = "the gateway gives no message id"
+
+# Session states of every build of DESIGN.md section 9, plus UNREACHABLE (no answer at all).
 READY = "READY"
-SESSION_STATES = ("READY", "CONNECTING", "AWAITING_QR", "DISCONNECTED", "ERROR", "UNREACHABLE")
+SESSION_STATES = ("READY", "CONNECTING", "AWAITING_QR", "QR_REQUIRED", "INIT", "AUTHENTICATED",
+                  "DISCONNECTED", "ERROR", "UNREACHABLE")
 
 
 @dataclass(frozen=True)
 class SessionStatus:
     state: str  # one of SESSION_STATES
     detail: str = ""
+    # The session the status answer names ("admin" on the venom build): one WhatsApp
+    # session for every client. None when the answer names none (or there was none).
+    shared_session: str | None = None
 
     @property
     def ready(self) -> bool:

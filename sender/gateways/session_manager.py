@@ -1,7 +1,12 @@
 """`gateway.kind: session_manager` (and `simulator`): the contract of DESIGN.md section 9.
 
-    GET  {base_url}/status   X-Cliente-Id: N   -> {"state": "READY" | ...}   ("status" on older builds)
+    GET  {base_url}/status   X-Cliente-Id: N   -> {"state": "READY" | ...}   ("status" on other builds;
+                                                   venom adds "session": "admin": one session for all)
     POST {base_url}/send     X-Cliente-Id: N   {"cliente_id": N, "to": "549...", "message": "..."}
+
+The three builds' answers (multi-client, venom, whatsapp-web.js) are all read
+by OUTCOME_TABLE below; a placeholder id (venom's "sent-via-ui") is never
+returned as a message id.
 
 One pooled `requests.Session` shared by all session workers; connect timeout
 = gateway.status_timeout_s (a gateway that does not even accept the connection
@@ -24,38 +29,67 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from sender.gateways.base import READY, SESSION_STATES, Gateway, Outcome, SendResult, SessionStatus
+from sender.gateways.base import (
+    NO_ID_FROM_GATEWAY,
+    READY,
+    SESSION_STATES,
+    Gateway,
+    Outcome,
+    SendResult,
+    SessionStatus,
+)
 from sender.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
 
 # -- how an HTTP answer to POST /send is classified (DESIGN.md sections 3 and 9) -----
 #
-#   2xx, JSON, ok, message_id ........ SENT
-#   2xx, JSON, ok, no message_id ..... SENT_WITHOUT_ID   (counted; the watcher shows it)
-#   2xx, anything else ............... UNKNOWN           (not JSON, ok:false, error:true)
-#   400, 422 ......................... REJECTED          (never sendable: error)
-#   409 .............................. SESSION_NOT_READY
-#   429 .............................. RATE_LIMITED      (Retry-After honoured)
-#   401, 403 ......................... UNREACHABLE       (key refused before anything happened)
-#   500 code WHATSAPP_ERROR .......... GATEWAY_ERROR     (the gateway says it did not send)
-#   anything else .................... UNKNOWN
+# The three builds of the session manager (multi-client, venom, whatsapp-web.js)
+# answer in different shapes; one table covers them all. A 2xx first:
+#
+#   2xx, JSON, ok/success, a real message id ...... SENT
+#   2xx, JSON, ok/success, no id or a PLACEHOLDER . SENT_WITHOUT_ID  (venom: "sent-via-ui"; never stored)
+#   2xx, anything else ............................ UNKNOWN          (not JSON, ok/success false, error)
+#
+# then every other answer, by (HTTP status, body "code"); the first row that matches wins:
+ANY = "*"    # any body code, or none
+_5XX = "5xx"  # any status from 500 to 599
+#
+OUTCOME_TABLE: tuple[tuple[int | str, str, Outcome], ...] = (
+    # HTTP  body code             outcome                       who answers so
+    (400,   ANY,                  Outcome.REJECTED),           # multi-client VALIDATION_ERROR / INVALID_NUMBER,
+    #                                                            venom INVALID_CLIENTE_ID / INVALID_TO / INVALID_MESSAGE
+    (422,   ANY,                  Outcome.REJECTED),           # validation
+    (404,   ANY,                  Outcome.NO_ROUTE),           # whatsapp-web.js build: no /send route (HTML page)
+    (409,   ANY,                  Outcome.SESSION_NOT_READY),  # multi-client SESSION_NOT_READY
+    (503,   "SESSION_NOT_READY",  Outcome.SESSION_NOT_READY),  # venom, checked before sending
+    (429,   ANY,                  Outcome.RATE_LIMITED),       # Retry-After honoured
+    (401,   ANY,                  Outcome.UNREACHABLE),        # key refused before anything happened
+    (403,   ANY,                  Outcome.UNREACHABLE),        # key refused before anything happened
+    (_5XX,  "WHATSAPP_ERROR",     Outcome.GATEWAY_ERROR),      # multi-client: the gateway says it did not send
+    (_5XX,  "SEND_FAILED",        Outcome.GATEWAY_ERROR),      # venom: the gateway says it did not send
+    (_5XX,  ANY,                  Outcome.UNKNOWN),            # a proxy's 502, a crash: it may have been sent
+)
+#   anything else (3xx, other 4xx) ................ UNKNOWN
 #
 # and a request that fails:
 #
-#   refused / DNS / connect timeout .. UNREACHABLE       (the request never left)
-#   read timeout, reset, broken pipe . UNKNOWN           (it may have been delivered)
-BY_STATUS: Mapping[int, Outcome] = {
-    400: Outcome.REJECTED,
-    422: Outcome.REJECTED,
-    409: Outcome.SESSION_NOT_READY,
-    429: Outcome.RATE_LIMITED,
-    401: Outcome.UNREACHABLE,
-    403: Outcome.UNREACHABLE,
-}
-DID_NOT_SEND_5XX_CODES = frozenset({"WHATSAPP_ERROR"})
+#   refused / DNS / connect timeout ............... UNREACHABLE      (the request never left)
+#   read timeout, reset, broken pipe .............. UNKNOWN          (it may have been delivered)
+
+# What the venom build answers in data.messageId: the send happened, but this is not an id.
+PLACEHOLDER_IDS = frozenset({"sent-via-ui", "sent"})
 
 REASON_MAX = 300
+
+
+def outcome_of(status: int, code: Any) -> Outcome:
+    """The OUTCOME_TABLE row for a non-2xx answer."""
+    for table_status, table_code, outcome in OUTCOME_TABLE:
+        status_matches = table_status == status or (table_status == _5XX and 500 <= status <= 599)
+        if status_matches and table_code in (ANY, code):
+            return outcome
+    return Outcome.UNKNOWN
 
 
 def _json(response: requests.Response) -> Any:
@@ -65,8 +99,16 @@ def _json(response: requests.Response) -> Any:
         return None
 
 
-def _message_id(body: Mapping) -> str | None:
-    value = body.get("message_id", body.get("messageId"))
+def _raw_message_id(body: Mapping) -> Any:
+    data = body.get("data")
+    for where in (body, data if isinstance(data, Mapping) else {}):
+        for key in ("message_id", "messageId"):
+            if where.get(key) is not None:
+                return where[key]
+    return None
+
+
+def _message_id(value: Any) -> str | None:
     if isinstance(value, Mapping):  # whatsapp-web.js id object
         value = value.get("_serialized")
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
@@ -85,6 +127,10 @@ def _error_text(status: int, body: Any, response: requests.Response) -> str:
     return scrub(text.strip().rstrip(":"))[:REASON_MAX]
 
 
+def _said_not_ok(body: Mapping) -> bool:
+    return body.get("ok") is False or body.get("success") is False or body.get("error") not in (None, False)
+
+
 def classify_response(response: requests.Response, latency_s: float = 0.0) -> SendResult:
     """The outcome of an answered POST /send."""
     status = response.status_code
@@ -93,16 +139,19 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
     if 200 <= status < 300:
         if not isinstance(body, Mapping):
             return SendResult(Outcome.UNKNOWN, reason=f"HTTP {status} with a body that is not a JSON object", **common)
-        if body.get("ok") is False or body.get("error") not in (None, False):
+        if _said_not_ok(body):
             return SendResult(Outcome.UNKNOWN, reason=_error_text(status, body, response), **common)
-        return SendResult.sent(_message_id(body), **common)
-    outcome = BY_STATUS.get(status)
-    if outcome is None and status >= 500 and isinstance(body, Mapping) and body.get("code") in DID_NOT_SEND_5XX_CODES:
-        outcome = Outcome.GATEWAY_ERROR
-    if outcome is None:
-        outcome = Outcome.UNKNOWN
+        message_id = _message_id(_raw_message_id(body))
+        if message_id in PLACEHOLDER_IDS:
+            return SendResult(Outcome.SENT_WITHOUT_ID, reason=f"{NO_ID_FROM_GATEWAY} (placeholder {message_id!r})",
+                              gateway_gives_no_id=True, **common)
+        return SendResult.sent(message_id, **common)
+    outcome = outcome_of(status, body.get("code") if isinstance(body, Mapping) else None)
+    reason = _error_text(status, body, response)
+    if outcome is Outcome.NO_ROUTE:
+        reason = f"the gateway has no POST /send route (HTTP {status})"
     retry_after = _retry_after(response) if outcome is Outcome.RATE_LIMITED else None
-    return SendResult(outcome, reason=_error_text(status, body, response), retry_after_s=retry_after, **common)
+    return SendResult(outcome, reason=reason, retry_after_s=retry_after, **common)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -210,12 +259,14 @@ class SessionManagerGateway(Gateway):
             return SessionStatus("UNREACHABLE", f"gateway refused our API key (HTTP {response.status_code})")
         if response.status_code != 200 or not isinstance(body, Mapping):
             return SessionStatus("ERROR", f"GET /status answered HTTP {response.status_code}")
+        # multi-client and venom: "state"; whatsapp-web.js and older builds: "status"
         state = body.get("state", body.get("status"))
+        shared = body.get("session") if isinstance(body.get("session"), str) and body["session"] else None
         if not isinstance(state, str) or state.upper() not in SESSION_STATES:
-            return SessionStatus("ERROR", f"GET /status gave an unknown state {str(state)[:40]!r}")
+            return SessionStatus("ERROR", f"GET /status gave an unknown state {str(state)[:40]!r}", shared)
         state = state.upper()
         log.debug("GET /status cliente_id=%s -> %s", cliente_id, state)
-        return SessionStatus(state, "" if state == READY else f"session is {state}")
+        return SessionStatus(state, "" if state == READY else f"session is {state}", shared)
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
         payload = json.dumps({"cliente_id": int(cliente_id), "to": to, "message": message}, ensure_ascii=False)

@@ -366,6 +366,7 @@ def test_dashboard_covers_the_issue(dashboard):
         "envios_error_ratio",
         "envios_stuck_sending",
         "envios_sent_missing_message_id",
+        "envios_sent_unverifiable",
         "envios_messages",
         "envios_sender_session_state",
         "envios_sender_quota_remaining",

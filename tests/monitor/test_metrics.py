@@ -58,6 +58,7 @@ def test_every_value_of_a_known_database(known, config, clock, watchers):
     assert series(got, "envios_error_ratio") == {c1: pytest.approx(0.3), c2: 0}
     assert series(got, "envios_sent_missing_message_id") == {c1: 2, c2: 0}
     assert series(got, "envios_legacy_sent_without_message_id") == {c1: 4, c2: 0}
+    assert series(got, "envios_sent_unverifiable") == {c1: 0, c2: 0}  # tests/monitor/test_unverifiable.py
     assert series(got, "envios_messages") == {
         labels(campania_id=1, estado="pendiente"): 3,
         labels(campania_id=1, estado="enviando"): 4,
@@ -91,8 +92,8 @@ def test_every_value_of_a_known_database(known, config, clock, watchers):
     assert names == {
         "envios_stuck_sending", "envios_oldest_stuck_claim_timestamp_seconds", "envios_error_ratio",
         "envios_finished_in_window", "envios_sent_missing_message_id",
-        "envios_legacy_sent_without_message_id", "envios_messages", "envios_schedule_paused",
-        "envios_autopause_total", "envios_watcher_up", "envios_watcher_last_refresh_timestamp_seconds",
+        "envios_legacy_sent_without_message_id", "envios_sent_unverifiable", "envios_messages",
+        "envios_schedule_paused", "envios_autopause_total", "envios_watcher_up", "envios_watcher_last_refresh_timestamp_seconds",
         "envios_watcher_refresh_duration_seconds", "envios_watcher_query_errors_total",
         "envios_watcher_query_last_success_timestamp_seconds", "envios_watcher_query_duration_seconds",
     }

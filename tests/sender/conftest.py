@@ -26,6 +26,8 @@ def make_config(db_url: str, base_url: str, **overrides):
         "sender.metrics_port": 0,
         "sender.tick_s": 0.2,
         "sender.lease_ttl_s": 30.0,
+        # the scripted gateway's "refuse" acts on the first GET /status: no auto probe before it
+        "gateway.sessions": "per_cliente",
     }
     base.update(overrides)
     return config_module.Config(raw).with_overrides(base)

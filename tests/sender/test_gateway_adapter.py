@@ -41,8 +41,22 @@ ANSWERS = [
     (500, {"error": True, "code": "INTERNAL"}, Outcome.UNKNOWN, None),
     (502, "Bad Gateway", Outcome.UNKNOWN, None),
     (503, {"error": True, "code": "WHATSAPP_ERROR"}, Outcome.GATEWAY_ERROR, None),
-    (404, {"error": True}, Outcome.UNKNOWN, None),
+    (404, {"error": True}, Outcome.NO_ROUTE, None),
     (302, "", Outcome.UNKNOWN, None),
+    # the venom build (live at the incident)
+    (200, {"success": True, "message": "Message sent",
+           "data": {"messageId": "sent-via-ui", "method": "UI-Simulation"}}, Outcome.SENT_WITHOUT_ID, None),
+    (200, {"success": True, "data": {"messageId": "sent"}}, Outcome.SENT_WITHOUT_ID, None),
+    (200, {"success": True, "data": {"messageId": "true_549@c.us_3EB0CC"}}, Outcome.SENT, "true_549@c.us_3EB0CC"),
+    (200, {"success": False, "data": {}}, Outcome.UNKNOWN, None),
+    (400, {"success": False, "code": "INVALID_CLIENTE_ID", "message": "x"}, Outcome.REJECTED, None),
+    (400, {"success": False, "code": "INVALID_TO", "message": "x"}, Outcome.REJECTED, None),
+    (400, {"success": False, "code": "INVALID_MESSAGE", "message": "x"}, Outcome.REJECTED, None),
+    (503, {"success": False, "code": "SESSION_NOT_READY"}, Outcome.SESSION_NOT_READY, None),
+    (500, {"success": False, "code": "SEND_FAILED", "message": "x"}, Outcome.GATEWAY_ERROR, None),
+    (503, {"success": False, "code": "OTHER"}, Outcome.UNKNOWN, None),
+    # the whatsapp-web.js build: Express's page for a route it does not have
+    (404, "<!DOCTYPE html><html><body><pre>Cannot POST /send</pre></body></html>", Outcome.NO_ROUTE, None),
 ]
 
 
@@ -77,6 +91,23 @@ def test_request_carries_the_contract_headers_and_body_and_never_logs_the_key(ca
 
 
 @responses.activate
+def test_a_placeholder_id_is_never_returned_and_says_why():
+    responses.add(responses.POST, f"{BASE}/send",
+                  json={"success": True, "data": {"messageId": "sent-via-ui", "method": "UI-Simulation"}})
+    result = gw().send(51, "5491123456821", "hola")
+    assert (result.message_id, result.gateway_gives_no_id) == (None, True)
+    assert "gives no message id" in result.reason and "sent-via-ui" in result.reason
+
+
+@responses.activate
+def test_no_route_says_so_in_one_line():
+    responses.add(responses.POST, f"{BASE}/send", status=404,
+                  body="<!DOCTYPE html>\n<html>\n<body>\n<pre>Cannot POST /send</pre>\n</body>\n</html>\n")
+    result = gw().send(51, "5491123456821", "hola")
+    assert result.reason == "the gateway has no POST /send route (HTTP 404)"
+
+
+@responses.activate
 def test_retry_after_is_read():
     responses.add(responses.POST, f"{BASE}/send", status=429, headers={"Retry-After": "7"}, json={})
     assert gw().send(1, "5491123456821", "x").retry_after_s == 7.0
@@ -88,11 +119,29 @@ def test_retry_after_is_read():
     ({"state": "disconnected"}, "DISCONNECTED"),
     ({"state": "EXPLODED"}, "ERROR"),
     ("not json", "ERROR"),
+    # every state of every build (DESIGN.md section 9), under "state" or "status"
+    *[({key: s}, s) for key in ("state", "status") for s in (
+        "READY", "CONNECTING", "AWAITING_QR", "QR_REQUIRED", "INIT", "AUTHENTICATED", "DISCONNECTED", "ERROR")],
 ])
 def test_status_answers(body, state):
     kwargs = {"json": body} if not isinstance(body, str) else {"body": body}
     responses.add(responses.GET, f"{BASE}/status", **kwargs)
-    assert gw().status(7).state == state
+    status = gw().status(7)
+    assert status.state == state
+    assert status.ready is (state == "READY")
+    assert status.shared_session is None
+
+
+@responses.activate
+@pytest.mark.parametrize("body,shared", [
+    ({"connected": True, "state": "READY", "session": "admin"}, "admin"),  # venom
+    ({"connected": False, "state": "QR_REQUIRED", "session": "admin"}, "admin"),
+    ({"state": "READY", "connected": True}, None),  # multi-client
+    ({"status": "READY"}, None),  # whatsapp-web.js
+])
+def test_status_names_the_one_shared_session(body, shared):
+    responses.add(responses.GET, f"{BASE}/status", json=body)
+    assert gw().status(7).shared_session == shared
 
 
 
