@@ -104,7 +104,7 @@ class Builder:
     def _history(self, envio_id, cid, before, after, at) -> None:
         self.conn.execute(
             "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
-            " estado_nuevo, origen, detalle, creado_en) VALUES (%s, %s, %s, %s, 'sender', '', %s)",
+            " estado_nuevo, origen, detalle, created_at) VALUES (%s, %s, %s, %s, 'envios-sender', NULL, %s)",
             (envio_id, cid, before, after, at))
 
 

@@ -65,7 +65,7 @@ def test_unsendable_rows_go_to_error_without_a_request_and_never_stop_the_batch(
     assert row(upgraded, no_text)["last_error"] == "empty message text"
     for envio_id in (bad_phone, impossible, no_text):
         assert row(upgraded, envio_id)["estado"] == "error"
-        assert history(upgraded, envio_id) == [("pendiente", "error", "sender")]
+        assert history(upgraded, envio_id) == [("pendiente", "error", "envios-sender")]
     assert [row(upgraded, i)["estado"] for i in (good, good2)] == ["enviado", "enviado"]
     assert [p["to"] for p in gateway.posts] == ["5491100470001", "5491100470004"]
     assert [p["text"] for p in gateway.posts] == ["Hola Ana, ¿seguimos en contacto?", "Hola, ¿seguimos en contacto?"]
