@@ -263,7 +263,12 @@ def schema_ready(conn: Connection) -> bool:
 
 SQL_CAMPAIGN_EXISTS = "SELECT id FROM ll_campanias_whatsapp WHERE id = %s"
 SQL_SCHEDULE_IDS_IN_STATE = (
-    "SELECT id FROM ll_programaciones WHERE campania_id = %s AND estado = %s ORDER BY id"
+    "SELECT id, paused_by FROM ll_programaciones WHERE campania_id = %s AND estado = %s ORDER BY id"
+)
+# Schedules the original scheduler has locked (locked_at set, locked_by not envios's): is it still running?
+SQL_LEGACY_LOCKS = (
+    "SELECT id AS programacion_id, campania_id, locked_at, locked_by FROM ll_programaciones"
+    " WHERE estado = 'aprobada' AND locked_at IS NOT NULL ORDER BY id"
 )
 # Conditional: a second watcher (or an operator) that got there first leaves 0 rows to change.
 SQL_PAUSE_SCHEDULE = (

@@ -221,7 +221,8 @@ class Sender:
         """Re-read schedules; lease and start a worker for each session with work and none here."""
         self._reap(report)
         conn = self._main_conn()
-        plan = eligible_work(conn, self.clock.now())
+        now = self.clock.now()
+        plan = eligible_work(conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s)
         self.metrics.pending(plan.pending_by_session)
         for pid, remaining in plan.quota.items():
             self.metrics.quota(pid, remaining)
@@ -248,7 +249,7 @@ class Sender:
 
     def _acquire(self, conn, cliente_id: int) -> bool:
         def attempt() -> bool:
-            now = self.clock.now()
+            now = self.clock.db_now(conn)
             with conn.transaction():
                 return outbox.lease_acquire(conn, cliente_id, self.sender_id, now, self.ctx.lease_expiry(now))
         return retrying(f"lease of session {cliente_id}", attempt)
@@ -261,7 +262,7 @@ class Sender:
             conn = self._main_conn()
             for worker in alive:
                 def attempt(cid=worker.cliente_id) -> bool:
-                    now = self.clock.now()
+                    now = self.clock.db_now(conn)
                     with conn.transaction():
                         return outbox.lease_renew(conn, cid, self.sender_id, now, self.ctx.lease_expiry(now))
                 if not retrying(f"renewing lease of session {worker.cliente_id}", attempt):

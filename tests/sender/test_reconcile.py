@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from sender import reconcile
-from sender.reconcile import ReconcileError
+from sender.reconcile import ReconcileError, RetryRuleBroken
 from tests.sender.conftest import envios, history, row, seed_session, sender_env, sent_today
 
 
@@ -37,7 +37,7 @@ def test_mark_sent_records_the_id_the_date_and_the_daily_count(upgraded, clock, 
     reconcile.mark_sent(upgraded, clock, stuck[0], message_id="true_549@c.us_X", by="ana", note="recipient confirmed")
     r = row(upgraded, stuck[0])
     assert (r["estado"], r["message_id"], r["fecha_envio"]) == ("enviado", "true_549@c.us_X", clock.now())
-    assert history(upgraded, stuck[0]) == [("enviando", "enviado", "reconcile")]
+    assert history(upgraded, stuck[0]) == [("enviando", "enviado", "envios-reconcile")]
     detail = upgraded.scalar("SELECT detalle FROM ll_envios_whatsapp_historial WHERE envio_id = %s", (stuck[0],))
     assert detail == "confirmed sent by ana: recipient confirmed"
     assert sent_today(upgraded, 47, clock.today()) == 1
@@ -45,18 +45,18 @@ def test_mark_sent_records_the_id_the_date_and_the_daily_count(upgraded, clock, 
 
 def test_requeue_a_stuck_row_and_an_error_row(upgraded, clock, stuck):
     reconcile.requeue(upgraded, clock, stuck[0], by="ana", note="not on the phone")
-    reconcile.requeue(upgraded, clock, stuck[2], by="ana")
+    reconcile.requeue(upgraded, clock, stuck[2], by="ana", note="number fixed by the client")
     assert row(upgraded, stuck[0])["estado"] == "pendiente"
     assert (row(upgraded, stuck[2])["estado"], row(upgraded, stuck[2])["attempts"]) == ("pendiente", 0)
-    assert history(upgraded, stuck[0]) == [("enviando", "pendiente", "reconcile")]
-    assert history(upgraded, stuck[2]) == [("error", "pendiente", "reconcile")]
+    assert history(upgraded, stuck[0]) == [("enviando", "pendiente", "envios-reconcile")]
+    assert history(upgraded, stuck[2]) == [("error", "pendiente", "envios-reconcile")]
 
 
 def test_mark_error(upgraded, clock, stuck):
     reconcile.mark_error(upgraded, clock, stuck[0], reason="number belongs to someone else", by="ana")
     reconcile.mark_error(upgraded, clock, stuck[3], reason="opted out", by="ana")
     assert row(upgraded, stuck[0])["last_error"] == "number belongs to someone else"
-    assert history(upgraded, stuck[3]) == [("pendiente", "error", "reconcile")]
+    assert history(upgraded, stuck[3]) == [("pendiente", "error", "envios-reconcile")]
 
 
 @pytest.mark.parametrize("action,index,message", [
@@ -68,6 +68,8 @@ def test_mark_error(upgraded, clock, stuck):
 ])
 def test_forbidden_changes_are_refused_with_one_clear_line(upgraded, clock, stuck, action, index, message):
     kwargs = {"reason": "x"} if action == "mark_error" else {}
+    if action == "requeue":
+        kwargs = {"by": "ana", "note": "checked with the recipient"}
     with pytest.raises(ReconcileError, match=message):
         getattr(reconcile, action)(upgraded, clock, stuck[index], **kwargs)
     with pytest.raises(ReconcileError, match="row 999999 does not exist"):
@@ -85,7 +87,8 @@ def test_reconcile_command_line(db_url, upgraded, stuck, tmp_path):
 
     done = envios("reconcile", "mark-sent", str(stuck[0]), "--message-id", "m-1", "--by", "ana", env=env, cwd=tmp_path)
     assert done.returncode == 0 and f"row {stuck[0]}: now enviado" in done.stdout
-    bad = envios("reconcile", "requeue", str(stuck[0]), "424242", env=env, cwd=tmp_path)
+    bad = envios("reconcile", "requeue", str(stuck[0]), "424242", "--by", "ana", "--note", "checked: not delivered",
+                 env=env, cwd=tmp_path)
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.splitlines() == [
         f"envios reconcile: row {stuck[0]} is enviado: requeue only applies to enviando or error rows",
@@ -113,3 +116,23 @@ def test_set_message_id_resolves_a_send_without_id_and_is_audited(upgraded, cloc
         reconcile.set_message_id(upgraded, clock, stuck[1], "another-id")  # never overwritten
     with pytest.raises(ReconcileError, match="not a send without a message id"):
         reconcile.set_message_id(upgraded, clock, stuck[0], "x")  # a stuck row is resolved with mark-sent
+
+
+@pytest.mark.parametrize("by,note", [("", "checked with the recipient"), ("ana", "too short"), ("ana", "   ")])
+def test_requeue_follows_the_applications_manual_retry_rule(upgraded, clock, stuck, by, note):
+    """error -> pendiente needs a named person and a justification of at least 10 characters."""
+    with pytest.raises(RetryRuleBroken, match="manual-retry rule"):
+        reconcile.requeue(upgraded, clock, stuck[2], by=by, note=note)
+    assert row(upgraded, stuck[2])["estado"] == "error" and history(upgraded, stuck[2]) == []
+
+
+def test_requeue_without_person_or_justification_is_one_line_exit_2(db_url, upgraded, stuck, tmp_path):
+    env = sender_env(db_url, "http://127.0.0.1:9")
+    for extra in ([], ["--by", "ana"], ["--by", "ana", "--note", "short"], ["--note", "checked with the recipient"]):
+        done = envios("reconcile", "requeue", str(stuck[2]), *extra, env=env, cwd=tmp_path)
+        assert done.returncode == 2, (extra, done.stderr)
+        assert len(done.stderr.splitlines()) == 1 and "manual-retry rule" in done.stderr
+    assert row(upgraded, stuck[2])["estado"] == "error"
+    ok = envios("reconcile", "requeue", str(stuck[2]), "--by", "ana", "--note", "number fixed by the client",
+                env=env, cwd=tmp_path)
+    assert ok.returncode == 0 and row(upgraded, stuck[2])["estado"] == "pendiente"
