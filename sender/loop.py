@@ -249,7 +249,7 @@ class Sender:
 
     def _acquire(self, conn, cliente_id: int) -> bool:
         def attempt() -> bool:
-            now = self.clock.db_now(conn)
+            now = self.clock.now()
             with conn.transaction():
                 return outbox.lease_acquire(conn, cliente_id, self.sender_id, now, self.ctx.lease_expiry(now))
         return retrying(f"lease of session {cliente_id}", attempt)
@@ -262,7 +262,7 @@ class Sender:
             conn = self._main_conn()
             for worker in alive:
                 def attempt(cid=worker.cliente_id) -> bool:
-                    now = self.clock.db_now(conn)
+                    now = self.clock.now()
                     with conn.transaction():
                         return outbox.lease_renew(conn, cid, self.sender_id, now, self.ctx.lease_expiry(now))
                 if not retrying(f"renewing lease of session {worker.cliente_id}", attempt):

@@ -253,9 +253,10 @@ def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id:
         day = now.date()
         at = ctx.clock.to_db(conn, now)
         with conn.transaction():
-            if not outbox.lease_holds(conn, cliente_id, ctx.sender_id, at):
+            # Leases are envios's own, compared only by envios: on the configured zone's clock.
+            if not outbox.lease_holds(conn, cliente_id, ctx.sender_id, now):
                 raise LeaseLost(f"lease of session {cliente_id} is no longer ours")
-            if not outbox.lease_renew(conn, cliente_id, ctx.sender_id, at, ctx.lease_expiry(at)):
+            if not outbox.lease_renew(conn, cliente_id, ctx.sender_id, now, ctx.lease_expiry(now)):
                 raise LeaseLost(f"lease of session {cliente_id} was taken while we renewed it")
             schedule = outbox.schedule_now(conn, programacion_id)
             if schedule is None or int(schedule["cliente_id"]) != cliente_id:
