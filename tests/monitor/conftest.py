@@ -110,7 +110,7 @@ class Builder:
 
 @pytest.fixture
 def build(upgraded, clock):
-    return Builder(upgraded, clock.now())
+    return Builder(upgraded, clock.db_now(upgraded))  # rows carry the database's clock, as the sender writes them
 
 
 def parse(exposition: bytes | str) -> dict[tuple[str, frozenset], float]:

@@ -98,7 +98,8 @@ def test_campaign_pause_list_resume(build, cli):
                                 "PAUSE", "REASON", "PAUSED", "BY", "PAUSED", "AT", "WHY"]
     assert re.search(r"^\s*1\s+Campaña 1\s+en_progreso\s+10\s+51\s+pausada\s+operator\s+operator\s+"
                      r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+gateway looks down$", out, re.M), out
-    assert re.search(r"^\s+11\s+51\s+pausada\s+operator\s+operator\s+2026-02-09 09:30:00$", out, re.M), out
+    paused_at = f"{build.ago(minutes=30):%Y-%m-%d %H:%M:%S}"  # as stored: the database's clock
+    assert re.search(rf"^\s+11\s+51\s+pausada\s+operator\s+operator\s+{paused_at}$", out, re.M), out
     assert re.search(r"^\s+12\s+51\s+rechazada$", out, re.M), out
     assert re.search(r"^\s*2\s+Campaña 2\s+pendiente\s+20\s+51\s+pausada\s+unknown$", out, re.M), out
     assert re.search(r"^\s*3\s+Campaña 3\s+finalizado\s+30\s+51\s+pausada\s+error_ratio\s+watcher", out, re.M)
@@ -132,14 +133,14 @@ def test_unknown_campaign_is_one_clear_line(upgraded, cli):
 
 def test_status_table(build, config, clock, cli):
     seed_known(build)
-    text = status.render(build.conn, clock.now(), config)
+    text = status.render(build.conn, build.now, config)
     lines = text.splitlines()
     assert lines[1].split()[:4] == ["ID", "NAME", "ESTADO", "PENDING"]
     assert re.search(r"^\s*1\s+Campaña 1\s+en_progreso\s+3\s+4\s+12\s+4\s+3\s+2\s+4\s+0\.30 of 10\s+"
-                     r"1/2 operator by operator 02-09 09:30$", text, re.M), text
+                     rf"1/2 operator by operator {build.ago(minutes=30):%m-%d %H:%M}$", text, re.M), text
     assert re.search(r"^\s*2\s+Campaña 2\s+pendiente(\s+0){7}\s+-\s+1/1 unknown by the application$", text, re.M), text
     assert "Campaña 3" not in text
-    assert "Campaña 3" in status.render(build.conn, clock.now(), config, include_finished=True)
+    assert "Campaña 3" in status.render(build.conn, build.now, config, include_finished=True)
     col = lines[1].index("ESTADO")  # aligned: every row's estado starts under its header
     assert all(line[col - 1] == " " and line[col] != " " for line in lines[2:])
 
