@@ -216,4 +216,4 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
     assert row(upgraded, ids[0])["estado"] == "enviando"
     assert [row(upgraded, i)["estado"] for i in ids[1:]] == ["enviado", "enviado"]
     assert len(gateway.ledger) == 3 and max(gateway.delivered_to().values()) == 1
-    assert [s["id"] for s in outbox.stuck_rows(upgraded, clock.now())] == [ids[0]]
+    assert [s["id"] for s in outbox.stuck_rows(upgraded, clock.db_now(upgraded))] == [ids[0]]

@@ -68,7 +68,7 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
     assert sent_today(upgraded, 47, clock.today()) == sum(1 for r in (r1, r2) if r["estado"] == OK)
 
     if state1 == OK:
-        assert r1["fecha_envio"] == clock.now()
+        assert r1["fecha_envio"] == clock.db_now(upgraded)
         assert r1["message_id"] == (gateway.ledger[0]["message_id"] if behaviour == "ok" else None)
         assert r1["attempts"] == 1 and r1["claimed_by"] == SENDER_ID
     elif state1 == ERR:
@@ -78,13 +78,13 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
         assert r1["message_id"] is None and r1["fecha_envio"] is None and r1["last_error"]
         if case.startswith("500"):
             assert r1["attempts"] == 1  # a real attempt: counts toward max_attempts
-            assert r1["next_attempt_at"] == clock.now() + dt.timedelta(seconds=300)
+            assert r1["next_attempt_at"] == clock.db_now(upgraded) + dt.timedelta(seconds=300)
         else:
             assert r1["attempts"] == 0  # the gateway never tried: the attempt is given back
             expected_wait = dt.timedelta(seconds=1) if case.startswith("429") else None
-            assert (r1["next_attempt_at"] and r1["next_attempt_at"] - clock.now()) == expected_wait
+            assert (r1["next_attempt_at"] and r1["next_attempt_at"] - clock.db_now(upgraded)) == expected_wait
     else:  # unknown: stays enviando, with the reason, claimed by us
-        assert r1["claimed_by"] == SENDER_ID and r1["claimed_at"] == clock.now()
+        assert r1["claimed_by"] == SENDER_ID and r1["claimed_at"] == clock.db_now(upgraded)
         assert r1["last_error"].startswith("unknown outcome")
         assert r1["message_id"] is None
 

@@ -15,7 +15,7 @@ from tests.sender.conftest import envios, history, row, seed_session, sender_env
 def stuck(upgraded, clock):
     """Row 1 stuck in enviando (claimed 10 minutes ago), row 2 sent without id, row 3 error, row 4 pendiente."""
     ids = seed_session(upgraded, rows=4, cupo=10)
-    claimed = clock.now() - dt.timedelta(minutes=10)
+    claimed = clock.db_now(upgraded) - dt.timedelta(minutes=10)
     upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claimed_by = 'vm:1:ab',"
                      " claim_programacion_id = 47, attempts = 1, last_error = 'unknown outcome: ReadTimeout'"
                      " WHERE id = %s", (claimed, ids[0]))
@@ -36,7 +36,7 @@ def test_list_finds_stuck_and_sent_without_id(upgraded, clock, stuck):
 def test_mark_sent_records_the_id_the_date_and_the_daily_count(upgraded, clock, stuck):
     reconcile.mark_sent(upgraded, clock, stuck[0], message_id="true_549@c.us_X", by="ana", note="recipient confirmed")
     r = row(upgraded, stuck[0])
-    assert (r["estado"], r["message_id"], r["fecha_envio"]) == ("enviado", "true_549@c.us_X", clock.now())
+    assert (r["estado"], r["message_id"], r["fecha_envio"]) == ("enviado", "true_549@c.us_X", clock.db_now(upgraded))
     assert history(upgraded, stuck[0]) == [("enviando", "enviado", "envios-reconcile")]
     detail = upgraded.scalar("SELECT detalle FROM ll_envios_whatsapp_historial WHERE envio_id = %s", (stuck[0],))
     assert detail == "confirmed sent by ana: recipient confirmed"
