@@ -126,6 +126,28 @@ def test_resume_warns_about_rows_still_stuck(build, cli):
            " pause it again until they are resolved" in out
 
 
+def test_resume_undoes_only_envios_pauses_unless_told(build, cli):
+    """A schedule the application paused (no paused_by) stays paused; --include-manual-pauses resumes it."""
+    conn = build.conn
+    build.campaign(1)
+    build.schedule(10, 1, "aprobada")
+    build.schedule(11, 1, "pausada")  # paused in the application's screens: it never sets paused_by
+    code, _out, _ = cli("campaign", "pause", "1")
+    assert code == 0
+
+    code, out, _ = cli("campaign", "resume", "1")
+    assert code == 0
+    assert "campaign 1: schedule(s) 11 were paused by the application, not by envios: left paused" \
+           " (--include-manual-pauses resumes them too)" in out
+    assert "campaign 1: resumed schedule(s) 10;" in out
+    estados = {r["id"]: r["estado"] for r in conn.query("SELECT id, estado FROM ll_programaciones ORDER BY id")}
+    assert estados == {10: "aprobada", 11: "pausada"}
+
+    code, out, _ = cli("campaign", "resume", "1", "--include-manual-pauses")
+    assert code == 0 and "campaign 1: resumed schedule(s) 11;" in out
+    assert conn.scalar("SELECT estado FROM ll_programaciones WHERE id = 11") == "aprobada"
+
+
 def test_unknown_campaign_is_one_clear_line(upgraded, cli):
     code, out, err = cli("campaign", "pause", "99")
     assert code == 1 and out == "" and err.strip() == "envios campaign: campaign 99 does not exist"
