@@ -99,7 +99,7 @@ def add_column(table: str, column: str, mysql_type: str, sqlite_type: str | None
         found = view.column(table, column)
         wanted = re.split(r"[\s(]", types[view.dialect].lower(), maxsplit=1)[0]
         if found is not None and not _same_family(found.base_type, wanted):
-            return f"{table}.{column} exists as {found.type}; envios needs {types[view.dialect].split()[0]}"
+            return f"{table}.{column} exists as {found.type}; envios needs {types[view.dialect].split()[0].lower()}"
         return None
 
     return Step(
@@ -122,6 +122,15 @@ def require_columns(table: str, names: tuple[str, ...], why: str) -> Step:
         return f"{table} has no column {', '.join(missing)} ({why})" if missing else None
 
     return Step(f"check {table}", table, lambda v: False, lambda v: [], _nothing, problem)
+
+
+def notice(table: str, column: str, text: str) -> Step:
+    """No change: where the column exists, the dry run says envios found it and leaves it alone."""
+
+    def note(view: SchemaView) -> str | None:
+        return f"{table}.{column} {text}" if view.column(table, column) is not None else None
+
+    return Step(f"notice {table}.{column}", table, lambda v: False, lambda v: [], _nothing, note=note)
 
 
 def create_index(table: str, name: str, cols: str) -> Step:
@@ -344,6 +353,8 @@ def _claims_and_pauses() -> list[Step]:
                                  "estado", "fecha_envio"), "the outbox the application fills"),
         require_columns(SCHEDULES, ("id", "campania_id", "cliente_id", "dias_semana", "hora_inicio", "hora_fin",
                                     "cupo_diario", "fecha_inicio", "fecha_fin", "estado"), "the schedules"),
+        notice(SCHEDULES, "locked_at", "(the original scheduler's lock): left as it is; envios never takes it"
+               " and leaves a schedule locked less than sender.lease_ttl_s ago to that scheduler"),
         append_enum_value(OUTBOX, "estado"),
         add_column(OUTBOX, "message_id", "varchar(255) DEFAULT NULL"),
         add_column(OUTBOX, "claimed_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
@@ -396,6 +407,8 @@ def _application_history() -> list[Step]:
                                   "created_at"), "the application's history columns envios writes"),
         append_enum_value(HISTORY, "estado_anterior"),
         append_enum_value(HISTORY, "estado_nuevo"),
+        notice(HISTORY, "usuario_id", "(the application's, a foreign key to usuarios): left as it is;"
+               " envios fills it only for a user named with --usuario-id"),
         add_column(HISTORY, "campania_id", "int(11) DEFAULT NULL", "INTEGER DEFAULT NULL"),
         make_nullable(HISTORY, "campania_id", "int(11)", "added NOT NULL by an earlier envios"),
         create_index(HISTORY, "idx_envio_id", "envio_id"),
@@ -448,24 +461,32 @@ class Plan:
     statements: list[tuple[Version, str, list[str]]]
     found: list[str] = field(default_factory=list)
     create_version_table: bool = False
+    problems: list[str] = field(default_factory=list)  # why the upgrade would refuse (nothing runs)
+
+    def refusal(self) -> UpgradeRefused | None:
+        if not self.problems:
+            return None
+        more = f" (and {len(self.problems) - 1} more: see --dry-run)" if len(self.problems) > 1 else ""
+        return UpgradeRefused(f"upgrade refused, nothing changed: {self.problems[0]}{more}")
 
     @property
     def empty(self) -> bool:
         return not self.pending_versions
 
 
-def plan(conn: Connection) -> Plan:
+def plan(conn: Connection, refuse: bool = True) -> Plan:
     """What `upgrade` would do now, without changing anything; UpgradeRefused when it cannot.
 
     Every step of every pending version is checked against the schema as it
-    will be at that point, before anything runs.
+    will be at that point, before anything runs. With refuse=False the problems
+    are returned in the plan instead (the dry run lists them all).
     """
     done = applied_versions(conn)
     pending = [v for v in VERSIONS if v.number not in done]
     steps = {v.number: v.steps() for v in pending}
     view = SchemaView(conn, sorted({s.table for v in pending for s in steps[v.number]}))
     result = Plan(pending, [], create_version_table=not table_exists(conn, VERSION_TABLE))
-    problems: list[str] = []
+    problems = result.problems
     for version in pending:
         for step in steps[version.number]:
             trouble = step.problem(view)
@@ -478,9 +499,9 @@ def plan(conn: Connection) -> Plan:
             if step.needed(view):
                 result.statements.append((version, step.description, step.sql(view)))
                 step.apply(view)
-    if problems:
-        more = f" (and {len(problems) - 1} more: see --dry-run)" if len(problems) > 1 else ""
-        raise UpgradeRefused(f"upgrade refused, nothing changed: {problems[0]}{more}")
+    refusal = result.refusal()
+    if refusal is not None and refuse:
+        raise refusal
     return result
 
 
@@ -530,6 +551,9 @@ def upgrade(conn: Connection, now, log: Callable[[str], None] = lambda _m: None)
 def dry_run_sql(p: Plan) -> str:
     """The statements of a plan as a reviewable SQL script, then what it found and leaves alone."""
     lines = []
+    if p.problems:
+        lines.append("-- REFUSED: the upgrade would change nothing, because:")
+        lines.extend(f"--   {problem}" for problem in p.problems)
     if p.empty:
         lines.append("-- schema is up to date; nothing to do")
     if p.create_version_table:

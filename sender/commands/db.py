@@ -45,7 +45,11 @@ def run(args: argparse.Namespace, config) -> int:
                 print(f"v{version.number} {mark:8} {version.name}")
             return 0
         if args.dry_run:
-            sys.stdout.write(schema.dry_run_sql(schema.plan(conn)))
+            planned = schema.plan(conn, refuse=False)
+            sys.stdout.write(schema.dry_run_sql(planned))
+            refusal = planned.refusal()
+            if refusal is not None:
+                raise refusal
             return 0
         result = schema.upgrade(conn, Clock(config.tz).db_now(conn), log=print)
     for line in result.found:

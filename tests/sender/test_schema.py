@@ -16,6 +16,7 @@ import pytest
 from sender import schema
 from sender.states import Estado, Origin, transition
 from tests.conftest import load_legacy
+from tests.sender.conftest import envios, sender_env
 
 SCHEMAS = ["2026-02", "2026-02-27"]
 APP_TABLES = ["ll_campanias_whatsapp", "ll_programaciones", "ll_programacion_envios_diarios",
@@ -126,9 +127,10 @@ def test_dry_run_says_what_it_will_do_and_what_it_found_and_changes_nothing(conn
     assert "ALTER TABLE ll_envios_whatsapp ADD COLUMN claimed_at" in text
     if legacy == "2026-02" and conn.dialect == "mysql":  # SQLite has no ENUM values to keep
         assert "ll_envios_whatsapp_historial.estado_anterior keeps 'no_incluido'" in text
+    assert "ll_programaciones.locked_at (the original scheduler's lock): left as it is" in text
     if legacy == "2026-02-27":
-        assert "-- found, left as it is:" in text
         assert "index idx_message_id already covers (message_id)" in text
+        assert "ll_envios_whatsapp_historial.usuario_id (the application's, a foreign key to usuarios)" in text
     done = schema.upgrade(conn, clock.now())
     assert [s for _v, _d, s in planned.statements] == [s for _v, _d, s in done.statements]
     assert schema.dry_run_sql(schema.plan(conn)).startswith("-- schema is up to date")
@@ -195,6 +197,30 @@ def test_a_refused_upgrade_changes_nothing_and_says_why_in_one_line(conn, clock,
     assert "\n" not in message
     assert message.startswith("upgrade refused, nothing changed: ll_envios_whatsapp.claimed_at exists as int")
     assert shape(conn) == before and not schema.table_exists(conn, schema.VERSION_TABLE)
+
+
+def test_the_dry_run_lists_every_reason_to_refuse(conn, legacy):
+    conn.execute("ALTER TABLE ll_envios_whatsapp ADD COLUMN claimed_at int(11) DEFAULT NULL")
+    conn.execute("ALTER TABLE ll_envios_whatsapp ADD COLUMN attempts varchar(10) DEFAULT NULL")
+    planned = schema.plan(conn, refuse=False)
+    text = schema.dry_run_sql(planned)
+    assert "-- REFUSED: the upgrade would change nothing, because:" in text
+    assert "ll_envios_whatsapp.claimed_at exists as int" in text and "ll_envios_whatsapp.attempts exists as" in text
+    assert str(planned.refusal()).endswith("(and 1 more: see --dry-run)")
+    with pytest.raises(schema.UpgradeRefused):
+        schema.plan(conn)
+
+
+def test_a_refused_upgrade_is_one_line_and_a_nonzero_exit(db_url, conn, tmp_path):
+    load_legacy(conn, "2026-02")
+    conn.execute("ALTER TABLE ll_envios_whatsapp ADD COLUMN claimed_at int(11) DEFAULT NULL")
+    env = sender_env(db_url, "http://127.0.0.1:9")
+    for args in (["db", "upgrade"], ["db", "upgrade", "--dry-run"]):
+        done = envios(*args, env=env, cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.splitlines() == ["envios db: upgrade refused, nothing changed: ll_envios_whatsapp.claimed_at"
+                                            " exists as int(11); envios needs datetime"]
+    assert not schema.table_exists(conn, schema.VERSION_TABLE)
 
 
 def test_legacy_style_insert_is_pending_after_upgrade(upgraded):
