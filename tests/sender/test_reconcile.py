@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
-from sender import reconcile
+from sender import reconcile, schema
 from sender.reconcile import ReconcileError, RetryRuleBroken
+from tests.conftest import load_legacy
 from tests.sender.conftest import envios, history, row, seed_session, sender_env, sent_today
 
 
@@ -136,3 +137,24 @@ def test_requeue_without_person_or_justification_is_one_line_exit_2(db_url, upgr
     ok = envios("reconcile", "requeue", str(stuck[2]), "--by", "ana", "--note", "number fixed by the client",
                 env=env, cwd=tmp_path)
     assert ok.returncode == 0 and row(upgraded, stuck[2])["estado"] == "pendiente"
+
+
+def test_a_named_user_of_the_application_goes_into_usuario_id(conn, clock):
+    """The later schema's history has usuario_id (a foreign key to usuarios): only a real user goes there."""
+    load_legacy(conn, "2026-02-27")
+    schema.upgrade(conn, clock.now())
+    with pytest.raises(ReconcileError, match="no such user in usuarios"):
+        reconcile.requeue(conn, clock, 4503, by="ana", note="number fixed by the client", usuario_id=99)
+    reconcile.requeue(conn, clock, 4503, by="ana", note="number fixed by the client", usuario_id=7)
+    last = conn.query_one("SELECT origen, detalle, usuario_id FROM ll_envios_whatsapp_historial"
+                          " WHERE envio_id = 4503 ORDER BY id DESC LIMIT 1")
+    assert last == {"origen": "envios-reconcile", "detalle": "requeued by ana: number fixed by the client",
+                    "usuario_id": 7}
+
+
+def test_usuario_id_is_refused_where_the_history_has_no_such_column(conn, clock):
+    load_legacy(conn, "2026-02")
+    schema.upgrade(conn, clock.now())
+    with pytest.raises(ReconcileError, match="no usuario_id column"):
+        reconcile.requeue(conn, clock, 4503, by="ana", note="number fixed by the client", usuario_id=7)
+    assert conn.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = 4503") == "error"
