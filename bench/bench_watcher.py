@@ -143,13 +143,13 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
     started = time.perf_counter()
     conn.execute(
         "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
-        " origen, detalle, creado_en)"
-        " SELECT id, campania_id, 'pendiente', 'enviando', 'sender', '', claimed_at"
+        " origen, detalle, created_at)"
+        " SELECT id, campania_id, 'pendiente', 'enviando', 'envios-sender', NULL, claimed_at"
         " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL")
     conn.execute(
         "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
-        " origen, detalle, creado_en)"
-        " SELECT id, campania_id, 'enviando', estado, 'sender', '', claimed_at + INTERVAL 2 SECOND"
+        " origen, detalle, created_at)"
+        " SELECT id, campania_id, 'enviando', estado, 'envios-sender', NULL, claimed_at + INTERVAL 2 SECOND"
         " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL AND estado IN ('enviado', 'error')")
     log(f"  ... {time.perf_counter() - started:.1f}s")
     for table in ("ll_envios_whatsapp", "ll_envios_whatsapp_historial", "ll_campanias_whatsapp",

@@ -7,7 +7,10 @@ expects, so two watchers (or a watcher and an operator) racing on the same
 campaign change each schedule once: only the one whose UPDATE changed the row
 writes the audit row and reports it.
 
-Resuming moves the campaign's `pausada` schedules back to `aprobada`, clears
+Resuming moves the campaign's `pausada` schedules that envios paused (`paused_by`
+set: the watcher or an operator through envios) back to `aprobada`; a schedule
+the original application paused (it never sets `paused_by`) stays paused unless
+the operator says so explicitly (`include_application_pauses`). It clearss
 their pause columns and stamps `ll_campanias_whatsapp.resumed_at`: from then
 on the watcher counts only sends finished after that instant toward the error
 ratio and missing-id verdicts, so the campaign is not paused again for the
@@ -108,9 +111,13 @@ def resume(
     now: dt.datetime,
     detail: str = "",
     origin: str | None = None,
+    include_application_pauses: bool = False,
+    left_paused: list[int] | None = None,
 ) -> list[int]:
-    """Approve the campaign's paused schedules again; returns the ids this call changed.
+    """Approve the campaign's schedules envios paused again; returns the ids this call changed.
 
+    Schedules paused by the application (no `paused_by`) are appended to
+    `left_paused` and stay paused, unless `include_application_pauses`.
     Sets `resumed_at = now` on the campaign when anything was resumed.
     """
     origin = origin or operator_identity()
@@ -119,6 +126,10 @@ def resume(
         _check_exists(conn, campania_id)
         for row in conn.query(q.SQL_SCHEDULE_IDS_IN_STATE, (campania_id, "pausada")):
             schedule_id = int(row["id"])
+            if not row["paused_by"] and not include_application_pauses:
+                if left_paused is not None:
+                    left_paused.append(schedule_id)
+                continue
             if conn.execute(q.SQL_RESUME_SCHEDULE, (schedule_id,)) != 1:
                 continue
             changed.append(schedule_id)

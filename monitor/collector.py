@@ -68,7 +68,8 @@ class WatcherCollector:
                 for c in camps:
                     stuck.add_metric([str(c.campania_id)], c.stuck)
                     if c.stuck and c.oldest_stuck_claim is not None:
-                        oldest.add_metric([str(c.campania_id)], clock.to_epoch(c.oldest_stuck_claim))
+                        claimed = c.oldest_stuck_claim - self.refresher.db_shift  # database clock -> configured zone
+                        oldest.add_metric([str(c.campania_id)], clock.to_epoch(claimed))
                 yield stuck
                 yield oldest
             if "error_ratio" in snap.available:

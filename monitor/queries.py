@@ -15,7 +15,7 @@ scans all of `ll_envios_whatsapp` (the bench prints the plans on 1M rows):
 | messages            | ll_envios_whatsapp (campania_id, estado): covering, only campaigns not finalizado |
 | stuck               | ll_envios_whatsapp (estado, claimed_at): range over enviando claims  |
 | missing_message_id  | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (schema v3): range over enviado + NULL id, campaigns not finalizado; reads `last_error` of those rows (the unverifiable note) |
-| error_ratio         | ll_envios_whatsapp_historial (campania_id, creado_en, estado_nuevo): covering range over the window |
+| error_ratio         | ll_envios_whatsapp_historial (campania_id, created_at, estado_nuevo): covering range over the window; only envios's rows carry campania_id |
 | schedules           | ll_programaciones (estado)                                           |
 """
 
@@ -180,9 +180,9 @@ SQL_FINISHED_IN_WINDOW = (
     " FROM ll_campanias_whatsapp c"
     " JOIN ll_envios_whatsapp_historial h ON h.campania_id = c.id"
     " WHERE (c.estado IS NULL OR c.estado <> 'finalizado')"
-    " AND h.creado_en >= %s AND h.creado_en <= %s"
+    " AND h.created_at >= %s AND h.created_at <= %s"
     " AND h.estado_nuevo IN ('enviado', 'error')"
-    " AND (c.resumed_at IS NULL OR h.creado_en > c.resumed_at)"
+    " AND (c.resumed_at IS NULL OR h.created_at > c.resumed_at)"
     " GROUP BY h.campania_id, h.estado_nuevo"
 )
 
@@ -255,7 +255,7 @@ def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:
 
 
 SQL_SCHEMA_VERSIONS = "SELECT version FROM envios_schema_version"
-REQUIRED_SCHEMA_VERSION = 2  # claims, message ids, history, pause columns, the watcher's indexes
+REQUIRED_SCHEMA_VERSIONS = (2, 4)  # claims, pause columns, indexes; the application's history table
 
 
 SQL_TABLE_EXISTS = {
@@ -269,14 +269,20 @@ def schema_ready(conn: Connection) -> bool:
     """True when `envios db upgrade` has applied the version the watcher reads."""
     if not conn.scalar(SQL_TABLE_EXISTS[conn.dialect], ("envios_schema_version",)):
         return False  # never upgraded
-    return REQUIRED_SCHEMA_VERSION in {int(r["version"]) for r in conn.query(SQL_SCHEMA_VERSIONS)}
+    done = {int(r["version"]) for r in conn.query(SQL_SCHEMA_VERSIONS)}
+    return all(v in done for v in REQUIRED_SCHEMA_VERSIONS)
 
 
 # -- pause / resume (monitor.campaigns) ------------------------------------------
 
 SQL_CAMPAIGN_EXISTS = "SELECT id FROM ll_campanias_whatsapp WHERE id = %s"
 SQL_SCHEDULE_IDS_IN_STATE = (
-    "SELECT id FROM ll_programaciones WHERE campania_id = %s AND estado = %s ORDER BY id"
+    "SELECT id, paused_by FROM ll_programaciones WHERE campania_id = %s AND estado = %s ORDER BY id"
+)
+# Schedules the original scheduler has locked (locked_at set, locked_by not envios's): is it still running?
+SQL_LEGACY_LOCKS = (
+    "SELECT id AS programacion_id, campania_id, locked_at, locked_by FROM ll_programaciones"
+    " WHERE estado = 'aprobada' AND locked_at IS NOT NULL ORDER BY id"
 )
 # Conditional: a second watcher (or an operator) that got there first leaves 0 rows to change.
 SQL_PAUSE_SCHEDULE = (

@@ -141,6 +141,8 @@ class Refresher:
         self.monitor = config.monitor
         self.refresh_s = float(self.monitor.refresh_s)
         self.clock = clock or Clock(config.tz)
+        # The database's clock minus the configured zone's (sender.clock), learnt at each refresh.
+        self.db_shift = dt.timedelta(0)
         self.database = database or Database(
             config.database.url, connect_timeout_s=min(10.0, max(1.0, self.refresh_s)))
         self.query_timeout_s = query_timeout_s or default_query_timeout(self.refresh_s)
@@ -179,7 +181,7 @@ class Refresher:
                 self._busy_since = None
 
     def _refresh(self, started: float, raise_unavailable: bool) -> bool:
-        now = self.clock.now()
+        local = self.clock.now()  # the configured zone: epochs
         state = self.state
         errors = dict(state.query_errors)
         last_ok = dict(state.query_last_success_epoch)
@@ -188,7 +190,9 @@ class Refresher:
         fresh: set[str] = set()
         up, failure = True, None
         try:
-            self._read_with_retry(now, errors, last_ok, durations, fresh)
+            self._read_with_retry(local, errors, last_ok, durations, fresh)
+            # The database's clock from here on: claims, history and pauses are on it.
+            now = local + self.db_shift
             self._autopause(now, errors, last_ok, durations, fresh, autopaused)
         except DatabaseUnavailable as exc:
             up, failure = False, exc
@@ -199,7 +203,7 @@ class Refresher:
         finished = self.monotonic()
         complete = up and fresh >= set(QUERY_NAMES)
         if up:
-            snapshot = self._snapshot(now, fresh)
+            snapshot = self._snapshot(local + self.db_shift, fresh)
         elif state.snapshot is not None:  # keep serving the last values, marked not fresh
             snapshot = replace(state.snapshot, fresh=frozenset())
         else:
@@ -208,7 +212,7 @@ class Refresher:
             snapshot=snapshot,
             up=up,
             refreshes=state.refreshes + 1,
-            last_refresh_epoch=self.clock.to_epoch(now) if complete else state.last_refresh_epoch,
+            last_refresh_epoch=self.clock.to_epoch(local) if complete else state.last_refresh_epoch,
             last_success_mono=finished if complete else state.last_success_mono,
             refresh_duration_s=finished - started,
             query_errors=errors,
@@ -237,8 +241,10 @@ class Refresher:
             fresh.clear()
             self._read_all(self._connection(), now, errors, last_ok, durations, fresh)
 
-    def _read_all(self, conn: Connection, now, errors, last_ok, durations, fresh) -> None:
-        epoch = self.clock.to_epoch(now)
+    def _read_all(self, conn: Connection, local, errors, last_ok, durations, fresh) -> None:
+        epoch = self.clock.to_epoch(local)
+        now = self.clock.to_db(conn, local)  # what the database's NOW() says: reads compare with its times
+        self.db_shift = now - local
         for name in QUERY_NAMES:
             campaigns = self._results.get("campaigns", {})
             context = ReadContext(now, campaigns, float(self.monitor.stuck_after_s),
@@ -287,7 +293,7 @@ class Refresher:
         if done:  # show the new pauses in this refresh's snapshot
             fresh.discard("schedules")
             context = ReadContext(now, self._results.get("campaigns", {}), 0, 0)
-            self._run_one(conn, "schedules", context, self.clock.to_epoch(now),
+            self._run_one(conn, "schedules", context, self.clock.to_epoch(now - self.db_shift),
                           errors, last_ok, durations, fresh)
 
     # -- the published snapshot ---------------------------------------------------

@@ -185,6 +185,10 @@ class Connection:
         """Statements inside are abandoned (QueryTimeout) when they run longer than `seconds`."""
         raise NotImplementedError
 
+    def utc_offset(self, epoch: float) -> dt.timedelta | None:
+        """The server's wall clock minus UTC at `epoch` (None: no server clock, see sender.clock)."""
+        return None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._raw.close()
@@ -304,6 +308,26 @@ class MysqlConnection(Connection):
                 # serialise independent sessions.
                 init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             )
+
+    # The offset is asked again once the instant moved this far: a DST change is followed.
+    OFFSET_REFRESH_S = 600.0
+    _offset: tuple[float, dt.timedelta] | None = None
+
+    def utc_offset(self, epoch: float) -> dt.timedelta:
+        """What this session's NOW() is ahead of UTC at `epoch` (its time_zone, DST included).
+
+        Asked as FROM_UNIXTIME(epoch) with Python's epoch: the instant is Python's,
+        only the server's zone is learnt.
+        """
+        cached = self._offset
+        if cached is not None and abs(epoch - cached[0]) < self.OFFSET_REFRESH_S:
+            return cached[1]
+        whole = int(epoch)
+        server = self.scalar("SELECT FROM_UNIXTIME(%s)", (whole,))
+        utc = dt.datetime.fromtimestamp(whole, dt.timezone.utc).replace(tzinfo=None)
+        offset = dt.timedelta(minutes=round((server - utc).total_seconds() / 60))
+        self._offset = (epoch, offset)
+        return offset
 
     @property
     def thread_id(self) -> int:

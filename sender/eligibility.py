@@ -4,7 +4,8 @@ A schedule sends when it is `aprobada`, its campaign is `en_progreso`, today is
 within `fecha_inicio..fecha_fin`, today's weekday is in `dias_semana` and the
 time is within `hora_inicio..hora_fin` (both inclusive). A window whose end is
 before its start runs past midnight (22:00-02:00) and belongs to the day it
-opened on. "Now" is local time in the configured zone (`sender.clock`).
+opened on. "Now" is local time in the configured zone (`sender.clock`). A schedule
+the original scheduler is working (a fresh `locked_at`) is not envios's to send.
 """
 
 from __future__ import annotations
@@ -82,6 +83,32 @@ def closed_reason(schedule: dict, now: dt.datetime) -> str | None:
     if last is not None and opened_on > last:
         return f"ended on {last}"
     return None
+
+
+ENVIOS_LOCK_PREFIX = "envios"  # envios never takes the legacy lock; a locked_by of its own would say so
+
+
+def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str | None:
+    """Why not to send a schedule the original scheduler has locked recently (DESIGN.md section 10).
+
+    The legacy scheduler sets `locked_at` (its server's NOW()) and `locked_by` while
+    it works a schedule and never expires them: a lock younger than `ttl_s` (on
+    the database's clock, `db_now`) means it is still running; an older one is dead.
+    """
+    locked_at, locked_by = schedule.get("locked_at"), schedule.get("locked_by") or ""
+    if locked_at is None or ttl_s <= 0 or locked_by.startswith(ENVIOS_LOCK_PREFIX):
+        return None
+    age_s = (db_now - locked_at).total_seconds()
+    if abs(age_s) >= ttl_s:
+        return None
+    reason = (f"locked by the original scheduler ({locked_by or 'unknown'}) {max(0, int(age_s))}s ago:"
+              " it is still running; envios leaves this schedule to it")
+    key = f"{schedule.get('programacion_id')}@{locked_at}"
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("event=schedule_locked_by_legacy programacion_id=%s locked_by=%s locked_at=%s detail=%r",
+                    schedule.get("programacion_id"), locked_by or "unknown", locked_at, reason)
+    return reason
 
 
 def quota_remaining(cupo_diario, sent: int, in_flight: int) -> int:

@@ -232,7 +232,8 @@ class Sender:
         """Re-read schedules; lease and start a worker for each session with work and none here."""
         self._reap(report)
         conn = self._main_conn()
-        plan = eligible_work(conn, self.clock.now())
+        now = self.clock.now()
+        plan = eligible_work(conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s)
         self.metrics.pending(plan.pending_by_session)
         for pid, remaining in plan.quota.items():
             self.metrics.quota(pid, remaining)

@@ -3,7 +3,8 @@
 The loop (`sender.loop`, `sender.session_worker`) and `envios reconcile` call
 these functions and contain no SQL. All values are parameters (`%s` on both
 backends, see `sender.db`); "now" and "today" always come from Python
-(`sender.clock`), never the database server's clock. State changes of a row are not here:
+(`sender.clock`), never the database server's clock functions; stored times are on the
+database's clock (`Clock.db_now`), days and windows on the configured zone's. State changes of a row are not here:
 they go through `sender.states.transition`, the only writer of `estado`.
 
 Dialect differences:
@@ -36,7 +37,7 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 SCHEDULE_COLUMNS = (
     "p.id AS programacion_id, p.campania_id, p.cliente_id, p.dias_semana, p.hora_inicio, p.hora_fin,"
     " p.cupo_diario, p.fecha_inicio, p.fecha_fin, p.estado AS programacion_estado,"
-    " p.delay_min_s, p.delay_max_s, c.estado AS campania_estado"
+    " p.delay_min_s, p.delay_max_s, p.locked_at, p.locked_by, c.estado AS campania_estado"
 )
 
 # Approved schedules of campaigns in progress whose date range contains `today`.
@@ -94,12 +95,17 @@ def sent_today(conn: Connection, programacion_ids: Iterable[int], day: dt.date) 
     return {int(r["programacion_id"]): int(r["enviados"]) for r in conn.query(sql, [day, *ids])}
 
 
-def in_flight_today(conn: Connection, programacion_ids: Iterable[int], day: dt.date) -> dict[int, int]:
-    """Rows in `enviando` claimed today under each schedule: they count against its quota."""
+def in_flight_today(conn: Connection, programacion_ids: Iterable[int], day: dt.date,
+                    shift: dt.timedelta = dt.timedelta(0)) -> dict[int, int]:
+    """Rows in `enviando` claimed today under each schedule: they count against its quota.
+
+    `day` is the configured zone's; `shift` (database clock minus configured zone's,
+    now) moves its bounds onto the database clock `claimed_at` is written in.
+    """
     ids = sorted(set(programacion_ids))
     if not ids:
         return {}
-    start, end = day_bounds(day)
+    start, end = (bound + shift for bound in day_bounds(day))
     # safe: only %s placeholders are interpolated.
     sql = (f"SELECT claim_programacion_id AS pid, COUNT(*) AS n FROM ll_envios_whatsapp"  # noqa: S608
            f" WHERE claim_programacion_id IN ({placeholders(len(ids))}) AND estado = 'enviando'"

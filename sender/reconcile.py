@@ -2,11 +2,14 @@
 
 Only a person knows whether a stuck message reached the phone (ask the
 recipient, look at the WhatsApp session). These functions record that decision
-through the state machine, with a history row saying who decided and why:
+through the state machine, with a history row saying who decided and why (in
+`detalle`; in `usuario_id` too when a user of the application's `usuarios` is given):
 
     mark_sent   enviando -> enviado   (it was delivered; optional message id; counted in the daily quota)
     requeue     enviando -> pendiente (it was NOT delivered: it will be sent again)
                 error    -> pendiente (retry a failed row; its attempt count starts over)
+                both under the application's manual-retry rule: a named person (`by`)
+                and a justification (`note`) of at least 10 characters
     mark_error  enviando/pendiente -> error (give up on it, with a reason)
 
 and, for a row sent without a message id whose id was found afterwards (the
@@ -27,6 +30,7 @@ from sender.db import Connection
 from sender.errors import EnviosError, ForbiddenTransition, StaleTransition
 from sender.logfmt import kv
 from sender.phones import mask
+from sender.schema_view import column_details
 from sender.states import Estado, Origin, check_allowed, transition
 
 
@@ -37,7 +41,7 @@ class Doubtful:
 
 
 def list_doubtful(conn: Connection, clock: Clock, stuck_after_s: float) -> Doubtful:
-    before = clock.now() - dt.timedelta(seconds=stuck_after_s)
+    before = clock.db_now(conn) - dt.timedelta(seconds=stuck_after_s)
     return Doubtful(outbox.stuck_rows(conn, before), outbox.sent_without_message_id(conn))
 
 
@@ -53,6 +57,42 @@ def _log(before: dict, after: dict, detail: str) -> None:
 
 class ReconcileError(EnviosError):
     """An id that does not exist, or a change the row's state does not allow."""
+
+
+class RetryRuleBroken(ReconcileError):
+    """The application's manual-retry rule: a named person and a justification of at least 10 characters."""
+
+    exit_code = 2
+
+
+JUSTIFICATION_MIN = 10  # the application's own rule for error -> pendiente
+
+
+def check_retry_rule(by: str, note: str) -> None:
+    if not (by or "").strip():
+        raise RetryRuleBroken("requeue needs the person who decides it (--by NAME), as the application's"
+                              " manual-retry rule does")
+    if len((note or "").strip()) < JUSTIFICATION_MIN:
+        raise RetryRuleBroken(f"requeue needs a justification of at least {JUSTIFICATION_MIN} characters"
+                              " (--note \"...\"), as the application's manual-retry rule does")
+
+
+def check_person(conn: Connection, usuario_id: int | None) -> None:
+    """A usuario_id must name a row of the application's `usuarios` (its history has a foreign key to it)."""
+    if usuario_id is None:
+        return
+    if "usuario_id" not in column_details(conn, "ll_envios_whatsapp_historial"):
+        raise ReconcileError("--usuario-id: this database's history table has no usuario_id column;"
+                             " the name given with --by goes into the history detail")
+    if conn.query_one("SELECT id FROM usuarios WHERE id = %s", (usuario_id,)) is None:
+        raise ReconcileError(f"--usuario-id {usuario_id}: no such user in usuarios")
+
+
+def _times(conn: Connection, clock: Clock, claimed_at) -> tuple[dt.datetime, dt.date]:
+    """The database's now, and the quota day (configured zone) of a claim made on the database's clock."""
+    local = clock.now()
+    now = clock.to_db(conn, local)
+    return now, ((claimed_at - (now - local)) if claimed_at else local).date()
 
 
 def _row(conn: Connection, envio_id: int) -> dict:
@@ -80,18 +120,18 @@ def _detail(action: str, by: str, note: str) -> str:
 
 
 def mark_sent(conn: Connection, clock: Clock, envio_id: int, *, message_id: str | None = None,
-              by: str = "", note: str = "") -> dict:
-    now = clock.now()
+              by: str = "", note: str = "", usuario_id: int | None = None) -> dict:
+    check_person(conn, usuario_id)
     with conn.transaction():
         row = _row(conn, envio_id)
         _allowed(row, Estado.ENVIADO, "mark-sent", (Estado.ENVIANDO,))
         pid = row.get("claim_programacion_id")
-        day = (row.get("claimed_at") or now).date()
+        now, day = _times(conn, clock, row.get("claimed_at"))
         if pid is not None:
             outbox.lock_daily_count(conn, int(pid), day)
         try:
             transition(conn, envio_id, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.RECONCILE, at=now,
-                       detail=_detail("confirmed sent", by, note),
+                       detail=_detail("confirmed sent", by, note), usuario_id=usuario_id,
                        columns={"message_id": message_id or None, "fecha_envio": now, "last_error": None})
         except StaleTransition:
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
@@ -102,8 +142,12 @@ def mark_sent(conn: Connection, clock: Clock, envio_id: int, *, message_id: str 
     return after
 
 
-def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note: str = "") -> dict:
-    now = clock.now()
+def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note: str = "",
+            usuario_id: int | None = None) -> dict:
+    """Back to pendiente, under the application's manual-retry rule (a named person, a justification)."""
+    check_retry_rule(by, note)
+    check_person(conn, usuario_id)
+    now = clock.db_now(conn)
     with conn.transaction():
         row = _row(conn, envio_id)
         current = _allowed(row, Estado.PENDIENTE, "requeue", (Estado.ENVIANDO, Estado.ERROR))
@@ -113,7 +157,7 @@ def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note
         try:
             what = "checked NOT delivered, requeued" if current is Estado.ENVIANDO else "requeued"
             transition(conn, envio_id, current, Estado.PENDIENTE, origin=Origin.RECONCILE, at=now,
-                       detail=_detail(what, by, note), columns=columns)
+                       detail=_detail(what, by, note), columns=columns, usuario_id=usuario_id)
         except StaleTransition:
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
         after = outbox.get_row(conn, envio_id)
@@ -121,16 +165,18 @@ def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note
     return after
 
 
-def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by: str = "") -> dict:
+def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by: str = "",
+               usuario_id: int | None = None) -> dict:
     if not reason or not reason.strip():
         raise ReconcileError("mark-error needs --reason")
-    now = clock.now()
+    check_person(conn, usuario_id)
+    now = clock.db_now(conn)
     with conn.transaction():
         row = _row(conn, envio_id)
         current = _allowed(row, Estado.ERROR, "mark-error", (Estado.ENVIANDO, Estado.PENDIENTE))
         try:
             transition(conn, envio_id, current, Estado.ERROR, origin=Origin.RECONCILE, at=now,
-                       detail=_detail("marked error", by, reason.strip()),
+                       detail=_detail("marked error", by, reason.strip()), usuario_id=usuario_id,
                        columns={"last_error": reason.strip()[:500]})
         except StaleTransition:
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
@@ -143,7 +189,7 @@ def set_message_id(conn: Connection, clock: Clock, envio_id: int, message_id: st
                    note: str = "") -> dict:
     if not message_id or not message_id.strip():
         raise ReconcileError("set-message-id needs the message id")
-    now = clock.now()
+    now = clock.db_now(conn)
     with conn.transaction():
         row = _row(conn, envio_id)
         if row["estado"] != Estado.ENVIADO.value or row.get("message_id"):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from sender import outbox
 from sender.clock import Clock
 from sender.db import Connection, Database
-from sender.eligibility import closed_reason, quota_remaining
+from sender.eligibility import closed_reason, legacy_lock_reason, quota_remaining
 from sender.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -167,21 +167,28 @@ def lane_work(plan: WorkPlan, lane: int, single: bool) -> list[ScheduleWork]:
     return plan.by_session.get(lane, [])
 
 
-def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = None) -> WorkPlan:
-    """Approved schedules inside their window, of campaigns in progress, with quota and pending rows."""
+def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = None, *,
+                  at: dt.datetime | None = None, lock_ttl_s: float = 0.0) -> WorkPlan:
+    """Approved schedules inside their window, of campaigns in progress, with quota and pending rows.
+
+    `now` is the configured zone's wall clock (windows, the quota's day); `at` the
+    database's at the same instant (`Clock.to_db`; default `now`), for the stored times.
+    A schedule the original scheduler has locked within `lock_ttl_s` is left to it.
+    """
     day = now.date()
+    at = now if at is None else at
     schedules = outbox.active_schedules(conn, day, cliente_id)
     open_ones, closed = [], {}
     for s in schedules:
-        reason = closed_reason(s, now)
+        reason = closed_reason(s, now) or legacy_lock_reason(s, at, lock_ttl_s)
         if reason:
             closed[int(s["programacion_id"])] = reason
         else:
             open_ones.append(s)
     pids = [int(s["programacion_id"]) for s in open_ones]
-    pending = outbox.pending_by_campaign(conn, (s["campania_id"] for s in open_ones), now)
+    pending = outbox.pending_by_campaign(conn, (s["campania_id"] for s in open_ones), at)
     sent = outbox.sent_today(conn, pids, day)
-    flying = outbox.in_flight_today(conn, pids, day)
+    flying = outbox.in_flight_today(conn, pids, day, shift=at - now)
     plan = WorkPlan({}, {}, {}, closed)
     for s in open_ones:
         pid, cid = int(s["programacion_id"]), int(s["cliente_id"])
@@ -205,8 +212,9 @@ class Claimed:
     cliente_id: int
     to: str
     text: str
-    claimed_at: dt.datetime
+    claimed_at: dt.datetime  # the database's clock
     remaining: int  # quota left after this claim
+    day: dt.date | None = None  # the quota's day (configured zone) it was claimed on
 
     @property
     def envio_id(self) -> int:
@@ -271,7 +279,9 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
         events.clear()
         now = ctx.clock.now()
         day = now.date()
+        at = ctx.clock.to_db(conn, now)
         with conn.transaction():
+            # Leases are envios's own, compared only by envios: on the configured zone's clock.
             if not outbox.lease_holds(conn, lane, ctx.sender_id, now):
                 raise LeaseLost(f"lease of session {lane} is no longer ours")
             if not outbox.lease_renew(conn, lane, ctx.sender_id, now, ctx.lease_expiry(now)):
@@ -280,39 +290,39 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
             if schedule is None or (not single and int(schedule["cliente_id"]) != lane):
                 return "schedule gone"
             cliente_id = int(schedule["cliente_id"])
-            reason = closed_reason(schedule, now)
+            reason = closed_reason(schedule, now) or legacy_lock_reason(schedule, at, ctx.settings.lease_ttl_s)
             if reason:
                 return reason
             sent = outbox.lock_daily_count(conn, programacion_id, day)
-            flying = outbox.in_flight_today(conn, [programacion_id], day).get(programacion_id, 0)
+            flying = outbox.in_flight_today(conn, [programacion_id], day, shift=at - now).get(programacion_id, 0)
             remaining = quota_remaining(schedule["cupo_diario"], sent, flying)
             ctx.metrics.quota(programacion_id, remaining)
             if remaining <= 0:
                 return "daily quota used"
             skip: list[int] = []
             while len(skip) <= MAX_REJECTS_PER_CLAIM:
-                row = outbox.next_pending(conn, int(schedule["campania_id"]), now, skip)
+                row = outbox.next_pending(conn, int(schedule["campania_id"]), at, skip)
                 if row is None:
                     return "queue empty"
                 problem, to, text = vet(row)
                 try:
                     if problem:
-                        transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=now,
+                        transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
                                    detail=f"not sendable: {problem}", columns={"last_error": problem[:500]})
                         events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
                                               ctx, detail=problem, phone=row.get("telefono_wapp")))
                         skip.append(int(row["id"]))
                         continue
-                    transition(conn, row["id"], Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=now,
+                    transition(conn, row["id"], Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=at,
                                detail=f"claimed by {ctx.sender_id}",
-                               columns={"claimed_at": now, "claimed_by": ctx.sender_id,
+                               columns={"claimed_at": at, "claimed_by": ctx.sender_id,
                                         "claim_programacion_id": programacion_id, "attempts": Increment(),
                                         "next_attempt_at": None})
                 except StaleTransition:
                     skip.append(int(row["id"]))  # another schedule of the campaign took it first
                     continue
                 ctx.metrics.quota(programacion_id, remaining - 1)
-                return Claimed(row, schedule, cliente_id, to, text, now, remaining - 1)
+                return Claimed(row, schedule, cliente_id, to, text, at, remaining - 1, day)
             return "busy"
 
     result = retrying(f"claim for session {lane}", attempt)
@@ -358,11 +368,11 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
 
     def attempt() -> None:
         nonlocal to_state, wait_s
-        now = ctx.clock.now()
+        now = ctx.clock.db_now(conn)  # the database's clock: fecha_envio, created_at, next_attempt_at
         eid, pid = claimed.envio_id, claimed.programacion_id
         with conn.transaction():
             if to_state is Estado.ENVIADO:
-                day = claimed.claimed_at.date()  # counted on the day it was claimed (and quota-checked)
+                day = claimed.day or claimed.claimed_at.date()  # counted on the day it was claimed (quota-checked)
                 outbox.lock_daily_count(conn, pid, day)
                 # A placeholder instead of an id is noted on the row: the watcher shows such
                 # sends as unverifiable, apart from ids lost (envios_sent_unverifiable).
@@ -505,7 +515,9 @@ class SessionWorker:
         while True:
             if ctx.stop.is_set():
                 return "sender stopping"
-            plan = eligible_work(conn, ctx.clock.now(), None if self.single else cid)
+            now = ctx.clock.now()
+            plan = eligible_work(conn, now, None if self.single else cid,
+                                 at=ctx.clock.to_db(conn, now), lock_ttl_s=ctx.settings.lease_ttl_s)
             works = lane_work(plan, cid, self.single)
             for pid, remaining in plan.quota.items():
                 ctx.metrics.quota(pid, remaining)

@@ -41,12 +41,19 @@ class Estado(str, enum.Enum):
 
 
 class Origin(str, enum.Enum):
-    """Who made a change: written into every history row."""
+    """Who made a change: the history row's `origen`, "envios-" and the part.
 
-    SENDER = "sender"
-    WATCHER = "watcher"
-    OPERATOR = "operator"
-    RECONCILE = "reconcile"
+    The application's own rows say 'scheduler', 'manual' or 'sistema'
+    (APPLICATION_ORIGINS); the history table is shared, so the two never collide.
+    """
+
+    SENDER = "envios-sender"
+    WATCHER = "envios-watcher"
+    OPERATOR = "envios-operator"
+    RECONCILE = "envios-reconcile"
+
+
+APPLICATION_ORIGINS = ("scheduler", "manual", "sistema")
 
 
 ALLOWED: frozenset[tuple[Estado, Estado]] = frozenset(
@@ -85,10 +92,11 @@ SETTABLE_COLUMNS = frozenset(
 
 DETAIL_MAX = 500
 
+# The application's history columns (created_at is its time column), plus envios's optional campania_id.
 _HISTORY_SQL = (
     "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, creado_en)"
-    " SELECT id, campania_id, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
+    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at{person})"
+    " SELECT id, campania_id, %s, %s, %s, %s, %s{person_value} FROM ll_envios_whatsapp WHERE id = %s"
 )
 
 
@@ -110,6 +118,7 @@ def transition(
     detail: str = "",
     columns: Mapping[str, Any] | None = None,
     expect: Mapping[str, Any] | None = None,
+    usuario_id: int | None = None,
 ) -> None:
     """Move one row from `from_state` to `to_state` and record it, in the caller's transaction.
 
@@ -118,6 +127,10 @@ def transition(
     it first), or when a column named in `expect` no longer has the given value
     (e.g. the claim is not ours any more): the caller's transaction should then
     be rolled back.
+
+    `at` is the database's wall clock (`Clock.db_now`), as the application's
+    `created_at` default is. `usuario_id` (a row of the application's `usuarios`)
+    is written only when given: the column exists only on the later schema.
     """
     check_allowed(from_state, to_state)
     if not getattr(conn, "_in_transaction", False):
@@ -145,14 +158,16 @@ def transition(
         raise StaleTransition(
             f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
         )
+    person = usuario_id is not None
     conn.execute(
-        _HISTORY_SQL,
+        _HISTORY_SQL.format(person=", usuario_id" if person else "", person_value=", %s" if person else ""),
         (
             Estado(from_state).value,
             Estado(to_state).value,
             Origin(origin).value,
-            (detail or "")[:DETAIL_MAX],
+            (detail or "")[:DETAIL_MAX] or None,
             at,
+            *([usuario_id] if person else []),
             envio_id,
         ),
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import uuid
-from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,7 +18,7 @@ import pytest
 
 from sender import schema
 from sender.clock import FixedClock
-from sender.db import Database
+from sender.db import Database, split_statements
 from sender.errors import DatabaseError
 
 MYSQL_ENV = "ENVIOS_TEST_MYSQL_URL"
@@ -120,21 +120,69 @@ def upgraded(conn, clock):
     return conn
 
 
-LEGACY_SCHEMA = Path(__file__).parent / "fixtures" / "legacy_schema_2026-02.sql"
+ROOT = Path(__file__).resolve().parents[1]
+# The original system's facts, beside the repository (never a copy that can drift).
+LEGACY_DIR = ROOT.parent / "shared" / "legacy"
+SCHEMAS = {"2026-02": "schema_2026-02.sql", "2026-02-27": "schema_2026-02-27.sql"}
 
 
-def load_legacy(conn) -> None:
-    """The production schema and rows as of the incident (tests/fixtures).
+def legacy_file(name: str) -> Path:
+    """A file of ../shared/legacy: skipped without it, except under CI=true, where it fails."""
+    path = LEGACY_DIR / name
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing: the real legacy schemas must be beside the repository in CI")
+        pytest.skip(f"{path} not found")
+    return path
 
-    MariaDB gets the file as it is. SQLite never ran the legacy system, so it gets
-    the same tables in SQLite form (the base the upgrade would create, which
-    mirrors production) and then the file's rows, unchanged.
+
+def _sqlite_table(statement: str) -> list[str]:
+    """One MariaDB CREATE TABLE of the legacy dump as SQLite: same tables, columns, keys and rows.
+
+    ENUMs become VARCHAR (the state machine checks the values), AUTO_INCREMENT
+    becomes INTEGER PRIMARY KEY AUTOINCREMENT, KEYs become CREATE INDEX, and
+    charsets, COMMENTs and ON UPDATE clauses (SQLite has none) are dropped.
     """
-    script = LEGACY_SCHEMA.read_text(encoding="utf-8")
-    if conn.dialect == "sqlite":
-        base = resources.files("sender.migrations").joinpath("base_sqlite.sql").read_text("utf-8")
-        script = base + "\n" + script[script.index("-- A small slice"):]
-    conn.execute_script(script)
+    table = re.match(r"\s*CREATE TABLE (\w+)", statement).group(1)
+    body = statement[statement.index("(") + 1: statement.rindex(")")]
+    defs, extra = [], []
+    for part in re.split(r",\s*\n", body):
+        d = " ".join(part.split())
+        key = re.match(r"(UNIQUE )?KEY (\w+) \((.*)\)$", d)
+        if key:
+            extra.append(f"CREATE {key.group(1) or ''}INDEX {key.group(2)} ON {table} ({key.group(3)})")
+            continue
+        if not d or d.startswith("PRIMARY KEY"):
+            continue
+        d = d.replace("int(11) NOT NULL AUTO_INCREMENT", "INTEGER PRIMARY KEY AUTOINCREMENT")
+        d = re.sub(r" CHARACTER SET \w+ COLLATE \w+", "", d)
+        d = re.sub(r" COMMENT '(?:[^']|'')*'", "", d)
+        d = re.sub(r"enum\([^)]*\)", "VARCHAR(16)", d)
+        d = d.replace(" ON UPDATE current_timestamp()", "").replace("current_timestamp()", "CURRENT_TIMESTAMP")
+        defs.append(d.replace("int(11)", "INTEGER"))
+    return [f"CREATE TABLE {table} ({', '.join(defs)})", *extra]
+
+
+def legacy_script(conn, schema_name: str = "2026-02") -> list[str]:
+    """The statements of a real legacy schema file for this backend.
+
+    MariaDB gets the file as it is. SQLite never ran the legacy system: it gets
+    the same file with each CREATE TABLE translated (`_sqlite_table`) and every
+    INSERT/UPDATE of its rows unchanged.
+    """
+    statements = split_statements(legacy_file(SCHEMAS[schema_name]).read_text(encoding="utf-8"))
+    if conn.dialect != "sqlite":
+        return statements
+    out = []
+    for statement in statements:
+        out.extend(_sqlite_table(statement) if statement.lstrip().startswith("CREATE TABLE") else [statement])
+    return out
+
+
+def load_legacy(conn, schema_name: str = "2026-02") -> None:
+    """Load a real production schema and its rows (../shared/legacy) into an empty database."""
+    for statement in legacy_script(conn, schema_name):
+        conn.execute(statement)
 
 
 @pytest.fixture

@@ -27,10 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     resume = actions.add_parser("resume", parents=[common_options()], help="approve the campaign's paused schedules again",
         description="Move every pausada schedule of the campaign back to aprobada, clear the pause "
                     "and stamp the campaign's resumed_at: from then on the watcher's error-ratio "
-                    "and missing-id verdicts count only sends finished after the resume. Rows still "
+                    "and missing-id verdicts count only sends finished after the resume. Only envios's "
+                    "own pauses are undone: a schedule the application paused stays paused unless "
+                    "--include-manual-pauses is given. Rows still "
                     "stuck in enviando keep counting: resolve them with `envios reconcile`.")
     resume.add_argument("campaign_id", type=int, metavar="ID")
     resume.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit record")
+    resume.add_argument("--include-manual-pauses", action="store_true",
+                        help="also resume schedules the application itself paused (by default only "
+                             "envios's own pauses, by the watcher or `envios campaign pause`, are undone)")
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -45,15 +50,20 @@ def run(args: argparse.Namespace, config) -> int:
             return 0
         if args.campaign_action == "pause":
             changed = campaigns.pause(conn, args.campaign_id, reason=campaigns.OPERATOR,
-                                      now=clock.now(), paused_by=campaigns.OPERATOR,
+                                      now=clock.db_now(conn), paused_by=campaigns.OPERATOR,
                                       detail=args.reason)
             if changed:
                 print(f"campaign {args.campaign_id}: paused schedule(s) {_ids(changed)} (reason operator)")
             else:
                 print(f"campaign {args.campaign_id}: no approved schedule to pause; nothing changed")
             return 0
-        now = clock.now()
-        changed = campaigns.resume(conn, args.campaign_id, now=now, detail=args.reason)
+        now = clock.db_now(conn)
+        manual: list[int] = []
+        changed = campaigns.resume(conn, args.campaign_id, now=now, detail=args.reason, left_paused=manual,
+                                   include_application_pauses=args.include_manual_pauses)
+        if manual:
+            print(f"campaign {args.campaign_id}: schedule(s) {_ids(manual)} were paused by the application,"
+                  " not by envios: left paused (--include-manual-pauses resumes them too)")
         if not changed:
             print(f"campaign {args.campaign_id}: no paused schedule to resume; nothing changed")
             return 0

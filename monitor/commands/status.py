@@ -10,6 +10,7 @@ from monitor.campaigns import reason_label
 from monitor.commands._table import format_table, shorten
 from sender.clock import Clock
 from sender.db import Database
+from sender.eligibility import legacy_lock_reason
 from sender.errors import EnviosError
 
 HELP = "per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, paused and why"
@@ -28,11 +29,14 @@ def run(args: argparse.Namespace, config) -> int:
     with database.connect() as conn:
         if not q.schema_ready(conn):
             raise EnviosError(f"the schema of {database.describe()} is not upgraded: run `envios db upgrade`")
-        print(render(conn, clock.now(), config, include_finished=args.all, where=database.describe()))
+        print(render(conn, clock.db_now(conn), config, include_finished=args.all, where=database.describe(),
+                     local=clock.now()))
     return 0
 
 
-def render(conn, now: dt.datetime, config, *, include_finished: bool = False, where: str = "") -> str:
+def render(conn, now: dt.datetime, config, *, include_finished: bool = False, where: str = "",
+           local: dt.datetime | None = None) -> str:
+    """`now` is the database's clock (what its NOW() says); `local` the configured zone's, when known."""
     monitor = config.monitor
     camps = q.campaigns(conn, include_finished=include_finished)
     ids = sorted(camps)
@@ -54,7 +58,7 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
         why = ""
         if paused:
             reasons = sorted({reason_label(s.paused_reason) for s in paused})
-            by = sorted({s.paused_by for s in paused if s.paused_by})
+            by = sorted({s.paused_by or "the application" for s in paused})
             latest = max((s.paused_at for s in paused if s.paused_at), default=None)
             why = f"{len(paused)}/{len(live)} {','.join(reasons)}"
             if by:
@@ -66,8 +70,23 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
         rows.append([cid, shorten(names.get(cid, ("", ""))[0], 28), camps[cid].estado,
                      m["pendiente"], m["enviando"], m["enviado"], m["error"],
                      st.count if st else 0, mis.missing, mis.legacy, ratio, why])
-    title = (f"envios status {where} at {now:%Y-%m-%d %H:%M:%S} ({config.timezone}); "
+    when = f"{now:%Y-%m-%d %H:%M:%S} ({config.timezone})"
+    if local is not None and local != now:  # two clocks: say which is which
+        when = f"{local:%Y-%m-%d %H:%M:%S} ({config.timezone}; database clock {now:%Y-%m-%d %H:%M:%S})"
+    title = (f"envios status {where} at {when}; "
              f"stuck = enviando > {monitor.stuck_after_s:g}s, error ratio over {monitor.window_s:g}s")
+    notes = _legacy_locks(conn, now, float(config.sender.lease_ttl_s))
     if not rows:
-        return title + "\nno campaigns" + ("" if include_finished else " in progress (--all shows finalizado ones)")
-    return title + "\n" + format_table(HEADERS, rows, right=(0, 3, 4, 5, 6, 7, 8, 9, 10))
+        return "\n".join([title, "no campaigns" + ("" if include_finished else
+                                                  " in progress (--all shows finalizado ones)"), *notes])
+    return "\n".join([title, format_table(HEADERS, rows, right=(0, 3, 4, 5, 6, 7, 8, 9, 10)), *notes])
+
+
+def _legacy_locks(conn, now: dt.datetime, ttl_s: float) -> list[str]:
+    """Schedules the original scheduler is still working (a fresh lock): envios does not send them."""
+    lines = []
+    for s in conn.query(q.SQL_LEGACY_LOCKS):
+        reason = legacy_lock_reason(s, now, ttl_s)
+        if reason:
+            lines.append(f"schedule {s['programacion_id']} (campaign {s['campania_id']}): {reason}")
+    return lines

@@ -21,14 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parents=[common_options()],
         help="apply pending schema versions",
         description=(
-            "Apply pending schema versions to database.url. On the legacy schema it adds "
-            "'enviando', message_id, claim columns, schedule pause/lease columns, the history "
-            "and audit tables and the watcher's indexes; on an empty database it creates "
-            "everything. Legacy rows are never changed. Running it twice changes nothing."
+            "Apply pending schema versions to database.url. On the production schema it appends "
+            "'enviando' to the estado ENUMs (keeping the rest of their definition), adds message_id, "
+            "claim columns, schedule pause/lease columns, the audit table and the watcher's indexes "
+            "(reusing an index that already covers the columns); on an empty database it creates "
+            "everything. Every step is checked before the first change: a refused upgrade changes "
+            "nothing. It never drops or renames a column, index or ENUM value, and runs in a strict "
+            "sql_mode of its own. Running it twice changes nothing."
         ),
     )
     upgrade.add_argument("--dry-run", action="store_true",
-                         help="print the SQL that would run, change nothing")
+                         help="print the SQL that would run and what it found and leaves alone; change nothing")
     actions.add_parser("status", parents=[common_options()], help="show applied and pending schema versions")
 
 
@@ -42,9 +45,15 @@ def run(args: argparse.Namespace, config) -> int:
                 print(f"v{version.number} {mark:8} {version.name}")
             return 0
         if args.dry_run:
-            sys.stdout.write(schema.dry_run_sql(schema.plan(conn)))
+            planned = schema.plan(conn, refuse=False)
+            sys.stdout.write(schema.dry_run_sql(planned))
+            refusal = planned.refusal()
+            if refusal is not None:
+                raise refusal
             return 0
-        result = schema.upgrade(conn, Clock(config.tz).now(), log=print)
+        result = schema.upgrade(conn, Clock(config.tz).db_now(conn), log=print)
+    for line in result.found:
+        print(f"found, left as it is: {line}")
     if result.empty:
         print(f"schema is up to date (v{schema.LATEST}) on {database.describe()}")
     else:

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     def by_option(p):
         p.add_argument("--by", default=None, metavar="NAME", help="who decided (default: the login name)")
         p.add_argument("--note", default="", help="why (goes into the history row)")
+        person_option(p)
+
+    def person_option(p):
+        p.add_argument("--usuario-id", type=int, default=None, metavar="N",
+                       help="the application's user (usuarios.id) who decided, for the history's usuario_id")
 
     sent = actions.add_parser("mark-sent", parents=[common_options()], help="enviando -> enviado: it WAS delivered")
     sent.add_argument("ids", nargs="+", type=int, metavar="ID")
@@ -40,7 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     again = actions.add_parser("requeue", parents=[common_options()], help="enviando -> pendiente after checking it was NOT delivered; "
                                                "error -> pendiente to retry a failed row")
     again.add_argument("ids", nargs="+", type=int, metavar="ID")
-    by_option(again)
+    again.add_argument("--by", required=False, default=None, metavar="NAME",
+                       help="who decides it (required: the application's manual-retry rule)")
+    again.add_argument("--note", default="", metavar="WHY",
+                       help="the justification, at least 10 characters (required)")
+    person_option(again)
     mid = actions.add_parser("set-message-id", parents=[common_options()],
                              help="enviado without a message id: record the id found afterwards")
     mid.add_argument("ids", nargs=1, type=int, metavar="ID")
@@ -50,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     err.add_argument("ids", nargs="+", type=int, metavar="ID")
     err.add_argument("--reason", required=True, help="why (stored in last_error and the history)")
     err.add_argument("--by", default=None, metavar="NAME", help="who decided (default: the login name)")
+    person_option(err)
 
 
 def _who(args) -> str:
@@ -90,19 +100,23 @@ def run(args: argparse.Namespace, config) -> int:
             return 0
         if action == "mark-sent" and args.message_id and len(args.ids) > 1:
             raise EnviosError("--message-id names one message: give exactly one ID with it")
+        if action == "requeue":
+            reconcile.check_retry_rule(args.by or "", args.note)  # one line, exit 2, before any row
         who = _who(args)
         failures = 0
         for envio_id in args.ids:
             try:
                 if action == "mark-sent":
                     row = reconcile.mark_sent(conn, clock, envio_id, message_id=args.message_id, by=who,
-                                              note=args.note)
+                                              note=args.note, usuario_id=args.usuario_id)
                 elif action == "set-message-id":
                     row = reconcile.set_message_id(conn, clock, envio_id, args.message_id, by=who, note=args.note)
                 elif action == "requeue":
-                    row = reconcile.requeue(conn, clock, envio_id, by=who, note=args.note)
+                    row = reconcile.requeue(conn, clock, envio_id, by=who, note=args.note,
+                                            usuario_id=args.usuario_id)
                 else:
-                    row = reconcile.mark_error(conn, clock, envio_id, reason=args.reason, by=who)
+                    row = reconcile.mark_error(conn, clock, envio_id, reason=args.reason, by=who,
+                                               usuario_id=args.usuario_id)
             except EnviosError as exc:
                 failures += 1
                 print(f"envios reconcile: {exc}", file=sys.stderr)

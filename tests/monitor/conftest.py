@@ -104,13 +104,13 @@ class Builder:
     def _history(self, envio_id, cid, before, after, at) -> None:
         self.conn.execute(
             "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
-            " estado_nuevo, origen, detalle, creado_en) VALUES (%s, %s, %s, %s, 'sender', '', %s)",
+            " estado_nuevo, origen, detalle, created_at) VALUES (%s, %s, %s, %s, 'envios-sender', NULL, %s)",
             (envio_id, cid, before, after, at))
 
 
 @pytest.fixture
 def build(upgraded, clock):
-    return Builder(upgraded, clock.now())
+    return Builder(upgraded, clock.db_now(upgraded))  # rows carry the database's clock, as the sender writes them
 
 
 def parse(exposition: bytes | str) -> dict[tuple[str, frozenset], float]:

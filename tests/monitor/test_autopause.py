@@ -83,14 +83,14 @@ def test_crossing_a_threshold_pauses_the_campaign(reason, build, config, clock, 
         11: ("pausada", reason, "watcher"),
         12: ("pausada", "operator", "operator"),  # already paused by an operator: untouched
     }
-    assert conn.scalar("SELECT paused_at FROM ll_programaciones WHERE id = 10") == clock.now()
+    assert conn.scalar("SELECT paused_at FROM ll_programaciones WHERE id = 10") == clock.db_now(conn)
     assert {s: e for s, (e, _, _) in schedule_states(conn, 2).items()} == {
         20: "aprobada", 21: "aprobada", 22: "pausada"}
     rows = audit_rows(conn)
     assert [(r["accion"], r["campania_id"], r["programacion_id"], r["motivo"]) for r in rows] == [
         ("autopause", 1, 10, reason), ("autopause", 1, 11, reason)]
     for r in rows:
-        assert r["creado_en"] == clock.now()
+        assert r["creado_en"] == clock.db_now(conn)
         assert r["origen"].startswith("watcher@")
         for fragment in fragments:
             assert fragment in r["detalle"]
@@ -190,9 +190,9 @@ def test_resumed_campaign_is_not_paused_again_for_old_errors(build, config, cloc
     assert schedule_states(build.conn)[10] == ("pausada", "missing_message_id", "watcher")
 
     clock.advance(300)
-    resumed = campaigns.resume(build.conn, 1, now=clock.now(), detail="gateway fixed")
+    resumed = campaigns.resume(build.conn, 1, now=clock.db_now(build.conn), detail="gateway fixed")
     assert resumed == [10, 11, 12]
-    assert build.conn.scalar("SELECT resumed_at FROM ll_campanias_whatsapp WHERE id = 1") == clock.now()
+    assert build.conn.scalar("SELECT resumed_at FROM ll_campanias_whatsapp WHERE id = 1") == clock.db_now(build.conn)
     assert schedule_states(build.conn) == {10: ("aprobada", None, None), 11: ("aprobada", None, None),
                                            12: ("aprobada", None, None)}
     clock.advance(15)
@@ -205,7 +205,7 @@ def test_resumed_campaign_is_not_paused_again_for_old_errors(build, config, cloc
     assert autopauses(watcher) == {"error_ratio": 0, "stuck": 0, "missing_message_id": 1}
 
     # new errors after the resume do count
-    build.now = clock.now()
+    build.now = clock.db_now(build.conn)
     finished(build, 1, sent=17, errors=4, minutes_ago=0)
     clock.advance(15)
     watcher.refresh()
@@ -221,13 +221,13 @@ def test_new_missing_ids_after_a_resume_count(build, config, clock, watchers):
     watcher = watchers(config, clock=clock)
     watcher.refresh()
     clock.advance(60)
-    campaigns.resume(build.conn, 1, now=clock.now())
+    campaigns.resume(build.conn, 1, now=clock.db_now(build.conn))
     clock.advance(60)
-    build.now = clock.now()
+    build.now = clock.db_now(build.conn)
     finished(build, 1, sent=5, errors=0, minutes_ago=0, missing_id=True)
     watcher.refresh()
     assert schedule_states(build.conn)[10][0] == "aprobada"  # 5 new ones: not above 5
-    build.send(1, "enviado", claimed_at=build.ago(seconds=5), finished_at=clock.now())
+    build.send(1, "enviado", claimed_at=build.ago(seconds=5), finished_at=clock.db_now(build.conn))
     clock.advance(15)
     watcher.refresh()
     assert schedule_states(build.conn)[10] == ("pausada", "missing_message_id", "watcher")
@@ -241,7 +241,7 @@ def test_rows_still_stuck_after_a_resume_pause_again(build, config, clock, watch
     watcher = watchers(config, clock=clock)
     watcher.refresh()
     clock.advance(60)
-    campaigns.resume(build.conn, 1, now=clock.now())
+    campaigns.resume(build.conn, 1, now=clock.db_now(build.conn))
     watcher.refresh()
     assert schedule_states(build.conn)[10] == ("pausada", "stuck", "watcher")
     assert autopauses(watcher)["stuck"] == 2
@@ -263,7 +263,7 @@ def test_a_resume_during_a_refresh_is_not_undone_by_that_refresh(read, build, co
 
     def resume_then_read(conn, r):
         if not resumed:  # the operator, on another connection, between two reads of this refresh
-            resumed.append(campaigns.resume(build.conn, 1, now=clock.now(), detail="gateway fixed"))
+            resumed.append(campaigns.resume(build.conn, 1, now=clock.db_now(build.conn), detail="gateway fixed"))
         return refresher_module._default_queries()[read](conn, r)
 
     racing = watchers(config, clock=clock, queries={read: resume_then_read})

@@ -98,7 +98,8 @@ def test_campaign_pause_list_resume(build, cli):
                                 "PAUSE", "REASON", "PAUSED", "BY", "PAUSED", "AT", "WHY"]
     assert re.search(r"^\s*1\s+Campaña 1\s+en_progreso\s+10\s+51\s+pausada\s+operator\s+operator\s+"
                      r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+gateway looks down$", out, re.M), out
-    assert re.search(r"^\s+11\s+51\s+pausada\s+operator\s+operator\s+2026-02-09 09:30:00$", out, re.M), out
+    paused_at = f"{build.ago(minutes=30):%Y-%m-%d %H:%M:%S}"  # as stored: the database's clock
+    assert re.search(rf"^\s+11\s+51\s+pausada\s+operator\s+operator\s+{paused_at}$", out, re.M), out
     assert re.search(r"^\s+12\s+51\s+rechazada$", out, re.M), out
     assert re.search(r"^\s*2\s+Campaña 2\s+pendiente\s+20\s+51\s+pausada\s+unknown$", out, re.M), out
     assert re.search(r"^\s*3\s+Campaña 3\s+finalizado\s+30\s+51\s+pausada\s+error_ratio\s+watcher", out, re.M)
@@ -125,6 +126,28 @@ def test_resume_warns_about_rows_still_stuck(build, cli):
            " pause it again until they are resolved" in out
 
 
+def test_resume_undoes_only_envios_pauses_unless_told(build, cli):
+    """A schedule the application paused (no paused_by) stays paused; --include-manual-pauses resumes it."""
+    conn = build.conn
+    build.campaign(1)
+    build.schedule(10, 1, "aprobada")
+    build.schedule(11, 1, "pausada")  # paused in the application's screens: it never sets paused_by
+    code, _out, _ = cli("campaign", "pause", "1")
+    assert code == 0
+
+    code, out, _ = cli("campaign", "resume", "1")
+    assert code == 0
+    assert "campaign 1: schedule(s) 11 were paused by the application, not by envios: left paused" \
+           " (--include-manual-pauses resumes them too)" in out
+    assert "campaign 1: resumed schedule(s) 10;" in out
+    estados = {r["id"]: r["estado"] for r in conn.query("SELECT id, estado FROM ll_programaciones ORDER BY id")}
+    assert estados == {10: "aprobada", 11: "pausada"}
+
+    code, out, _ = cli("campaign", "resume", "1", "--include-manual-pauses")
+    assert code == 0 and "campaign 1: resumed schedule(s) 11;" in out
+    assert conn.scalar("SELECT estado FROM ll_programaciones WHERE id = 11") == "aprobada"
+
+
 def test_unknown_campaign_is_one_clear_line(upgraded, cli):
     code, out, err = cli("campaign", "pause", "99")
     assert code == 1 and out == "" and err.strip() == "envios campaign: campaign 99 does not exist"
@@ -132,14 +155,14 @@ def test_unknown_campaign_is_one_clear_line(upgraded, cli):
 
 def test_status_table(build, config, clock, cli):
     seed_known(build)
-    text = status.render(build.conn, clock.now(), config)
+    text = status.render(build.conn, build.now, config)
     lines = text.splitlines()
     assert lines[1].split()[:4] == ["ID", "NAME", "ESTADO", "PENDING"]
     assert re.search(r"^\s*1\s+Campaña 1\s+en_progreso\s+3\s+4\s+12\s+4\s+3\s+2\s+4\s+0\.30 of 10\s+"
-                     r"1/2 operator by operator 02-09 09:30$", text, re.M), text
-    assert re.search(r"^\s*2\s+Campaña 2\s+pendiente(\s+0){7}\s+-\s+1/1 unknown$", text, re.M), text
+                     rf"1/2 operator by operator {build.ago(minutes=30):%m-%d %H:%M}$", text, re.M), text
+    assert re.search(r"^\s*2\s+Campaña 2\s+pendiente(\s+0){7}\s+-\s+1/1 unknown by the application$", text, re.M), text
     assert "Campaña 3" not in text
-    assert "Campaña 3" in status.render(build.conn, clock.now(), config, include_finished=True)
+    assert "Campaña 3" in status.render(build.conn, build.now, config, include_finished=True)
     col = lines[1].index("ESTADO")  # aligned: every row's estado starts under its header
     assert all(line[col - 1] == " " and line[col] != " " for line in lines[2:])
 

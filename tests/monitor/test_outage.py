@@ -108,7 +108,7 @@ def breakable(db_url, tmp_path, clock):
         cut, restore = proxy.stop, proxy.start
     with Database(url).connect() as conn:
         schema.upgrade(conn, clock.now())
-        seed_known(Builder(conn, clock.now()))
+        seed_known(Builder(conn, clock.db_now(conn)))
     yield url, cut, restore
     if proxy is not None:
         proxy.stop()

@@ -67,7 +67,7 @@ def test_a_resume_starts_the_unverifiable_count_afresh(db_url, upgraded, clock, 
     watcher.refresh()
     assert schedule_state(upgraded)[0] == "pausada"
     clock.advance(60)
-    campaigns.resume(upgraded, 47, now=clock.now(), origin="operator@test")
+    campaigns.resume(upgraded, 47, now=clock.db_now(upgraded), origin="operator@test")
     clock.advance(15)
     watcher.refresh()
     assert schedule_state(upgraded) == ("aprobada", None)  # sends before the resume do not pause it again

@@ -204,7 +204,7 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
     assert len(gateway.ledger) == 1
     r = row(upgraded, ids[0])
     assert r["estado"] == "enviando" and r["message_id"] is None and r["fecha_envio"] is None
-    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "sender")]
+    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "envios-sender")]
     assert f"event=record_failed envio_id={ids[0]} outcome=sent" in caplog.text
 
     clock.advance(10)  # the dead worker could not release its lease: it expires
@@ -216,4 +216,4 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
     assert row(upgraded, ids[0])["estado"] == "enviando"
     assert [row(upgraded, i)["estado"] for i in ids[1:]] == ["enviado", "enviado"]
     assert len(gateway.ledger) == 3 and max(gateway.delivered_to().values()) == 1
-    assert [s["id"] for s in outbox.stuck_rows(upgraded, clock.now())] == [ids[0]]
+    assert [s["id"] for s in outbox.stuck_rows(upgraded, clock.db_now(upgraded))] == [ids[0]]

@@ -21,9 +21,12 @@ ROWS = 250
 
 
 def test_incident_replay_session_down_for_251_ticks_then_back(db_url, conn, sim):
-    load_legacy(conn)  # campaign 47, schedule 12 on session 51, with the stale legacy lock of that day
+    load_legacy(conn)  # campaign 47, schedule 12 on session 51
     start = dt.datetime(2026, 2, 7, 8, 0, 49)  # Saturday, the first phantom send
     schema.upgrade(conn, start)
+    # The legacy scheduler is stopped (README, step 1). Its last lock of that day (12:11:49)
+    # falls inside this replay, where it would rightly keep envios off schedule 12.
+    conn.execute("UPDATE ll_programaciones SET locked_at = NULL, locked_by = NULL WHERE id = 12")
     conn.execute("DELETE FROM ll_envios_whatsapp WHERE estado = 'pendiente'")
     for i in range(ROWS):  # inserted the way the legacy application does: legacy columns only
         conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"

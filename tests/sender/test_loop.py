@@ -40,7 +40,7 @@ def test_quota_counts_sent_and_in_flight_rows(db_url, upgraded, clock, gateway):
     ids = seed_session(upgraded, rows=6, cupo=4)
     # one row already in flight today under this schedule (e.g. stuck): it uses one unit of quota
     upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
-                     " WHERE id = %s", (clock.now(), ids[0]))
+                     " WHERE id = %s", (clock.db_now(upgraded), ids[0]))
     report = run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert report.sent == 3
     assert estados(upgraded) == {"enviando": 1, "enviado": 3, "pendiente": 2}
@@ -65,7 +65,7 @@ def test_unsendable_rows_go_to_error_without_a_request_and_never_stop_the_batch(
     assert row(upgraded, no_text)["last_error"] == "empty message text"
     for envio_id in (bad_phone, impossible, no_text):
         assert row(upgraded, envio_id)["estado"] == "error"
-        assert history(upgraded, envio_id) == [("pendiente", "error", "sender")]
+        assert history(upgraded, envio_id) == [("pendiente", "error", "envios-sender")]
     assert [row(upgraded, i)["estado"] for i in (good, good2)] == ["enviado", "enviado"]
     assert [p["to"] for p in gateway.posts] == ["5491100470001", "5491100470004"]
     assert [p["text"] for p in gateway.posts] == ["Hola Ana, ¿seguimos en contacto?", "Hola, ¿seguimos en contacto?"]
@@ -74,7 +74,7 @@ def test_unsendable_rows_go_to_error_without_a_request_and_never_stop_the_batch(
 def test_rows_waiting_for_a_retry_are_skipped_until_their_time(db_url, upgraded, clock, gateway):
     later, now_row = seed_session(upgraded, rows=2)
     upgraded.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE id = %s",
-                     (clock.now() + dt.timedelta(seconds=300), later))
+                     (clock.db_now(upgraded) + dt.timedelta(seconds=300), later))
     run_once(make_config(db_url, gateway.base_url), clock=clock)
     assert (row(upgraded, later)["estado"], row(upgraded, now_row)["estado"]) == ("pendiente", "enviado")
     clock.advance(300)
@@ -252,13 +252,14 @@ def test_sender_metrics_are_served(db_url, upgraded, clock, gateway):
 
 
 
-def test_times_written_are_the_configured_zones_not_the_servers(db_url, upgraded, gateway):
+def test_times_written_are_the_databases_clock(db_url, upgraded, gateway):
+    """fecha_envio and claimed_at compare with what the application writes with NOW() (DESIGN.md section 10)."""
     (envio_id,) = seed_session(upgraded, rows=1)
     clock = Clock("America/Argentina/Buenos_Aires")
-    before = clock.now()
+    before = clock.db_now(upgraded)
     run_once(make_config(db_url, gateway.base_url), clock=clock)
     r = row(upgraded, envio_id)
-    assert before <= r["fecha_envio"] <= clock.now() and r["claimed_at"] <= r["fecha_envio"]
+    assert before <= r["claimed_at"] <= r["fecha_envio"] <= clock.db_now(upgraded)
 
 
 def test_one_structured_line_per_state_change_with_masked_phone(db_url, upgraded, clock, gateway, caplog):

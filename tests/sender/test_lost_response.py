@@ -32,7 +32,7 @@ def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(fault, db_
     assert report.outcomes and set(report.outcomes) == {Outcome.UNKNOWN}
     stuck = row(upgraded, ids[0])
     assert stuck["estado"] == "enviando" and stuck["message_id"] is None
-    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "sender")]
+    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "envios-sender")]
     assert len(sim.state.ledger) == 1 and sim.state.sends_received == 1  # it WAS delivered
     delivered_to = sim.state.ledger[0]["to"]
 
@@ -45,7 +45,7 @@ def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(fault, db_
     assert result.returncode == 0, result.stderr
 
     assert row(upgraded, ids[0])["estado"] == "enviando"  # still: only a person resolves it
-    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "sender")]
+    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "envios-sender")]
     assert [e["to"] for e in sim.state.ledger].count(delivered_to) == 1
     assert sim.state.sends_received == 3  # the stuck one once, then the two others once each
     assert estados(upgraded) == {"enviando": 1, "enviado": 2}

@@ -166,10 +166,11 @@ def test_a_killed_senders_sessions_are_taken_over_after_the_lease_expires(db_url
     for c in claims:
         if isinstance(c["first_claim"], str):  # SQLite: MIN() loses the column's type
             c["first_claim"] = dt.datetime.fromisoformat(c["first_claim"])
-        expired = leases[c["cliente_id"]]["expires_at"]
+        # leases are on the configured zone's clock, claims on the database's
+        expired = Clock(TZ).to_db(upgraded, leases[c["cliente_id"]]["expires_at"])
         assert c["first_claim"] >= expired  # not before A's lease expired...
         assert c["first_claim"] <= expired + dt.timedelta(seconds=ttl + 8)  # ...and soon after (bounded)
-        assert expired <= killed_at + dt.timedelta(seconds=ttl + 1)
+        assert expired <= Clock(TZ).to_db(upgraded, killed_at) + dt.timedelta(seconds=ttl + 1)
 
     # nothing sent twice; at most the one in-flight row per session is left enviando (unknown), claimed by A
     assert max(gateway.delivered_to().values()) == 1

@@ -26,6 +26,8 @@ from sender.loop import Sender, run_once
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, history, make_config, row
 from tests.sender.gateway import ScriptedGateway
 
+SENDER = "envios-sender"  # the history's origen for the sender (DESIGN.md section 10), written out
+
 P, E, OK, ERR = "pendiente", "enviando", "enviado", "error"
 PACING_S = 0.15  # sender.delay_min_s = delay_max_s
 RETRY_S = 1.0  # sender.retry_after_s (whole seconds: MariaDB DATETIME keeps no fraction)
@@ -115,24 +117,25 @@ def test_outcome_row(case, db_url, upgraded, clock):
         every = rows[51] + rows[52]
         assert [(row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) for i in every] == [(P, 0)] * 4
         histories = [history(upgraded, i) for i in every]
-        assert all(h in ([], [(P, E, "sender"), (E, P, "sender")]) for h in histories)
+        assert all(h in ([], [(P, E, SENDER), (E, P, SENDER)]) for h in histories)
         assert 1 <= len(fake.posts) == sum(1 for h in histories if h) <= 2  # one request per session at most
         return
-    # the row
+    # the row (stored times follow the database's clock, DESIGN.md section 10)
+    db_now = clock.to_db(upgraded, clock.now())
     assert r1["estado"] == ends_in, case
     assert r1["attempts"] == attempts
     assert r1["message_id"] is None or (ends_in == OK and build == "multi")
     if retry_s is None:
         assert r1["next_attempt_at"] is None
     else:
-        assert r1["next_attempt_at"] == clock.now() + dt.timedelta(seconds=retry_s)
+        assert r1["next_attempt_at"] == db_now + dt.timedelta(seconds=retry_s)
     if ends_in == OK:
-        assert r1["fecha_envio"] == clock.now()
+        assert r1["fecha_envio"] == db_now
     if ends_in == E:
         assert r1["last_error"].startswith("unknown outcome") and r1["claimed_by"] == "table:1:0001"
     assert "5491100470000" not in (r1["last_error"] or "")  # a number echoed by the gateway is masked
-    tail = [] if ends_in == E else [(E, ends_in, "sender")]
-    assert history(upgraded, first) == [(P, E, "sender"), *tail]
+    tail = [] if ends_in == E else [(E, ends_in, SENDER)]
+    assert history(upgraded, first) == [(P, E, SENDER), *tail]
 
     # what the engine did next
     if then in (NEXT, PACED) or isinstance(then, tuple):

@@ -17,24 +17,24 @@ from sender.loop import Sender, run_once
 from tests.sender.conftest import history, make_config, row, seed_session, sent_today
 
 P, E, OK, ERR = "pendiente", "enviando", "enviado", "error"
-CLAIM = (P, E, "sender")
+CLAIM = (P, E, "envios-sender")
 
 # behaviour of the first POST -> (row 1 state, row 1 history after the claim, POSTs received,
 #                                  deliveries, is row 2 worked in the same pass?)
 CASES = {
-    "2xx with message id": ("ok", OK, [(E, OK, "sender")], 2, 2, True),
-    "2xx without message id": ("no_id", OK, [(E, OK, "sender")], 2, 2, True),
+    "2xx with message id": ("ok", OK, [(E, OK, "envios-sender")], 2, 2, True),
+    "2xx without message id": ("no_id", OK, [(E, OK, "envios-sender")], 2, 2, True),
     "400 invalid number": ((400, {"error": True, "code": "INVALID_NUMBER", "message": "bad 5491100470000"}),
-                           ERR, [(E, ERR, "sender")], 2, 1, True),
+                           ERR, [(E, ERR, "envios-sender")], 2, 1, True),
     "422 validation": ((422, {"error": True, "code": "VALIDATION_ERROR", "message": "empty"}),
-                       ERR, [(E, ERR, "sender")], 2, 1, True),
+                       ERR, [(E, ERR, "envios-sender")], 2, 1, True),
     "409 session not ready": ((409, {"error": True, "code": "SESSION_NOT_READY", "message": "DISCONNECTED"}),
-                              P, [(E, P, "sender")], 1, 0, False),
-    "429 rate limited": ((429, {"error": True, "code": "RATE_LIMITED"}), P, [(E, P, "sender")], 2, 1, True),
-    "connection refused": ("refuse", P, [(E, P, "sender")], 0, 0, False),
-    "401 key refused": ((401, {"error": True, "code": "UNAUTHORIZED"}), P, [(E, P, "sender")], 1, 0, False),
+                              P, [(E, P, "envios-sender")], 1, 0, False),
+    "429 rate limited": ((429, {"error": True, "code": "RATE_LIMITED"}), P, [(E, P, "envios-sender")], 2, 1, True),
+    "connection refused": ("refuse", P, [(E, P, "envios-sender")], 0, 0, False),
+    "401 key refused": ((401, {"error": True, "code": "UNAUTHORIZED"}), P, [(E, P, "envios-sender")], 1, 0, False),
     "500 gateway did not send": ((500, {"error": True, "code": "WHATSAPP_ERROR", "message": "not sent"}),
-                                 P, [(E, P, "sender")], 2, 1, True),
+                                 P, [(E, P, "envios-sender")], 2, 1, True),
     "502 from a proxy": ((502, "<html>Bad Gateway</html>"), E, [], 1, 0, False),
     "500 without the did-not-send code": ((500, {"error": True, "code": "INTERNAL"}), E, [], 1, 0, False),
     "timeout after delivery": ("timeout", E, [], 1, 1, False),
@@ -68,7 +68,7 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
     assert sent_today(upgraded, 47, clock.today()) == sum(1 for r in (r1, r2) if r["estado"] == OK)
 
     if state1 == OK:
-        assert r1["fecha_envio"] == clock.now()
+        assert r1["fecha_envio"] == clock.db_now(upgraded)
         assert r1["message_id"] == (gateway.ledger[0]["message_id"] if behaviour == "ok" else None)
         assert r1["attempts"] == 1 and r1["claimed_by"] == SENDER_ID
     elif state1 == ERR:
@@ -78,13 +78,13 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
         assert r1["message_id"] is None and r1["fecha_envio"] is None and r1["last_error"]
         if case.startswith("500"):
             assert r1["attempts"] == 1  # a real attempt: counts toward max_attempts
-            assert r1["next_attempt_at"] == clock.now() + dt.timedelta(seconds=300)
+            assert r1["next_attempt_at"] == clock.db_now(upgraded) + dt.timedelta(seconds=300)
         else:
             assert r1["attempts"] == 0  # the gateway never tried: the attempt is given back
             expected_wait = dt.timedelta(seconds=1) if case.startswith("429") else None
-            assert (r1["next_attempt_at"] and r1["next_attempt_at"] - clock.now()) == expected_wait
+            assert (r1["next_attempt_at"] and r1["next_attempt_at"] - clock.db_now(upgraded)) == expected_wait
     else:  # unknown: stays enviando, with the reason, claimed by us
-        assert r1["claimed_by"] == SENDER_ID and r1["claimed_at"] == clock.now()
+        assert r1["claimed_by"] == SENDER_ID and r1["claimed_at"] == clock.db_now(upgraded)
         assert r1["last_error"].startswith("unknown outcome")
         assert r1["message_id"] is None
 
@@ -116,7 +116,7 @@ def test_gateway_error_on_the_last_attempt_makes_the_row_error(db_url, upgraded,
         sender.close()
     r = row(upgraded, first)
     assert (r["estado"], r["attempts"]) == (ERR, 5)
-    assert history(upgraded, first) == [CLAIM, (E, ERR, "sender")]
+    assert history(upgraded, first) == [CLAIM, (E, ERR, "envios-sender")]
     assert "WHATSAPP_ERROR" in r["last_error"]
 
 

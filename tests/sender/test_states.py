@@ -59,7 +59,7 @@ def test_each_allowed_transition_writes_exactly_one_history_row(upgraded, row, c
     got = upgraded.query_one("SELECT estado, attempts, last_error FROM ll_envios_whatsapp WHERE id = %s", (row,))
     assert got == {"estado": to_state.value, "attempts": 1, "last_error": "x"}
     assert history(upgraded, row) == [{"estado_anterior": from_state.value, "estado_nuevo": to_state.value,
-                                        "origen": "sender", "detalle": "why", "campania_id": 7}]
+                                        "origen": "envios-sender", "detalle": "why", "campania_id": 7}]
 
 
 def test_stale_transition_rolls_back_with_no_history(upgraded, row, clock):
