@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from sender.gateways.base import READY, SESSION_STATES, Gateway, Outcome, SendResult, SessionStatus
+from sender.gateways.retry_after import retry_after_seconds
 from sender.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
@@ -106,12 +107,7 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: ignore, the configured wait applies
-    return None if seconds is None or seconds < 0 else seconds
+    return retry_after_seconds(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
 
 
 # urllib3 errors raised before a single byte of the request was sent.
