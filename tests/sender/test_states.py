@@ -138,9 +138,48 @@ def test_failure_after_transition_rolls_back_state_and_history(upgraded, row, cl
     assert history(upgraded, row) == []
 
 
+def test_stale_transition_says_which_row_which_state_and_which_expectation(upgraded, row, clock):
+    force_state(upgraded, row, Estado.ENVIANDO)
+    with pytest.raises(StaleTransition) as plain:
+        with upgraded.transaction():
+            transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
+    assert str(plain.value) == f"row {row} is not pendiente any more; not moved to enviando"
+
+    upgraded.execute("UPDATE ll_envios_whatsapp SET claimed_by = 'other', claimed_at = %s WHERE id = %s",
+                     (clock.now(), row))
+    with pytest.raises(StaleTransition) as claimed:
+        with upgraded.transaction():
+            transition(upgraded, row, S, P, origin=Origin.SENDER, at=clock.now(),
+                       expect={"claimed_by": "me", "claimed_at": clock.now()})
+    assert str(claimed.value) == (f"row {row} is not enviando with claimed_at, claimed_by as expected any more;"
+                                  " not moved to pendiente")
+    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "enviando"
+    assert history(upgraded, row) == []
+
+
+def test_a_transition_whose_expectations_hold_moves_the_row(upgraded, row, clock):
+    """`expect` with several columns: all must match (the sender undoing only its own claim)."""
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_by = 'me', claimed_at = %s"
+                     " WHERE id = %s", (clock.now(), row))
+    with upgraded.transaction():
+        transition(upgraded, row, S, P, origin=Origin.SENDER, at=clock.now(),
+                   expect={"claimed_by": "me", "claimed_at": clock.now()})
+    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
+
+
+def test_history_detail_is_empty_when_none_is_given_and_cut_to_500(upgraded, row, clock):
+    with upgraded.transaction():
+        transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
+    with upgraded.transaction():
+        transition(upgraded, row, S, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600)
+    assert [(h["detalle"], h["origen"]) for h in history(upgraded, row)] == [("", "sender"), ("x" * 500, "reconcile")]
+
+
 def test_transition_outside_a_transaction_is_refused(upgraded, row, clock):
-    with pytest.raises(DatabaseError, match="inside a transaction"):
+    with pytest.raises(DatabaseError) as refused:
         transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now())
+    assert str(refused.value) == "state transitions must run inside a transaction"
+    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
 
 
 def test_only_known_columns_can_be_set(upgraded, row, clock):
