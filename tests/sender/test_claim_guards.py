@@ -48,6 +48,15 @@ def _use_quota(conn, today):  # another sender sent the day's 5 meanwhile
                  (PROGRAMACION, today))
 
 
+def _fill_quota_in_flight(conn, today):  # another sender claimed 5 rows under this schedule meanwhile
+    conn.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (99, 'x', 'm', 'en_progreso')")
+    for i in range(5):
+        conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
+                     " estado, claimed_at, claimed_by, claim_programacion_id)"
+                     " VALUES (99, %s, 'Ana', 'hola', 'enviando', %s, 'other-sender', %s)",
+                     (f"54911000099{i:02d}", dt.datetime.combine(today, dt.time(9, 59)), PROGRAMACION))
+
+
 # (change made between planning and claim, the reason claim_next gives)
 GUARDS = {
     "schedule paused": (_pause, "schedule is pausada"),
@@ -56,6 +65,7 @@ GUARDS = {
     "campaign finished": (_finish_campaign, "campaign is finalizado"),
     "out of its window": (_close_window, "outside the window 00:00-09:00"),
     "quota used": (_use_quota, "daily quota used"),
+    "quota taken by rows in flight": (_fill_quota_in_flight, "daily quota used"),
 }
 
 

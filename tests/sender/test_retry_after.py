@@ -53,3 +53,12 @@ def test_a_429_with_an_http_date_waits_until_that_date(db_url, upgraded, clock, 
     wait = (got["next_attempt_at"] - clock.now()).total_seconds()
     # the header has whole seconds and the gateway's Date is written when it answers
     assert 115 <= wait <= 120, wait  # not the configured 5 s
+
+
+def test_a_429_with_an_unreadable_retry_after_waits_the_configured_time(db_url, upgraded, clock, gateway):
+    ids = seed_session(upgraded, rows=1)
+    gateway.retry_after = "soon"
+    gateway.plan(51, (429, {"error": True, "code": "RATE_LIMITED"}))
+    run_once(make_config(db_url, gateway.base_url, **{"sender.retry_after_s": 5}), clock=clock)
+    got = row(upgraded, ids[0])
+    assert (got["estado"], got["next_attempt_at"]) == ("pendiente", clock.now() + dt.timedelta(seconds=5))
