@@ -128,3 +128,15 @@ def test_apply_pauses_with_the_watchers_own_identity_and_says_so(build, clock, c
         "watcher@test-host:1"] * 2
     assert caplog.messages == ["auto-paused campaign 1 (schedules 10, 11): stuck 6 > max_stuck 5"]
     assert autopause.apply(build.conn, [verdict], clock.now(), "watcher@test-host:1") == []  # nothing left
+
+
+def test_sqlite_text_and_bytes_datetimes_are_read():
+    want = dt.datetime(2026, 2, 9, 10, 0, 1)
+    assert [q._as_datetime(v) for v in (b"2026-02-09 10:00:01", "2026-02-09 10:00:01", want, None)] == [
+        want, want, want, None]
+
+
+def test_missing_message_ids_of_a_resumed_campaign_with_no_sends(build):
+    build.campaign(1)
+    build.conn.execute("UPDATE ll_campanias_whatsapp SET resumed_at = %s WHERE id = 1", (build.ago(hours=1),))
+    assert q.missing_message_ids(build.conn, q.campaigns(build.conn)) == {1: q.Missing(0, 0, 0)}

@@ -58,3 +58,22 @@ def test_texts_are_cut_to_their_columns(upgraded, clock):
                  origin="o" * 200)
     row = upgraded.query_one("SELECT detalle, origen FROM envios_audit")
     assert (len(row["detalle"]), len(row["origen"])) == (500, 120)
+
+
+def test_in_flight_today_counts_claims_of_that_day_only(upgraded, clock):
+    seed_session(upgraded, rows=0)
+    today = clock.today()
+    midnight = dt.datetime.combine(today, dt.time.min)
+    for n, claimed_at in enumerate((midnight - dt.timedelta(seconds=1), midnight,
+                                    midnight + dt.timedelta(hours=23, minutes=59, seconds=59),
+                                    midnight + dt.timedelta(days=1))):
+        upgraded.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
+                         " estado, claimed_at, claim_programacion_id) VALUES (47, %s, 'Ana', 'x', 'enviando', %s, 47)",
+                         (f"5491100000{n:03d}", claimed_at))
+    assert outbox.in_flight_today(upgraded, [47], today) == {47: 2}  # 00:00:00 and 23:59:59
+
+
+def test_lease_renew_after_the_lease_row_is_gone(upgraded, clock):
+    with upgraded.transaction():
+        assert outbox.lease_renew(upgraded, 51, "me", clock.now(), clock.now()) is False
+    assert outbox.lease_owner(upgraded, 51) is None

@@ -25,6 +25,7 @@ CASES = [
     ("Sat, 07 Feb 2026 11:00:00 GMT", None, 0.0),  # in the past: now
     ("99999999999", None, MAX_RETRY_AFTER_S),  # clamped
     ("Mon, 07 Feb 2028 12:00:00 GMT", None, MAX_RETRY_AFTER_S),  # clamped
+    ("Sat, 07 Feb 2026 14:02:00 +0200", None, 120.0),  # not an HTTP-date, but its offset is honoured
     ("-5", None, None),  # not delay-seconds
     ("1.5", None, None),  # not delay-seconds either (1*DIGIT)
     ("nan", None, None),
@@ -39,6 +40,11 @@ CASES = [
                                                                     for c in CASES])
 def test_retry_after_values(value, date_header, expected):
     assert retry_after_seconds(value, date_header=date_header, now=NOW) == expected
+
+
+def test_an_http_date_without_a_date_header_is_read_against_our_clock():
+    in_two_minutes = format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=120), usegmt=True)
+    assert 115 <= retry_after_seconds(in_two_minutes) <= 120
 
 
 def test_a_429_with_an_http_date_waits_until_that_date(db_url, upgraded, clock, gateway):
