@@ -133,7 +133,7 @@ def test_a_lease_lost_between_planning_and_claim_stops_the_worker(how, db_url, u
     assert estados(upgraded, CAMPANIA) == {"pendiente": 2}
     assert [history(upgraded, i) for i in ids] == [[], []]
     assert gateway.sends_received == 0
-    assert report.sessions_worked[CLIENTE].stop_reason.startswith("lease lost")
+    assert report.sessions_worked[CLIENTE].stop_reason == f"lease lost: lease of session {CLIENTE} is no longer ours"
     if owner_after:  # the other sender's lease is left alone
         assert upgraded.scalar("SELECT owner FROM envios_session_leases WHERE cliente_id = %s",
                                (CLIENTE,)) == owner_after
