@@ -6,6 +6,7 @@ import datetime as dt
 from email.utils import format_datetime
 
 import pytest
+import responses
 
 from sender.gateways.retry_after import MAX_RETRY_AFTER_S, retry_after_seconds
 from sender.loop import run_once
@@ -68,3 +69,14 @@ def test_a_429_with_an_unreadable_retry_after_waits_the_configured_time(db_url, 
     run_once(make_config(db_url, gateway.base_url, **{"sender.retry_after_s": 5}), clock=clock)
     got = row(upgraded, ids[0])
     assert (got["estado"], got["next_attempt_at"]) == ("pendiente", clock.now() + dt.timedelta(seconds=5))
+
+
+@responses.activate
+def test_the_adapter_reads_an_http_date_against_the_gateways_own_date_header():
+    """Unit level: a gateway whose clock is days behind ours still gets its 30 s."""
+    from sender.gateways.session_manager import SessionManagerGateway
+
+    responses.add(responses.POST, "http://gw.test:3002/send", status=429, json={"error": True},
+                  headers={"Retry-After": "Sat, 07 Feb 2026 12:02:00 GMT", "Date": "Sat, 07 Feb 2026 12:01:30 GMT"})
+    gateway = SessionManagerGateway("http://gw.test:3002", send_timeout_s=2, status_timeout_s=1)
+    assert gateway.send(1, "5491123456821", "x").retry_after_s == 30.0
