@@ -57,6 +57,11 @@ def _fill_quota_in_flight(conn, today):  # another sender claimed 5 rows under t
                      (f"54911000099{i:02d}", dt.datetime.combine(today, dt.time(9, 59)), PROGRAMACION))
 
 
+def _postpone_rows(conn, today):  # e.g. another sender's 429 put them off until later
+    conn.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE campania_id = %s",
+                 (dt.datetime.combine(today, dt.time(23, 0)), CAMPANIA))
+
+
 # (change made between planning and claim, the reason claim_next gives)
 GUARDS = {
     "schedule paused": (_pause, "schedule is pausada"),
@@ -66,6 +71,7 @@ GUARDS = {
     "out of its window": (_close_window, "outside the window 00:00-09:00"),
     "quota used": (_use_quota, "daily quota used"),
     "quota taken by rows in flight": (_fill_quota_in_flight, "daily quota used"),
+    "no row ready any more": (_postpone_rows, "queue empty"),
 }
 
 
@@ -104,7 +110,7 @@ def test_a_change_between_planning_and_claim_stops_the_claim(guard, db_url, upgr
     assert [history(upgraded, i) for i in ids] == [[], []]
     assert gateway.sends_received == 0 and report.sent == 0
     refusals = [m for m in caplog.messages if "event=no_claim" in m]
-    assert refusals and all(reason in m for m in refusals), caplog.messages
+    assert refusals and all(f'reason="{reason}"' in m for m in refusals), caplog.messages
 
 
 LEASE_CHANGES = {
