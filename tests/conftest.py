@@ -200,11 +200,32 @@ __all__ = ["DatabaseError", "load_legacy", "make_mysql_database", "drop_mysql_da
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `mysql_only` (KILL, SLEEP...) are not generated for SQLite at all."""
+    """Tests marked `mysql_only` (KILL, SLEEP...) are not generated for SQLite at all.
+
+    Only the SQLite half of such a test is dropped: its MariaDB half must be among
+    the collected items (under CI=true a dropped test without one is an error).
+    """
     keep, drop = [], []
     for item in items:
         on_sqlite = getattr(item, "callspec", None) and item.callspec.params.get("db_url") == "sqlite"
         (drop if on_sqlite and item.get_closest_marker("mysql_only") else keep).append(item)
     if drop:
+        kept = {item.nodeid for item in keep}
+        orphans = [i.nodeid for i in drop if i.nodeid.replace("[sqlite", "[mysql", 1) not in kept]
+        if orphans and IN_CI:
+            raise pytest.UsageError(f"mysql_only tests with no MariaDB half collected: {orphans}")
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# A skip is how a test says "I could not check this here". In CI everything must be
+# checkable (.ci/run installs and starts all of it), so under CI=true every skip, from
+# any test, fixture or helper, is reported as a failure. Nothing is exempt.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"

@@ -38,6 +38,7 @@ from sender.gateways.base import (
     SendResult,
     SessionStatus,
 )
+from sender.gateways.retry_after import retry_after_seconds
 from sender.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
@@ -155,12 +156,7 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: ignore, the configured wait applies
-    return None if seconds is None or seconds < 0 else seconds
+    return retry_after_seconds(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
 
 
 # urllib3 errors raised before a single byte of the request was sent.

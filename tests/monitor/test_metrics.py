@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
+from monitor import refresher as refresher_module
 from monitor.refresher import ERROR_LABELS, QUERY_NAMES
-from tests.monitor.conftest import labels, parse, series
+from tests.monitor.conftest import FakeMonotonic, labels, parse, series
 
 STUCK_AFTER_S = 300
 WINDOW_S = 3600
@@ -48,7 +49,14 @@ def known(build):
 
 
 def test_every_value_of_a_known_database(known, config, clock, watchers):
-    watcher = watchers(config, clock=clock)
+    tick = FakeMonotonic()
+    read_stuck = refresher_module._default_queries()["stuck"]
+
+    def stuck_taking_1_5_s(conn, context):  # the monotonic clock moves only here
+        tick.now += 1.5
+        return read_stuck(conn, context)
+
+    watcher = watchers(config, clock=clock, monotonic=tick, queries={"stuck": stuck_taking_1_5_s})
     assert watcher.refresh() is True
     got = parse(watcher.exposition())
     c1, c2 = labels(campania_id=1), labels(campania_id=2)
@@ -81,14 +89,13 @@ def test_every_value_of_a_known_database(known, config, clock, watchers):
     assert series(got, "envios_watcher_up") == {frozenset(): 1}
     assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
         frozenset(): clock.to_epoch(clock.now())}
-    (duration,) = series(got, "envios_watcher_refresh_duration_seconds").values()
-    assert duration >= 0
+    assert series(got, "envios_watcher_refresh_duration_seconds") == {frozenset(): 1.5}
     assert series(got, "envios_watcher_query_errors_total") == {
         labels(query=name): 0 for name in ERROR_LABELS}
     assert series(got, "envios_watcher_query_last_success_timestamp_seconds") == {
         labels(query=name): clock.to_epoch(clock.now()) for name in QUERY_NAMES}
-    assert set(series(got, "envios_watcher_query_duration_seconds")) == {
-        labels(query=name) for name in QUERY_NAMES}
+    assert series(got, "envios_watcher_query_duration_seconds") == {
+        labels(query=name): 1.5 if name == "stuck" else 0.0 for name in QUERY_NAMES}
 
     names = {name for name, _ in got}
     assert names == {

@@ -58,19 +58,34 @@ def test_missing_sqlite_directory_is_database_unavailable(tmp_path):
         Database(f"sqlite:///{tmp_path}/no/such/dir/x.db").connect()
 
 
-def test_time_limit_abandons_a_slow_query(upgraded):
-    if upgraded.dialect == "mysql":
-        slow = "SELECT SLEEP(5)"
-    else:  # a recursive CTE that counts for a long time
+def test_time_limit_abandons_a_slow_query_on_sqlite(tmp_path):
+    """SQLite: the progress handler interrupts a long statement (no server to do it)."""
+    with Database(f"sqlite:///{tmp_path / 'x.db'}").connect() as conn:
         slow = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000)"
                 " SELECT COUNT(*) FROM c")
-    with pytest.raises(QueryTimeout):
-        with upgraded.time_limit(0.3):
-            value = upgraded.scalar(slow)
-            if upgraded.dialect == "mysql":  # MariaDB's SLEEP returns 1 when interrupted
-                assert value != 1, "SLEEP was interrupted"
-                raise QueryTimeout("interrupted sleep")
-    assert upgraded.scalar("SELECT 1") == 1  # the connection is usable afterwards
+        with pytest.raises(QueryTimeout):
+            with conn.time_limit(0.3):
+                conn.scalar(slow)
+        assert conn.scalar("SELECT 1") == 1  # the connection is usable afterwards
+
+
+def _statements_killed_by_the_server(conn) -> int:
+    row = conn.query_one("SHOW SESSION STATUS LIKE 'Max_statement_time_exceeded'")
+    return int(row["Value"])
+
+
+@pytest.mark.mysql_only
+def test_time_limit_lets_the_server_kill_the_query(upgraded):
+    """MariaDB: SLEEP(5) under a 1 s limit is interrupted BY THE SERVER (error 1969, counted in
+    Max_statement_time_exceeded) and surfaces as QueryTimeout; a no-op time_limit fails here."""
+    killed_before = _statements_killed_by_the_server(upgraded)
+    with pytest.raises(QueryTimeout, match="exceeded its time limit"):
+        with upgraded.time_limit(1):
+            upgraded.scalar("SELECT SLEEP(5)")
+    assert _statements_killed_by_the_server(upgraded) == killed_before + 1
+    # the limit is lifted afterwards, and the connection is usable
+    assert float(upgraded.scalar("SELECT @@SESSION.max_statement_time")) == 0
+    assert upgraded.scalar("SELECT 1") == 1
 
 
 @pytest.mark.mysql_only

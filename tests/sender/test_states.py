@@ -1,13 +1,64 @@
-"""The state machine: forbidden edges refused, every allowed edge leaves one history row."""
+"""The state machine: forbidden edges refused, every allowed edge leaves one history row.
+
+The contract is pinned here as LITERAL tables written from DESIGN.md section 3 (the
+diagram) plus the two edges documented in sender/states.py (pendiente -> error: a row
+that can never be sent is rejected before any request; error -> pendiente: an operator
+re-queues a failed row). They are never derived from the product's ALLOWED: a change to
+the machine must change these tables too.
+"""
 
 from __future__ import annotations
 
-import itertools
+import threading
+import time
 
 import pytest
 
 from sender.errors import DatabaseError, ForbiddenTransition, StaleTransition
 from sender.states import ALLOWED, Estado, Increment, Origin, transition
+
+P, S, D, E = Estado.PENDIENTE, Estado.ENVIANDO, Estado.ENVIADO, Estado.ERROR
+STATE_NAMES = ("pendiente", "enviando", "enviado", "error")
+
+# (from, to, why it exists)
+ALLOWED_EDGES = [
+    (P, S, "claim"),
+    (S, D, "the gateway confirmed the send"),
+    (S, P, "definitely not sent: retried later"),
+    (S, E, "permanent failure, or out of attempts"),
+    (P, E, "unsendable: rejected before any request leaves"),
+    (E, P, "an operator re-queues a failed row"),
+]
+
+# (from, to, why it must never happen)
+FORBIDDEN_EDGES = [
+    (P, P, "not a change"),
+    (P, D, "the 2026-02-07 incident: marked sent without ever being in flight"),
+    (S, S, "a row in flight is never claimed again"),
+    (D, P, "nothing leaves enviado: a re-send could deliver twice"),
+    (D, S, "nothing leaves enviado"),
+    (D, D, "nothing leaves enviado"),
+    (D, E, "nothing leaves enviado: a delivered message is not an error"),
+    (E, S, "a failed row is re-queued by a person first, never claimed straight from error"),
+    (E, D, "a failed row was never confirmed by the gateway"),
+    (E, E, "not a change"),
+]
+
+
+def _edge_id(edge):
+    return f"{edge[0].value}->{edge[1].value}"
+
+
+def test_the_literal_tables_cover_every_pair_of_the_four_states_once():
+    """Guards the tables above: 4 x 4 pairs, each either allowed or forbidden, none twice."""
+    assert [s.value for s in Estado] == list(STATE_NAMES)
+    pairs = [(a.value, b.value) for a, b, _ in ALLOWED_EDGES + FORBIDDEN_EDGES]
+    assert sorted(pairs) == sorted((a, b) for a in STATE_NAMES for b in STATE_NAMES)
+
+
+def test_the_product_allows_exactly_the_contract_edges():
+    """Adding an edge to sender.states.ALLOWED (or dropping one) fails here by name."""
+    assert {(a, b) for a, b, _ in ALLOWED_EDGES} == set(ALLOWED)
 
 
 @pytest.fixture
@@ -29,11 +80,8 @@ def history(conn, envio_id):
         " WHERE envio_id = %s ORDER BY id", (envio_id,))
 
 
-FORBIDDEN = [pair for pair in itertools.product(Estado, Estado) if pair not in ALLOWED]
-
-
-@pytest.mark.parametrize("from_state,to_state", FORBIDDEN, ids=lambda e: e.value)
-def test_forbidden_transitions_are_refused(upgraded, row, clock, from_state, to_state):
+@pytest.mark.parametrize("from_state,to_state,why", FORBIDDEN_EDGES, ids=[_edge_id(e) for e in FORBIDDEN_EDGES])
+def test_forbidden_transitions_are_refused(upgraded, row, clock, from_state, to_state, why):
     force_state(upgraded, row, from_state)
     with pytest.raises(ForbiddenTransition, match=f"{from_state.value} -> {to_state.value}"):
         with upgraded.transaction():
@@ -50,8 +98,19 @@ def test_enviado_never_goes_back(upgraded, row, clock):
                 transition(upgraded, row, Estado.ENVIADO, target, origin=Origin.OPERATOR, at=clock.now())
 
 
-@pytest.mark.parametrize("from_state,to_state", sorted(ALLOWED), ids=lambda e: e.value)
-def test_each_allowed_transition_writes_exactly_one_history_row(upgraded, row, clock, from_state, to_state):
+def test_pendiente_never_goes_straight_to_enviado_the_incident_edge(upgraded, row, clock):
+    """The incident's own edge: a row marked enviado that was never claimed (never in flight)."""
+    with pytest.raises(ForbiddenTransition, match="pendiente -> enviado"):
+        with upgraded.transaction():
+            transition(upgraded, row, P, D, origin=Origin.SENDER, at=clock.now(),
+                       columns={"message_id": "true_x@c.us_1", "fecha_envio": clock.now()})
+    got = upgraded.query_one("SELECT estado, message_id, fecha_envio FROM ll_envios_whatsapp WHERE id = %s", (row,))
+    assert got == {"estado": "pendiente", "message_id": None, "fecha_envio": None}
+    assert history(upgraded, row) == []
+
+
+@pytest.mark.parametrize("from_state,to_state,why", ALLOWED_EDGES, ids=[_edge_id(e) for e in ALLOWED_EDGES])
+def test_each_allowed_transition_writes_exactly_one_history_row(upgraded, row, clock, from_state, to_state, why):
     force_state(upgraded, row, from_state)
     with upgraded.transaction():
         transition(upgraded, row, from_state, to_state, origin=Origin.SENDER, at=clock.now(),
@@ -79,9 +138,48 @@ def test_failure_after_transition_rolls_back_state_and_history(upgraded, row, cl
     assert history(upgraded, row) == []
 
 
+def test_stale_transition_says_which_row_which_state_and_which_expectation(upgraded, row, clock):
+    force_state(upgraded, row, Estado.ENVIANDO)
+    with pytest.raises(StaleTransition) as plain:
+        with upgraded.transaction():
+            transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
+    assert str(plain.value) == f"row {row} is not pendiente any more; not moved to enviando"
+
+    upgraded.execute("UPDATE ll_envios_whatsapp SET claimed_by = 'other', claimed_at = %s WHERE id = %s",
+                     (clock.now(), row))
+    with pytest.raises(StaleTransition) as claimed:
+        with upgraded.transaction():
+            transition(upgraded, row, S, P, origin=Origin.SENDER, at=clock.now(),
+                       expect={"claimed_by": "me", "claimed_at": clock.now()})
+    assert str(claimed.value) == (f"row {row} is not enviando with claimed_at, claimed_by as expected any more;"
+                                  " not moved to pendiente")
+    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "enviando"
+    assert history(upgraded, row) == []
+
+
+def test_a_transition_whose_expectations_hold_moves_the_row(upgraded, row, clock):
+    """`expect` with several columns: all must match (the sender undoing only its own claim)."""
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_by = 'me', claimed_at = %s"
+                     " WHERE id = %s", (clock.now(), row))
+    with upgraded.transaction():
+        transition(upgraded, row, S, P, origin=Origin.SENDER, at=clock.now(),
+                   expect={"claimed_by": "me", "claimed_at": clock.now()})
+    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
+
+
+def test_history_detail_is_empty_when_none_is_given_and_cut_to_500(upgraded, row, clock):
+    with upgraded.transaction():
+        transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
+    with upgraded.transaction():
+        transition(upgraded, row, S, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600)
+    assert [(h["detalle"], h["origen"]) for h in history(upgraded, row)] == [("", "sender"), ("x" * 500, "reconcile")]
+
+
 def test_transition_outside_a_transaction_is_refused(upgraded, row, clock):
-    with pytest.raises(DatabaseError, match="inside a transaction"):
+    with pytest.raises(DatabaseError) as refused:
         transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now())
+    assert str(refused.value) == "state transitions must run inside a transaction"
+    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
 
 
 def test_only_known_columns_can_be_set(upgraded, row, clock):
@@ -92,18 +190,22 @@ def test_only_known_columns_can_be_set(upgraded, row, clock):
 
 
 def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgraded, row, clock):
-    """Two real connections race for one pendiente row: one claim lands, one is stale."""
-    import threading
+    """Two real connections both read the row as pendiente, then both claim it: one lands, one is stale.
 
-    barrier = threading.Barrier(2)
-    outcomes = []
+    The barrier sits between the read and the claim, so both reads happen before
+    either claim: the check-then-act window a naive claim would lose is open for
+    both (asserted below), and only the conditional UPDATE keeps it to one winner.
+    """
+    barrier = threading.Barrier(2, timeout=30)
+    seen, outcomes = [], []
 
     def claim(name):
         with database.connect() as other:
-            barrier.wait()
+            seen.append(other.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)))
+            barrier.wait()  # both have read pendiente; neither has written yet
             try:
                 with other.transaction():
-                    transition(other, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER,
+                    transition(other, row, P, S, origin=Origin.SENDER,
                                at=clock.now(), columns={"claimed_by": name})
                 outcomes.append(("won", name))
             except StaleTransition:
@@ -114,7 +216,54 @@ def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgrad
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert seen == ["pendiente", "pendiente"], "the two claims did not overlap"
+    assert not barrier.broken
     assert sorted(o for o, _ in outcomes) == ["lost", "won"]
     winner = next(n for o, n in outcomes if o == "won")
     assert upgraded.scalar("SELECT claimed_by FROM ll_envios_whatsapp WHERE id = %s", (row,)) == winner
     assert len(history(upgraded, row)) == 1
+
+
+def _waiting_on_a_lock(conn, thread_id: int) -> bool:
+    return bool(conn.scalar("SELECT COUNT(*) FROM information_schema.innodb_trx"
+                            " WHERE trx_state = 'LOCK WAIT' AND trx_mysql_thread_id = %s", (thread_id,)))
+
+
+@pytest.mark.mysql_only
+def test_a_claim_waits_for_a_concurrent_uncommitted_claim_then_is_stale(database, upgraded, row, clock):
+    """MariaDB: A claims inside a transaction it holds open; B, inside its own transaction,
+    has read the row as pendiente and tries to claim it too. B is seen blocked on A's row
+    lock (proof the two transactions overlap); when A commits, B's claim changes nothing."""
+    a, b = database.connect(), database.connect()
+    b_read, b_result = threading.Event(), []
+    try:
+        with a.transaction():
+            transition(a, row, P, S, origin=Origin.SENDER, at=clock.now(), columns={"claimed_by": "A"})
+
+            def claim_b():
+                try:
+                    with b.transaction():
+                        b_result.append(b.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)))
+                        b_read.set()
+                        transition(b, row, P, S, origin=Origin.SENDER, at=clock.now(),
+                                   columns={"claimed_by": "B"})
+                    b_result.append("won")
+                except StaleTransition:
+                    b_result.append("lost")
+
+            thread = threading.Thread(target=claim_b)
+            thread.start()
+            assert b_read.wait(30)
+            for _ in range(300):  # bounded: at most 30 s
+                if _waiting_on_a_lock(upgraded, b.thread_id):
+                    break
+                time.sleep(0.1)
+            assert _waiting_on_a_lock(upgraded, b.thread_id), "B never waited on A's uncommitted claim"
+            assert b_result == ["pendiente"]  # B read before A committed
+        thread.join(60)
+        assert b_result == ["pendiente", "lost"]
+        assert upgraded.scalar("SELECT claimed_by FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "A"
+        assert len(history(upgraded, row)) == 1
+    finally:
+        a.close()
+        b.close()
