@@ -17,9 +17,17 @@ import pytest
 
 from sender import session_worker
 from sender.loop import run_once
+from tests.conftest import TZ
 from tests.sender.conftest import estados, history, make_config, seed_session
 
 CLIENTE, CAMPANIA, PROGRAMACION = 51, 47, 47
+
+
+def _db_time(conn, today, at):
+    """A wall-clock time of the configured zone, as the database's clock writes it (DESIGN.md section 10)."""
+    from sender.clock import FixedClock
+
+    return FixedClock(TZ, dt.datetime.combine(today, at)).db_now(conn)
 
 
 def _pause(conn, today):
@@ -54,12 +62,12 @@ def _fill_quota_in_flight(conn, today):  # another sender claimed 5 rows under t
         conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
                      " estado, claimed_at, claimed_by, claim_programacion_id)"
                      " VALUES (99, %s, 'Ana', 'hola', 'enviando', %s, 'other-sender', %s)",
-                     (f"54911000099{i:02d}", dt.datetime.combine(today, dt.time(9, 59)), PROGRAMACION))
+                     (f"54911000099{i:02d}", _db_time(conn, today, dt.time(9, 59)), PROGRAMACION))
 
 
 def _postpone_rows(conn, today):  # e.g. another sender's 429 put them off until later
     conn.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE campania_id = %s",
-                 (dt.datetime.combine(today, dt.time(23, 0)), CAMPANIA))
+                 (_db_time(conn, today, dt.time(23, 0)), CAMPANIA))
 
 
 # (change made between planning and claim, the reason claim_next gives)
@@ -83,8 +91,8 @@ def change_after_first_plan(monkeypatch, upgraded, clock):
     def install(change):
         real = session_worker.eligible_work
 
-        def plan_then_change(conn, now, cliente_id=None):
-            plan = real(conn, now, cliente_id)
+        def plan_then_change(conn, now, cliente_id=None, **kwargs):
+            plan = real(conn, now, cliente_id, **kwargs)
             if not made:
                 assert plan.by_session.get(CLIENTE), "the worker planned no work: nothing to race"
                 change(upgraded, clock.today())
