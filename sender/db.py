@@ -53,7 +53,11 @@ class DatabaseUrl:
 
     @classmethod
     def parse(cls, url: str) -> DatabaseUrl:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed IPv6 bracket; the driver's text may hold the password
+            raise ConfigError("config key database.url: not a valid URL; a MySQL URL looks like "
+                              "mysql://user:pass@host:3306/dbname ([::1] for an IPv6 host)") from None
         if parts.scheme == SQLITE:
             # sqlite:///relative.db and sqlite:////absolute/path.db
             path = url[len("sqlite:///"):]
@@ -67,7 +71,7 @@ class DatabaseUrl:
             try:
                 port = parts.port or 3306
             except ValueError:
-                raise ConfigError("config key database.url: the port is not a number") from None
+                raise ConfigError("config key database.url: the port is not a number from 0 to 65535") from None
             return cls(
                 dialect=MYSQL,
                 host=parts.hostname,
