@@ -39,7 +39,9 @@ from sender.messages import personalise
 from sender.metrics import SenderMetrics
 from sender.phones import InvalidPhone, mask, normalise
 from sender.pool import ConnectionPool
+from sender.recipients import duplicate_problem
 from sender.states import Estado, Increment, Origin, transition
+from sender.text_limits import too_long
 
 log = logging.getLogger("envios.sender")
 
@@ -71,6 +73,7 @@ ACTIONS: dict[Outcome, Action] = {
     Outcome.UNREACHABLE:       Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
     Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
     Outcome.UNKNOWN:           Action(None,             STOP_SESSION,   False),
+    Outcome.BAD_MESSAGE_ID:    Action(None,             STOP_SESSION,   False),  # a gateway fault: like unknown
 }
 
 
@@ -266,6 +269,7 @@ def claim_next(conn: Connection, ctx: Context, cliente_id: int, programacion_id:
                 if row is None:
                     return "queue empty"
                 problem, to, text = vet(row)
+                problem = problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to)
                 try:
                     if problem:
                         transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=now,
@@ -375,7 +379,7 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
     line = _change(claimed.row, claimed.schedule, claimed.cliente_id, Estado.ENVIANDO,
                    to_state or Estado.ENVIANDO, ctx, outcome=result.outcome, message_id=result.message_id,
                    detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
-    if result.outcome is Outcome.UNKNOWN:
+    if result.outcome.delivered is None:
         log.warning(line + " note=\"outcome unknown: row stays enviando, never retried; see envios reconcile\"")
     elif to_state is Estado.ENVIADO and result.message_id is None:
         log.warning(line + " note=\"gateway confirmed without a message id\"")

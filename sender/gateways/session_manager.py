@@ -24,6 +24,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from sender.gateways import retry_after
 from sender.gateways.base import READY, SESSION_STATES, Gateway, Outcome, SendResult, SessionStatus
 from sender.phones import scrub
 
@@ -106,12 +107,7 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: ignore, the configured wait applies
-    return None if seconds is None or seconds < 0 else seconds
+    return retry_after.parse(response.headers.get("Retry-After"))  # RFC 9110; None: configured wait
 
 
 # urllib3 errors raised before a single byte of the request was sent.
@@ -156,6 +152,7 @@ def classify_exception(exc: requests.RequestException, latency_s: float = 0.0) -
 
 class SessionManagerGateway(Gateway):
     kind = "session_manager"
+    max_retry_after_s = retry_after.DEFAULT_MAX_S
 
     def __init__(
         self,
@@ -232,7 +229,7 @@ class SessionManagerGateway(Gateway):
             )
         except requests.RequestException as exc:
             return classify_exception(exc, time.monotonic() - started)
-        return classify_response(response, time.monotonic() - started)
+        return retry_after.clamp(classify_response(response, time.monotonic() - started), self.max_retry_after_s)
 
     def close(self) -> None:
         self.session.close()
@@ -249,4 +246,5 @@ def build(config, client_id: str = "", pool_size: int = 32) -> SessionManagerGat
         pool_size=pool_size,
     )
     gateway.kind = gw.kind
+    gateway.max_retry_after_s = float(gw.max_retry_after_s)
     return gateway
