@@ -25,6 +25,7 @@ from pymysql.constants import FIELD_TYPE
 from sender.errors import (
     ConfigError,
     DatabaseError,
+    DatabaseNotAnswering,
     DatabaseUnavailable,
     QueryTimeout,
     TransactionConflict,
@@ -338,6 +339,8 @@ class MysqlConnection(Connection):
         try:
             self.execute("SET SESSION max_statement_time = %s", (float(seconds),))
             reset = ("SET SESSION max_statement_time = 0", ())
+        except DatabaseUnavailable:
+            raise  # not a MySQL without the variable: a server gone or frozen
         except DatabaseError:
             self.execute("SET SESSION max_execution_time = %s", (int(seconds * 1000),))
             reset = ("SET SESSION max_execution_time = 0", ())
@@ -362,6 +365,8 @@ class MysqlConnection(Connection):
                 raise QueryTimeout(f"{where}: statement exceeded its time limit") from None
             if code in _CONFLICT:
                 raise TransactionConflict(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+            if code in _CONNECTION_LOST and "timed out" in str(exc):  # the socket timeout: a frozen server
+                raise DatabaseNotAnswering(f"cannot reach {where}: the server did not answer in time") from None
             if code in _CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
                 raise DatabaseUnavailable(f"cannot reach {where}: connection failed or lost") from None
             raise DatabaseError(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
