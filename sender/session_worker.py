@@ -34,6 +34,7 @@ from sender.errors import (
     TransactionConflict,
 )
 from sender.gateways.base import Gateway, Outcome, SendResult
+from sender.gateways.guarded import send_guarded
 from sender.logfmt import kv
 from sender.messages import personalise
 from sender.metrics import SenderMetrics
@@ -397,6 +398,7 @@ class WorkerResult:
     session_state: str = ""
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     session_level_stop: bool = False
+    failed: bool = False  # crashed or lost its database: a row may be left enviando
 
 
 class SessionWorker:
@@ -434,11 +436,13 @@ class SessionWorker:
         except EnviosError as exc:
             broken = True
             self.result.stop_reason = f"database problem: {exc}"
+            self.result.failed = True
             self.result.session_level_stop = True
         except Exception as exc:  # a bug must not kill the sender or keep the lease
             broken = True
             log.exception("session %s worker crashed", cid)
             self.result.stop_reason = f"crashed: {type(exc).__name__}"
+            self.result.failed = True
         finally:
             if not lost and not self.lease_lost.is_set() and conn is not None:
                 try:
@@ -505,7 +509,7 @@ class SessionWorker:
                     return "nothing claimable: " + "; ".join(reasons)
                 continue
             empty_handed = 0
-            result = ctx.gateway.send(cid, claimed.to, claimed.text)
+            result = send_guarded(ctx.gateway, cid, claimed.to, claimed.text)
             ctx.metrics.outcome(result.outcome, result.latency_s)
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)
