@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "max_attempts": 5,
         "retry_after_s": 300.0,
         "metrics_port": 9107,
+        "journal_dir": "",
     },
     "monitor": {
         "port": 9108,
@@ -257,7 +258,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _set_path(raw, dotted, _coerce_bool(dotted, _get_path(raw, dotted)))
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
-    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key"):
+    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
+                   "sender.journal_dir"):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:

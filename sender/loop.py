@@ -33,6 +33,7 @@ from sender.db import Database
 from sender.errors import DatabaseError, EnviosError
 from sender.gateways import build_gateway
 from sender.gateways.base import Gateway, Outcome
+from sender.journal_recovery import journal_tick, open_journal
 from sender.killswitch import KillSwitch, static
 from sender.logfmt import kv
 from sender.metrics import SenderMetrics
@@ -108,6 +109,7 @@ class Sender:
         self.stop_event = threading.Event()
         self.settings = Settings.from_config(config)
         self.tick_s = float(config.sender.tick_s)
+        self.journal = open_journal(config, self.sender_id, self.database)  # None when off
         self.ctx = Context(
             database=self.database,
             gateway=self.gateway,
@@ -119,6 +121,7 @@ class Sender:
             stop=self.stop_event,
             pool=ConnectionPool(self.database),
             rng=rng or random.Random(),
+            journal=self.journal,
         )
         self.workers: dict[int, SessionWorker] = {}
         self.report = PassReport()  # everything this sender did, all passes
@@ -201,6 +204,8 @@ class Sender:
         self.request_stop()
         self._drop_main_conn()
         self.ctx.pool.close()
+        if self.journal is not None:
+            self.journal.close()
         if self._own_gateway:
             self.gateway.close()
         self.metrics.close()
@@ -221,6 +226,7 @@ class Sender:
         """Re-read schedules; lease and start a worker for each session with work and none here."""
         self._reap(report)
         conn = self._main_conn()
+        journal_tick(conn, self.ctx, self.config, self.database)
         plan = eligible_work(conn, self.clock.now())
         self.metrics.pending(plan.pending_by_session)
         for pid, remaining in plan.quota.items():

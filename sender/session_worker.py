@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sender import outbox
 from sender.clock import Clock
@@ -112,6 +113,7 @@ class Context:
     pool: ConnectionPool | None = None
     rng: random.Random = field(default_factory=random.Random)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
+    journal: Any = None  # sender.journal.Journal when sender.journal_dir is set
 
     def lease_expiry(self, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.settings.lease_ttl_s)
@@ -509,10 +511,16 @@ class SessionWorker:
                     return "nothing claimable: " + "; ".join(reasons)
                 continue
             empty_handed = 0
+            if ctx.journal:
+                ctx.journal.sending(claimed)  # on disk before the request leaves
             result = send_guarded(ctx.gateway, cid, claimed.to, claimed.text)
+            if ctx.journal:
+                ctx.journal.said(claimed, result)  # on disk before the database is written
             ctx.metrics.outcome(result.outcome, result.latency_s)
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)
+            if ctx.journal:
+                ctx.journal.recorded(claimed)
             if result.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
                 ctx.metrics.sent(cid)
             if action.then == STOP_SESSION:
