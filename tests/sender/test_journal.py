@@ -122,3 +122,44 @@ def test_a_torn_last_line_is_ignored(tmp_path):
                     '{"ev": "sending", "envio_id": 1, "claimed_at": "2026-02-09T10:00:00"}\n{"ev": "sa')
     reading = journal_module.read(path)
     assert reading.sender == "s" and reading.sending == {"1@2026-02-09T10:00:00"} and reading.said == {}
+
+
+@pytest.mark.mysql_only
+def test_a_sender_killed_while_its_write_waits_is_recorded_by_the_next_one(db_url, upgraded, gateway, tmp_path):
+    """Real processes: the write of `enviado` waits on a global read lock, the sender is SIGKILLed."""
+    import signal
+    import time
+
+    import pymysql
+
+    from tests.sender.conftest import envios, sender_env, spawn_sender
+
+    (envio,) = seed_session(upgraded, cliente_id=51, campania_id=47, rows=1)
+    parts = urlsplit(db_url)
+    holder = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+                             password=parts.password or "", autocommit=True)
+    gateway.on_deliver = lambda _cid, _payload: holder.cursor().execute("FLUSH TABLES WITH READ LOCK")
+    env = sender_env(db_url, gateway.base_url, ENVIOS_SENDER_JOURNAL_DIR=str(tmp_path / "journal"),
+                     ENVIOS_SENDER_LEASE_TTL_S="5", ENVIOS_SENDER_TICK_S="0.5")
+    proc = spawn_sender(env=env, cwd=tmp_path, log_path=tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 60
+        while not any('"ev": "said"' in p.read_text() for p in journal_files(tmp_path / "journal")):
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "first.log").read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.log.close()
+        if proc.poll() is None:
+            proc.kill()
+        holder.cursor().execute("UNLOCK TABLES")
+        holder.close()
+    assert row(upgraded, envio)["estado"] == "enviando"
+
+    result = envios("send", "--once", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    r = row(upgraded, envio)
+    assert r["estado"] == "enviado" and r["message_id"] == gateway.ledger[0]["message_id"]
+    assert len(gateway.ledger) == 1
+    assert journal_files(tmp_path / "journal") == []
