@@ -63,6 +63,7 @@ class Journal:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the process's life
         fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.pending: dict[str, tuple[dict, SendResult]] = {}  # said, not yet recorded
+        self.sent: set[str] = set()  # claims whose request may have left
         self._write({"ev": "open", "sender": sender_id, "database": database})
         _fsync_directory(self.directory)
 
@@ -74,6 +75,8 @@ class Journal:
 
     def sending(self, claimed) -> None:
         self._write({"ev": "sending", "envio_id": claimed.envio_id, "claimed_at": _stamp(claimed.claimed_at)})
+        with self._lock:
+            self.sent.add(key(claimed.envio_id, claimed.claimed_at))
 
     def said(self, claimed, result: SendResult) -> None:
         self._write({"ev": "said", "envio_id": claimed.envio_id, "claimed_at": _stamp(claimed.claimed_at),

@@ -29,6 +29,7 @@ log = logging.getLogger("envios.sender")
 
 CLAIMED_BY = ("SELECT id, claimed_at FROM ll_envios_whatsapp"
               " WHERE estado = 'enviando' AND claimed_by = %s")
+CLAIMED_BY_BEFORE = CLAIMED_BY + " AND claimed_at < %s"
 
 
 def _claimed(conn: Connection, claim: dict) -> Claimed | None:
@@ -102,12 +103,13 @@ def _recover_one(conn: Connection, ctx: Context, reading: journal_module.Reading
             counts["unsent_back_to_pendiente"] += 1
 
 
-def _back_to_pending(conn: Connection, ctx: Context, dead: str, found: dict) -> bool:
+def _back_to_pending(conn: Connection, ctx: Context, dead: str, found: dict,
+                     why: str = "stopped before sending") -> bool:
     """The journal shows the request never left: the claim is undone, the attempt given back."""
     def attempt() -> None:
         with conn.transaction():
             transition(conn, int(found["id"]), Estado.ENVIANDO, Estado.PENDIENTE, origin=Origin.SENDER,
-                       at=ctx.clock.now(), detail=f"not sent: {dead} stopped before sending (journal)",
+                       at=ctx.clock.now(), detail=f"not sent: {dead} {why} (journal)",
                        columns={"attempts": Increment(-1), "last_error": f"claim of {dead} undone: never sent"},
                        expect={"claimed_by": dead, "claimed_at": found["claimed_at"]})
     try:
@@ -140,6 +142,7 @@ def journal_tick(conn: Connection, ctx: Context, config, database) -> None:
             written = flush(conn, ctx, ctx.journal)
             log.warning(kv("journal_flushed", sender=ctx.sender_id, recorded=written))
         recover_dead(conn, ctx, str(config.sender.journal_dir), database_identity(database))
+        undo_own_orphans(conn, ctx, ctx.journal)
     except DatabaseError as exc:  # still away: the journal keeps everything for the next tick
         log.warning(kv("journal_flush_postponed", sender=ctx.sender_id, detail=str(exc)))
 
@@ -151,3 +154,22 @@ def database_identity(database) -> str:
     """
     url = database.url
     return f"{url.dialect}:{url.database or url.path}"
+
+
+def undo_own_orphans(conn: Connection, ctx: Context, journal) -> int:
+    """This sender's claims that never led to a request (the claim committed, the client never heard).
+
+    A connection lost right after the claim's commit makes the claim look failed to us
+    while the row is `enviando` under our name; no worker holds it. Past one lease
+    period with no "sending" line, it certainly never left: back to `pendiente`.
+    """
+    cutoff = ctx.clock.now() - dt.timedelta(seconds=ctx.settings.lease_ttl_s)
+    undone = 0
+    for found in conn.query(CLAIMED_BY_BEFORE, (ctx.sender_id, cutoff)):
+        if journal_module.key(found["id"], found["claimed_at"]) in journal.sent:
+            continue
+        if _back_to_pending(conn, ctx, ctx.sender_id, found, why="claimed it but never sent it"):
+            undone += 1
+    if undone:
+        log.warning(kv("journal_orphans_undone", sender=ctx.sender_id, rows=undone))
+    return undone

@@ -163,3 +163,24 @@ def test_a_sender_killed_while_its_write_waits_is_recorded_by_the_next_one(db_ur
     assert r["estado"] == "enviado" and r["message_id"] == gateway.ledger[0]["message_id"]
     assert len(gateway.ledger) == 1
     assert journal_files(tmp_path / "journal") == []
+
+
+def test_a_live_senders_claim_that_never_left_goes_back_to_pendiente(db_url, upgraded, clock, gateway, tmp_path):
+    """The claim committed but the sender never heard (connection lost right after the commit)."""
+    from types import SimpleNamespace
+
+    orphan, in_doubt = seed_session(upgraded, cliente_id=51, campania_id=47, rows=2)
+    me = "live:7:cafe"
+    long_ago = clock.now() - dt.timedelta(minutes=10)
+    claim_for(upgraded, orphan, me, long_ago)
+    claim_for(upgraded, in_doubt, me, long_ago)
+    sender = Sender(make_config(db_url, gateway.base_url, **{"sender.journal_dir": str(tmp_path / "journal")}),
+                    clock=clock, sender_id=me)
+    try:
+        sender.journal.sending(SimpleNamespace(envio_id=in_doubt, claimed_at=long_ago))  # this one may have left
+        sender.run_once()
+    finally:
+        sender.close()
+    assert history(upgraded, orphan)[0] == ("enviando", "pendiente", "sender")
+    assert row(upgraded, orphan)["estado"] == "enviado" and len(gateway.ledger) == 1
+    assert row(upgraded, in_doubt)["estado"] == "enviando"  # never guessed
