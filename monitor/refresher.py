@@ -33,7 +33,7 @@ from monitor import queries as q
 from monitor.campaigns import AUTO_REASONS, watcher_identity
 from sender.clock import Clock
 from sender.db import MYSQL, Connection, Database
-from sender.errors import DatabaseUnavailable
+from sender.errors import DatabaseNotAnswering, DatabaseUnavailable
 
 log = logging.getLogger("envios.watch")
 
@@ -125,6 +125,17 @@ def default_query_timeout(refresh_s: float) -> float:
     return min(10.0, max(1.0, refresh_s / 2))
 
 
+def io_timeout(refresh_s: float, query_timeout_s: float) -> float:
+    """How long a read or write may wait on the socket before the server counts as not answering.
+
+    A little more than the statement limit (a slow query is stopped by the server first and
+    counted as a query error), and under refresh_s, so a server frozen with our connection
+    open is noticed, logged and shown (up 0) within 2 x refresh_s: at most one interval
+    until the next read, plus this.
+    """
+    return query_timeout_s + min(1.0, refresh_s / 4)
+
+
 class Refresher:
     def __init__(
         self,
@@ -143,9 +154,10 @@ class Refresher:
         self.clock = clock or Clock(config.tz)
         # The database's clock minus the configured zone's (sender.clock), learnt at each refresh.
         self.db_shift = dt.timedelta(0)
-        self.database = database or Database(
-            config.database.url, connect_timeout_s=min(10.0, max(1.0, self.refresh_s)))
         self.query_timeout_s = query_timeout_s or default_query_timeout(self.refresh_s)
+        self.database = database or Database(
+            config.database.url, connect_timeout_s=min(10.0, max(1.0, self.refresh_s)),
+            read_timeout_s=io_timeout(self.refresh_s, self.query_timeout_s))
         self.queries = {**_default_queries(), **(queries or {})}
         self.monotonic = monotonic
         self.identity = identity or watcher_identity()
@@ -232,6 +244,8 @@ class Refresher:
         reused = self._conn is not None
         try:
             self._read_all(self._connection(), now, errors, last_ok, durations, fresh)
+        except DatabaseNotAnswering:
+            raise  # frozen, not dropped: reconnecting would only wait again
         except DatabaseUnavailable:
             if not reused:
                 raise

@@ -21,6 +21,7 @@ import logging
 from monitor.collector import exposition, make_registry
 from monitor.http import HttpServer, make_app
 from monitor.refresher import Refresher
+from sender.errors import ConfigError
 
 log = logging.getLogger("envios.watch")
 
@@ -54,7 +55,11 @@ class Watcher:
     # -- background use -----------------------------------------------------------
     def start(self, *, http: bool = True, refresh: bool = True) -> Watcher:
         if http and self.http is None:
-            self.http = HttpServer(make_app(self.exposition, self.health), self.host, self.requested_port)
+            try:
+                self.http = HttpServer(make_app(self.exposition, self.health), self.host, self.requested_port)
+            except OSError as exc:  # port in use, address not ours: one line, like sender.metrics_port
+                raise ConfigError(f"config key monitor.port: cannot listen on {self.host}:{self.requested_port}"
+                                  f" ({exc.strerror or exc})") from None
             self.http.start()
             log.info("watcher serving http://%s:%d/metrics and /healthz (refresh every %gs, %s)",
                      self.host, self.http.port, self.refresher.refresh_s,

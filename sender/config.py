@@ -7,6 +7,7 @@ a plain nested dict wrapped in `Config` for attribute access (`cfg.sender.delay_
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from sender.db import DatabaseUrl
 from sender.errors import ConfigError
 
 DEFAULT_PATH = "config.yaml"
@@ -29,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
         "send_timeout_s": 60.0,
         "status_timeout_s": 5.0,
         "sessions": "auto",
+        "max_retry_after_s": 3600.0,
     },
     "sender": {
         "enabled": True,
@@ -39,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "max_attempts": 5,
         "retry_after_s": 300.0,
         "metrics_port": 9107,
+        "journal_dir": "",
     },
     "monitor": {
         "port": 9108,
@@ -60,25 +64,28 @@ GATEWAY_KINDS = ("session_manager", "simulator", "waha", "evolution", "cloud_api
 # auto: one lane when GET /status names one session for every client (DESIGN.md section 9)
 GATEWAY_SESSIONS = ("auto", "per_cliente", "single")
 
-# key path -> (type, minimum, maximum); None means unbounded on that side.
-_NUMBER_RULES: dict[str, tuple[type, float | None, float | None]] = {
-    "gateway.send_timeout_s": (float, 0.001, None),
-    "gateway.status_timeout_s": (float, 0.001, None),
-    "sender.tick_s": (float, 0.01, None),
-    "sender.delay_min_s": (float, 0.0, None),
-    "sender.delay_max_s": (float, 0.0, None),
-    "sender.lease_ttl_s": (float, 1.0, None),
-    "sender.max_attempts": (int, 1, None),
-    "sender.retry_after_s": (float, 0.0, None),
+# key path -> (type, minimum, maximum). Every number is bounded on both sides: a
+# duration beyond these is a typo, and would overflow date arithmetic downstream.
+_DAY, _YEAR = 86_400.0, 31_536_000.0
+_NUMBER_RULES: dict[str, tuple[type, float, float]] = {
+    "gateway.send_timeout_s": (float, 0.001, 3600.0),
+    "gateway.status_timeout_s": (float, 0.001, 3600.0),
+    "gateway.max_retry_after_s": (float, 0.0, 7 * _DAY),
+    "sender.tick_s": (float, 0.01, _DAY),
+    "sender.delay_min_s": (float, 0.0, _DAY),
+    "sender.delay_max_s": (float, 0.0, _DAY),
+    "sender.lease_ttl_s": (float, 1.0, _DAY),
+    "sender.max_attempts": (int, 1, 1000),
+    "sender.retry_after_s": (float, 0.0, 7 * _DAY),
     "sender.metrics_port": (int, 0, 65535),
     "monitor.port": (int, 0, 65535),
-    "monitor.refresh_s": (float, 0.01, None),
-    "monitor.stuck_after_s": (float, 1.0, None),
-    "monitor.window_s": (float, 1.0, None),
+    "monitor.refresh_s": (float, 0.01, _DAY),
+    "monitor.stuck_after_s": (float, 1.0, _YEAR),
+    "monitor.window_s": (float, 1.0, _YEAR),
     "monitor.autopause.max_error_ratio": (float, 0.0, 1.0),
-    "monitor.autopause.min_finished": (int, 1, None),
-    "monitor.autopause.max_stuck": (int, 1, None),
-    "monitor.autopause.max_missing_message_id": (int, 1, None),
+    "monitor.autopause.min_finished": (int, 1, 1_000_000_000),
+    "monitor.autopause.max_stuck": (int, 1, 1_000_000_000),
+    "monitor.autopause.max_missing_message_id": (int, 1, 1_000_000_000),
 }
 _BOOL_KEYS = ("sender.enabled", "monitor.autopause.enabled", "monitor.autopause.count_unverifiable")
 _TRUE = {"1", "true", "yes", "on"}
@@ -141,6 +148,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}{where}: not valid YAML") from None
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -218,6 +227,8 @@ def _coerce_number(dotted: str, value: Any, kind: type) -> float | int:
         number = float(value) if kind is float else _to_int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"config key {dotted}: expected {'a number' if kind is float else 'a whole number'}, got {value!r}") from None
+    if not math.isfinite(number):  # nan passes every comparison: it would switch a check off
+        raise ConfigError(f"config key {dotted}: must be a finite number, got {value!r}")
     return number
 
 
@@ -242,9 +253,9 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Coerce types in place and check ranges; raise ConfigError naming the key."""
     for dotted, (kind, low, high) in _NUMBER_RULES.items():
         number = _coerce_number(dotted, _get_path(raw, dotted), kind)
-        if low is not None and number < low:
+        if number < low:
             raise ConfigError(f"config key {dotted}: must be >= {low}, got {number}")
-        if high is not None and number > high:
+        if number > high:
             raise ConfigError(f"config key {dotted}: must be <= {high}, got {number}")
         _set_path(raw, dotted, number)
     for dotted in _BOOL_KEYS:
@@ -252,7 +263,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
     for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
-                   "gateway.sessions"):
+                   "gateway.sessions", "sender.journal_dir"):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:
@@ -262,10 +273,9 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
                           f" got {raw['gateway']['sessions']!r}")
     if not re.match(r"^https?://", raw["gateway"]["base_url"]):
         raise ConfigError("config key gateway.base_url: must start with http:// or https://")
-    if not re.match(r"^(sqlite|mysql)://", raw["database"]["url"]):
-        raise ConfigError("config key database.url: must start with sqlite:/// or mysql://")
+    DatabaseUrl.parse(raw["database"]["url"])  # a malformed URL fails here, as one line
     try:
         ZoneInfo(raw["timezone"])
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder of zones
         raise ConfigError(f"config key timezone: unknown time zone {raw['timezone']!r}") from None
     return raw

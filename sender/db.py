@@ -25,6 +25,7 @@ from pymysql.constants import FIELD_TYPE
 from sender.errors import (
     ConfigError,
     DatabaseError,
+    DatabaseNotAnswering,
     DatabaseUnavailable,
     QueryTimeout,
     TransactionConflict,
@@ -53,7 +54,11 @@ class DatabaseUrl:
 
     @classmethod
     def parse(cls, url: str) -> DatabaseUrl:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed IPv6 bracket; the driver's text may hold the password
+            raise ConfigError("config key database.url: not a valid URL; a MySQL URL looks like "
+                              "mysql://user:pass@host:3306/dbname ([::1] for an IPv6 host)") from None
         if parts.scheme == SQLITE:
             # sqlite:///relative.db and sqlite:////absolute/path.db
             path = url[len("sqlite:///"):]
@@ -67,7 +72,7 @@ class DatabaseUrl:
             try:
                 port = parts.port or 3306
             except ValueError:
-                raise ConfigError("config key database.url: the port is not a number") from None
+                raise ConfigError("config key database.url: the port is not a number from 0 to 65535") from None
             return cls(
                 dialect=MYSQL,
                 host=parts.hostname,
@@ -358,6 +363,8 @@ class MysqlConnection(Connection):
         try:
             self.execute("SET SESSION max_statement_time = %s", (float(seconds),))
             reset = ("SET SESSION max_statement_time = 0", ())
+        except DatabaseUnavailable:
+            raise  # not a MySQL without the variable: a server gone or frozen
         except DatabaseError:
             self.execute("SET SESSION max_execution_time = %s", (int(seconds * 1000),))
             reset = ("SET SESSION max_execution_time = 0", ())
@@ -382,6 +389,8 @@ class MysqlConnection(Connection):
                 raise QueryTimeout(f"{where}: statement exceeded its time limit") from None
             if code in _CONFLICT:
                 raise TransactionConflict(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+            if code in _CONNECTION_LOST and "timed out" in str(exc):  # the socket timeout: a frozen server
+                raise DatabaseNotAnswering(f"cannot reach {where}: the server did not answer in time") from None
             if code in _CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
                 raise DatabaseUnavailable(f"cannot reach {where}: connection failed or lost") from None
             raise DatabaseError(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None

@@ -27,6 +27,10 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached, or refused our credentials."""
 
 
+class DatabaseNotAnswering(DatabaseUnavailable):
+    """The server accepted the connection but did not answer within the read/write timeout (frozen?)."""
+
+
 class TransactionConflict(DatabaseError):
     """Deadlock, lock wait timeout or a busy SQLite file: retrying is safe."""
 

@@ -40,6 +40,7 @@ from sender.db import Database
 from sender.errors import DatabaseError, EnviosError
 from sender.gateways import build_gateway
 from sender.gateways.base import Gateway, Outcome
+from sender.journal_recovery import journal_tick, open_journal
 from sender.killswitch import KillSwitch, static
 from sender.logfmt import kv
 from sender.metrics import SenderMetrics
@@ -116,6 +117,7 @@ class Sender:
         self.stop_event = threading.Event()
         self.settings = Settings.from_config(config)
         self.tick_s = float(config.sender.tick_s)
+        self.journal = open_journal(config, self.sender_id, self.database)  # None when off
         self.ctx = Context(
             database=self.database,
             gateway=self.gateway,
@@ -127,6 +129,7 @@ class Sender:
             stop=self.stop_event,
             pool=ConnectionPool(self.database),
             rng=rng or random.Random(),
+            journal=self.journal,
         )
         self.workers: dict[int, SessionWorker] = {}
         self.sessions_mode = str(config.gateway.sessions)
@@ -212,6 +215,8 @@ class Sender:
         self.request_stop()
         self._drop_main_conn()
         self.ctx.pool.close()
+        if self.journal is not None:
+            self.journal.close()
         if self._own_gateway:
             self.gateway.close()
         self.metrics.close()
@@ -232,6 +237,7 @@ class Sender:
         """Re-read schedules; lease and start a worker for each session with work and none here."""
         self._reap(report)
         conn = self._main_conn()
+        journal_tick(conn, self.ctx, self.config, self.database)
         now = self.clock.now()
         plan = eligible_work(conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s)
         self.metrics.pending(plan.pending_by_session)

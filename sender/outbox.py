@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
+from sender import fit
 from sender.db import MYSQL, Connection, placeholders
 
 # -- dialect pieces ------------------------------------------------------------------
@@ -172,7 +173,7 @@ NOTE_UNKNOWN = "UPDATE ll_envios_whatsapp SET last_error = %s WHERE id = %s AND 
 
 def note_on_stuck_row(conn: Connection, envio_id: int, text: str) -> None:
     """Why a row stays `enviando` (an unknown outcome): for `envios reconcile list`."""
-    conn.execute(NOTE_UNKNOWN, (text[:500], envio_id))
+    conn.execute(NOTE_UNKNOWN, (fit.fit_to(conn, fit.OUTBOX, "last_error", text[:500]), envio_id))
 
 
 SET_MISSING_MESSAGE_ID = (

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sender import outbox
 from sender.clock import Clock
@@ -40,12 +41,15 @@ from sender.errors import (
     TransactionConflict,
 )
 from sender.gateways.base import NO_ID_FROM_GATEWAY, Gateway, Outcome, SendResult
+from sender.gateways.guarded import send_guarded
 from sender.logfmt import kv
 from sender.messages import personalise
 from sender.metrics import SenderMetrics
 from sender.phones import InvalidPhone, mask, normalise
 from sender.pool import ConnectionPool
+from sender.recipients import duplicate_problem
 from sender.states import Estado, Increment, Origin, transition
+from sender.text_limits import too_long
 
 log = logging.getLogger("envios.sender")
 
@@ -78,6 +82,7 @@ ACTIONS: dict[Outcome, Action] = {
     Outcome.UNREACHABLE:       Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
     Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
     Outcome.UNKNOWN:           Action(None,             STOP_SESSION,   False),
+    Outcome.BAD_MESSAGE_ID:    Action(None,             STOP_SESSION,   False),  # a gateway fault: like unknown
 }
 
 
@@ -115,6 +120,7 @@ class Context:
     pool: ConnectionPool | None = None
     rng: random.Random = field(default_factory=random.Random)
     rng_lock: threading.Lock = field(default_factory=threading.Lock)
+    journal: Any = None  # sender.journal.Journal when sender.journal_dir is set
     # Set by a NO_ROUTE outcome: (monotonic time until which nothing is sent, why).
     gateway_stop: tuple[float, str] | None = None
 
@@ -305,6 +311,7 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
                 if row is None:
                     return "queue empty"
                 problem, to, text = vet(row)
+                problem = problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to)
                 try:
                     if problem:
                         transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
@@ -417,7 +424,7 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
     line = _change(claimed.row, claimed.schedule, claimed.cliente_id, Estado.ENVIANDO,
                    to_state or Estado.ENVIANDO, ctx, outcome=result.outcome, message_id=result.message_id,
                    detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
-    if result.outcome is Outcome.UNKNOWN:
+    if result.outcome.delivered is None:
         log.warning(line + " note=\"outcome unknown: row stays enviando, never retried; see envios reconcile\"")
     elif to_state is Estado.ENVIADO and result.gateway_gives_no_id:
         log.info(line)  # the gateway never gives ids: shown by the watcher, not a warning per send
@@ -437,6 +444,7 @@ class WorkerResult:
     session_state: str = ""
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     session_level_stop: bool = False
+    failed: bool = False  # crashed or lost its database: a row may be left enviando
 
 
 class SessionWorker:
@@ -478,11 +486,13 @@ class SessionWorker:
         except EnviosError as exc:
             broken = True
             self.result.stop_reason = f"database problem: {exc}"
+            self.result.failed = True
             self.result.session_level_stop = True
         except Exception as exc:  # a bug must not kill the sender or keep the lease
             broken = True
             log.exception("session %s worker crashed", cid)
             self.result.stop_reason = f"crashed: {type(exc).__name__}"
+            self.result.failed = True
         finally:
             if not lost and not self.lease_lost.is_set() and conn is not None:
                 try:
@@ -561,10 +571,16 @@ class SessionWorker:
                     return "nothing claimable: " + "; ".join(reasons)
                 continue
             empty_handed = 0
-            result = ctx.gateway.send(claimed.cliente_id, claimed.to, claimed.text)
+            if ctx.journal:
+                ctx.journal.sending(claimed)  # on disk before the request leaves
+            result = send_guarded(ctx.gateway, claimed.cliente_id, claimed.to, claimed.text)
+            if ctx.journal:
+                ctx.journal.said(claimed, result)  # on disk before the database is written
             ctx.metrics.outcome(result.outcome, result.latency_s)
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)
+            if ctx.journal:
+                ctx.journal.recorded(claimed)
             if result.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
                 ctx.metrics.sent(claimed.cliente_id)
             if action.then == STOP_GATEWAY:

@@ -29,6 +29,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from sender import fit
 from sender.db import Connection
 from sender.errors import DatabaseError, ForbiddenTransition, StaleTransition
 
@@ -135,7 +136,7 @@ def transition(
     check_allowed(from_state, to_state)
     if not getattr(conn, "_in_transaction", False):
         raise DatabaseError("state transitions must run inside a transaction")
-    columns = dict(columns or {})
+    detail, columns = fit.transition_texts(conn, detail, columns or {})  # never a failed write (latin1)
     expected = dict(expect or {})
     unknown = (set(columns) | set(expected)) - SETTABLE_COLUMNS
     if unknown:

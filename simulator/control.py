@@ -7,7 +7,8 @@
     POST /_sim/reset                                           back to the startup state
     POST /_sim/refuse {"for_s": 3}                             stop listening for a while
 
-Unauthenticated on purpose: the simulator binds to loopback and is a test tool.
+Behind the same API key as /send and /status when one is set (--api-key): the ledger
+holds full numbers and texts. Without a key (the default, on loopback) they are open.
 """
 
 from __future__ import annotations

@@ -80,8 +80,10 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             self._carry_out(error_reply(400, "VALIDATION_ERROR", str(exc), close=True))
             return
         state = self.owner.state
-        if path.startswith("/_sim/"):
-            reply = control.handle(self.owner, self.connection, method, path, query, body)
+        if path.startswith("/_sim/"):  # the ledger holds numbers and texts: the API's key guards it too
+            reply = (control.handle(self.owner, self.connection, method, path, query, body)
+                     if state._authorized(self.headers)
+                     else error_reply(401, "UNAUTHORIZED", "missing or wrong API key"))
         elif path == "/send":
             reply = (
                 state.handle_send(self.headers, query, body)

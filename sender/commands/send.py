@@ -87,6 +87,10 @@ def run(args: argparse.Namespace, config) -> int:
                 raise EnviosError(f"gateway {config.gateway.base_url} unreachable: "
                                   f"{len(unreachable)} session(s) not worked")
             print(f"envios send --once: {report.summary()}")
+            failed = {cid: r.stop_reason for cid, r in report.sessions_worked.items() if r.failed}
+            if failed:  # rows of these sessions may be left enviando: say so, exit non-zero
+                raise EnviosError(f"{len(failed)} session worker(s) failed: "
+                                  + "; ".join(f"session {cid}: {why}" for cid, why in sorted(failed.items())))
             return 0
         sender.run_forever()
         return 0

@@ -16,6 +16,7 @@ outcome is "could the message have been delivered?":
 | UNREACHABLE       | no              | connection refused, DNS, connect timeout, 401/403|
 | GATEWAY_ERROR     | no              | 5xx where the gateway says it did not send       |
 | UNKNOWN           | maybe           | read timeout, reset mid-request, bad 2xx, other  |
+| BAD_MESSAGE_ID    | maybe           | 2xx whose message id cannot be stored (> 255...) |
 
 An adapter never invents a message id: `message_id` is what the gateway said, or None.
 """
@@ -39,13 +40,14 @@ class Outcome(str, enum.Enum):
     UNREACHABLE = "unreachable"
     GATEWAY_ERROR = "gateway_error"
     UNKNOWN = "unknown"
+    BAD_MESSAGE_ID = "bad_message_id"  # "sent", with an id the message_id column cannot hold
 
     @property
     def delivered(self) -> bool | None:
         """True: the gateway confirmed; False: definitely not sent; None: nobody knows."""
         if self in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
             return True
-        if self is Outcome.UNKNOWN:
+        if self in (Outcome.UNKNOWN, Outcome.BAD_MESSAGE_ID):
             return None
         return False
 
@@ -62,6 +64,9 @@ class SendResult:
 
     @classmethod
     def sent(cls, message_id: str | None, **kw) -> SendResult:
+        problem = message_id_problem(message_id) if message_id else None
+        if problem:  # a gateway fault: the send may be delivered, but the id cannot be recorded
+            return cls(Outcome.BAD_MESSAGE_ID, reason=problem, **{k: v for k, v in kw.items() if k != "reason"})
         return cls(Outcome.SENT if message_id else Outcome.SENT_WITHOUT_ID, message_id=message_id or None, **kw)
 
 
@@ -70,6 +75,20 @@ class SendResult:
 NO_ID_FROM_GATEWAY = "the gateway gives no message id"
 
 # Session states of every build of DESIGN.md section 9, plus UNREACHABLE (no answer at all).
+MESSAGE_ID_MAX = 255  # ll_envios_whatsapp.message_id varchar(255), latin1 on the legacy tables
+
+
+def message_id_problem(message_id: str) -> str | None:
+    """Why a message id from the gateway cannot be stored as it is, or None (ids are never altered)."""
+    if len(message_id) > MESSAGE_ID_MAX:
+        return (f"gateway said sent but gave a message id of {len(message_id)} characters"
+                f" (at most {MESSAGE_ID_MAX} fit): {message_id[:60]}...")
+    if not (message_id.isascii() and message_id.isprintable()):
+        return f"gateway said sent but gave a message id with characters that cannot be stored: {message_id[:60]!r}"
+    return None
+
+
+# Session states of DESIGN.md section 9, plus UNREACHABLE (no answer at all).
 READY = "READY"
 SESSION_STATES = ("READY", "CONNECTING", "AWAITING_QR", "QR_REQUIRED", "INIT", "AUTHENTICATED",
                   "DISCONNECTED", "ERROR", "UNREACHABLE")
@@ -97,6 +116,7 @@ class Gateway(abc.ABC):
 
     kind: str = ""
     base_url: str = ""
+    max_text_chars: int = 4096  # longest text a send accepts (WhatsApp); longer rows go to error unsent
 
     @abc.abstractmethod
     def status(self, cliente_id: int) -> SessionStatus:

@@ -29,6 +29,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from sender.gateways import retry_after
 from sender.gateways.base import (
     NO_ID_FROM_GATEWAY,
     READY,
@@ -38,7 +39,6 @@ from sender.gateways.base import (
     SendResult,
     SessionStatus,
 )
-from sender.gateways.retry_after import retry_after_seconds
 from sender.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
@@ -156,7 +156,8 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    return retry_after_seconds(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
+    # RFC 9110, against the gateway's own Date header; None: the configured wait applies
+    return retry_after.parse(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
 
 
 # urllib3 errors raised before a single byte of the request was sent.
@@ -201,6 +202,7 @@ def classify_exception(exc: requests.RequestException, latency_s: float = 0.0) -
 
 class SessionManagerGateway(Gateway):
     kind = "session_manager"
+    max_retry_after_s = retry_after.DEFAULT_MAX_S
 
     def __init__(
         self,
@@ -279,7 +281,7 @@ class SessionManagerGateway(Gateway):
             )
         except requests.RequestException as exc:
             return classify_exception(exc, time.monotonic() - started)
-        return classify_response(response, time.monotonic() - started)
+        return retry_after.clamp(classify_response(response, time.monotonic() - started), self.max_retry_after_s)
 
     def close(self) -> None:
         self.session.close()
@@ -296,4 +298,5 @@ def build(config, client_id: str = "", pool_size: int = 32) -> SessionManagerGat
         pool_size=pool_size,
     )
     gateway.kind = gw.kind
+    gateway.max_retry_after_s = float(gw.max_retry_after_s)
     return gateway

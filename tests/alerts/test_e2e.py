@@ -51,7 +51,7 @@ def seed(db_url: str) -> None:
                     " VALUES (%s, %s, 'mon,tue,wed,thu,fri,sat,sun', %s, %s, 1000, %s, 'aprobada')",
                     (campania_id, cliente_id, dt.time(0, 0), dt.time(23, 59, 59), clock.today() - dt.timedelta(days=1)))
                 for i in range(rows):
-                    phone = "123" if i == 0 else f"549114{campania_id}{i:05d}"  # one unsendable row
+                    phone = "123" if i == 0 else f"5491140{campania_id}{i:05d}"  # one unsendable row
                     conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
                                  " mensaje_final) VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
                                  (campania_id, phone))

@@ -1,0 +1,109 @@
+"""One message per person per campaign: rows are deduplicated by normalised number at claim time.
+
+The legacy table's unique key (campania_id, telefono_wapp) stops the same text
+twice, not the same person written three ways (`+54 9 11 4010-0001`,
+`5491140100001`, `011 15 4010-0001`). When a row is about to be claimed,
+`duplicate_of` names the row of the same campaign and number that already
+stands for that person:
+
+- one that is `enviado` or `enviando` (sent, or in flight), or
+- an earlier `pendiente` one (lower id) that can be sent: it goes first.
+
+The claim then moves the row to `error` with "duplicate of row N". Whoever is
+claimed first in id order wins, on any number of senders: two rows of one
+person never both pass this check unless the first one is in `error`.
+
+Normalising every row of a campaign on every claim would be quadratic, so each
+process keeps an index per (database, campaign): number -> row ids, read
+incrementally by id and rebuilt when the campaign's row count says rows went
+away. The index only proposes candidates; each one is re-read and re-checked in
+the claim's own transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+
+from sender.db import Connection, placeholders
+from sender.messages import personalise
+from sender.phones import InvalidPhone, normalise
+
+COUNT = "SELECT COUNT(*) AS n FROM ll_envios_whatsapp WHERE campania_id = %s"
+PHONES_AFTER = ("SELECT id, telefono_wapp FROM ll_envios_whatsapp"
+                " WHERE campania_id = %s AND id > %s ORDER BY id")
+CANDIDATES = ("SELECT id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado"
+              " FROM ll_envios_whatsapp WHERE id IN ({ids})")
+
+_STANDS_FOR_THE_PERSON = ("enviado", "enviando")
+
+
+class _CampaignIndex:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows = 0
+        self.top_id = 0
+        self.by_phone: dict[str, list[int]] = {}
+
+    def refresh(self, conn: Connection, campania_id: int) -> None:
+        total = int(conn.scalar(COUNT, (campania_id,)) or 0)
+        new = conn.query(PHONES_AFTER, (campania_id, self.top_id))
+        if self.rows + len(new) != total:  # rows deleted (or inserted below top_id): start over
+            self.rows, self.top_id, self.by_phone = 0, 0, {}
+            new = conn.query(PHONES_AFTER, (campania_id, 0))
+        for found in new:
+            self.rows += 1
+            self.top_id = max(self.top_id, int(found["id"]))
+            try:
+                key = normalise(found["telefono_wapp"])
+            except InvalidPhone:
+                continue
+            self.by_phone.setdefault(key, []).append(int(found["id"]))
+
+
+class RecipientIndex:
+    """Per-process cache of campaign indexes; thread-safe (one lock per campaign)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._campaigns: dict[tuple[Hashable, int], _CampaignIndex] = {}
+
+    def duplicate_of(self, conn: Connection, row: dict, to: str) -> int | None:
+        """The id of the row that already stands for this row's recipient, or None."""
+        campania_id, own_id = int(row["campania_id"]), int(row["id"])
+        with self._lock:
+            index = self._campaigns.setdefault((getattr(conn, "url", id(conn)), campania_id), _CampaignIndex())
+        with index.lock:
+            index.refresh(conn, campania_id)
+            others = [i for i in index.by_phone.get(to, ()) if i != own_id]
+        if not others:
+            return None
+        found = conn.query(CANDIDATES.format(ids=placeholders(len(others))), others)
+        earlier_pending = None
+        for other in sorted(found, key=lambda r: int(r["id"])):
+            if int(other["campania_id"]) != campania_id or not _same_number(other["telefono_wapp"], to):
+                continue  # the row changed since it was indexed
+            if other["estado"] in _STANDS_FOR_THE_PERSON:
+                return int(other["id"])
+            if (other["estado"] == "pendiente" and int(other["id"]) < own_id and earlier_pending is None
+                    and personalise(other["mensaje_final"], other["nombre_destino"])):
+                earlier_pending = int(other["id"])
+        return earlier_pending
+
+
+def _same_number(raw: object, to: str) -> bool:
+    try:
+        return normalise(raw) == to
+    except InvalidPhone:
+        return False
+
+
+INDEX = RecipientIndex()
+
+
+def duplicate_problem(conn: Connection, row: dict, to: str) -> str | None:
+    """Why the row must not be sent because its recipient already has a row, or None."""
+    original = INDEX.duplicate_of(conn, row, to)
+    if original is None:
+        return None
+    return f"duplicate of row {original}: same recipient, number written another way"
