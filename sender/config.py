@@ -28,6 +28,16 @@ DEFAULTS: dict[str, Any] = {
         "api_key": "",
         "send_timeout_s": 60.0,
         "status_timeout_s": 5.0,
+        "session": "default",
+        "phone_number_id": "",
+        "api_version": "v21.0",
+    },
+    "webhooks": {
+        "host": "127.0.0.1",
+        "port": 9110,
+        "secret": "",
+        "app_secret": "",
+        "verify_token": "",
     },
     "sender": {
         "enabled": True,
@@ -38,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "max_attempts": 5,
         "retry_after_s": 300.0,
         "metrics_port": 9107,
+        "settle_within_s": 3600.0,
     },
     "monitor": {
         "port": 9108,
@@ -67,6 +78,8 @@ _NUMBER_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "sender.max_attempts": (int, 1, None),
     "sender.retry_after_s": (float, 0.0, None),
     "sender.metrics_port": (int, 0, 65535),
+    "sender.settle_within_s": (float, 0.0, None),
+    "webhooks.port": (int, 0, 65535),
     "monitor.port": (int, 0, 65535),
     "monitor.refresh_s": (float, 0.01, None),
     "monitor.stuck_after_s": (float, 1.0, None),
@@ -247,9 +260,12 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _set_path(raw, dotted, _coerce_bool(dotted, _get_path(raw, dotted)))
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
-    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key"):
+    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
+                   "gateway.session", "gateway.api_version", "webhooks.host", "webhooks.secret",
+                   "webhooks.app_secret", "webhooks.verify_token"):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")
+    raw["gateway"]["phone_number_id"] = str(raw["gateway"]["phone_number_id"])  # YAML may read digits as a number
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:
         raise ConfigError(f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}")
     if not re.match(r"^https?://", raw["gateway"]["base_url"]):

@@ -51,6 +51,7 @@ RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database th
 # -- what the loop does with each outcome (DESIGN.md section 3) ------------------------------
 
 CONTINUE, STOP_SESSION, SLOW_DOWN = "continue", "stop this session", "slow down"
+STOP_ALL = "stop every session of this sender"  # the account itself cannot send: a person must act
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ ACTIONS: dict[Outcome, Action] = {
     Outcome.UNREACHABLE:       Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
     Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
     Outcome.UNKNOWN:           Action(None,             STOP_SESSION,   False),
+    Outcome.ACCOUNT_BLOCKED:   Action(Estado.PENDIENTE, STOP_ALL,       False, give_back_attempt=True),
 }
 
 
@@ -511,12 +513,18 @@ class SessionWorker:
                     return "nothing claimable: " + "; ".join(reasons)
                 continue
             empty_handed = 0
-            result = ctx.gateway.send(cid, claimed.to, claimed.text)
+            result = ctx.gateway.send_row(cid, claimed.to, claimed.text, claimed.envio_id)
             ctx.metrics.outcome(result.outcome, result.latency_s)
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)
             if result.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
                 ctx.metrics.sent(cid)
+            if action.then == STOP_ALL:
+                self.result.session_level_stop = True
+                log.error(kv("sender_stopped_by_gateway", cliente_id=cid, outcome=result.outcome,
+                             detail=f"{result.reason}; every session stops until a person fixes the account"))
+                ctx.stop.set()
+                return f"{result.outcome.value}: {result.reason}"
             if action.then == STOP_SESSION:
                 self.result.session_level_stop = True
                 return f"{result.outcome.value}: {result.reason}"
