@@ -8,7 +8,6 @@ import pytest
 import requests
 import responses
 
-from sender.errors import ConfigError
 from sender.gateways import build_gateway
 from sender.gateways.base import Outcome
 from sender.gateways.session_manager import SessionManagerGateway
