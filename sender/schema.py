@@ -403,6 +403,22 @@ def _application_history() -> list[Step]:
     ]
 
 
+def _delivery_acknowledgements() -> list[Step]:
+    """What the gateway said after the send (DESIGN.md section 11): all optional, written by `envios webhooks`.
+
+    `delivery_status` is sent | delivered | read | failed and never moves backwards;
+    `delivery_error` holds a failed delivery's reason. The index serves the watcher's
+    per-campaign delivered / read / failed ratios.
+    """
+    return [
+        add_column(OUTBOX, "delivery_status", "varchar(16) DEFAULT NULL"),
+        add_column(OUTBOX, "delivered_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
+        add_column(OUTBOX, "read_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
+        add_column(OUTBOX, "delivery_error", "varchar(500) DEFAULT NULL"),
+        create_index(OUTBOX, "idx_envios_delivery", "campania_id, delivery_status"),
+    ]
+
+
 @dataclass
 class Version:
     number: int
@@ -415,6 +431,7 @@ VERSIONS: list[Version] = [
     Version(2, "claims, message ids, leases, pauses", _claims_and_pauses),
     Version(3, "watcher: covering index for sends without message id", _watcher_indexes),
     Version(4, "the application's history table", _application_history),
+    Version(20, "delivery acknowledgements", _delivery_acknowledgements),
 ]
 
 LATEST = VERSIONS[-1].number
