@@ -15,7 +15,8 @@ One threaded HTTP server on 127.0.0.1 per fake; `FakeApi(kind)` speaks that gate
 
 A test scripts what the next send does: "ok", "no_id", "garbage" (2xx HTML), "timeout"
 (deliver, then answer after hang_s), "drop" (deliver, then reset the connection without
-answering), or (status, body) for an answer without delivery. The ledger is what the
+answering), "drop_undelivered" (reset before delivering), or (status, body) for an answer
+without delivery; `default` may be a callable returning one of these. The ledger is what the
 fake delivered: the truth a fault run is judged by.
 """
 
@@ -131,9 +132,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(404, {"error": "Cannot POST " + path})
         with fake.lock:
             behaviour = fake.script.popleft() if fake.script else fake.default
+            if callable(behaviour):
+                behaviour = behaviour()
             fake.sends.append({"to": to, "text": text, "behaviour": behaviour, "payload": payload})
         if isinstance(behaviour, tuple):
             return self._reply(*behaviour)
+        if behaviour == "drop_undelivered":  # the connection is lost before anything was delivered
+            return self._drop()
         if fake.state != "READY" and fake.kind == "waha":
             return self._reply(422, {"error": "Session status is not as expected. Try again later or restart the session",
                                      "session": fake.session, "status": fake.state_word(), "expected": ["WORKING"]})
@@ -148,11 +153,14 @@ class _Handler(BaseHTTPRequestHandler):
             fake.released.wait(fake.hang_s)
             return self._reply(*fake.sent_answer(entry))
         if behaviour == "drop":
-            self.close_connection = True
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-            return None
+            return self._drop()
         raise AssertionError(f"unknown behaviour {behaviour!r}")
+
+    def _drop(self) -> None:
+        """Reset the connection (RST) without answering."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
 
 class FakeApi:
