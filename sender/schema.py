@@ -407,15 +407,17 @@ def _delivery_acknowledgements() -> list[Step]:
     """What the gateway said after the send (DESIGN.md section 11): all optional, written by `envios webhooks`.
 
     `delivery_status` is sent | delivered | read | failed and never moves backwards;
-    `delivery_error` holds a failed delivery's reason. The index serves the watcher's
-    per-campaign delivered / read / failed ratios.
+    `delivery_error` holds a failed delivery's reason. The indexes serve the watcher's
+    per-campaign delivered / read / failed ratios and its count of unknowns settled
+    automatically (origen envios-evidence) or by a person (envios-reconcile, manual).
     """
     return [
         add_column(OUTBOX, "delivery_status", "varchar(16) DEFAULT NULL"),
         add_column(OUTBOX, "delivered_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
         add_column(OUTBOX, "read_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
         add_column(OUTBOX, "delivery_error", "varchar(500) DEFAULT NULL"),
-        create_index(OUTBOX, "idx_envios_delivery", "campania_id, delivery_status"),
+        create_index(OUTBOX, "idx_envios_delivery", "campania_id, estado, delivery_status"),
+        create_index(HISTORY, "idx_historial_settled", "campania_id, estado_anterior, origen"),
     ]
 
 
