@@ -8,6 +8,7 @@ also carry the recipient and the text. `record_ack` finds the row and:
 |-----------------------|---------------------------|----------------------------------------------------|
 | enviado               | sent / delivered / read   | delivery_status moves forward only; times set once |
 | enviado               | failed                    | recorded with its reason (`failed_after_sent`)     |
+| enviando, in flight   | sent / delivered / read   | recorded, and the id kept on the row: the sender records the send's own answer; if that answer is lost, `settle_acknowledged` settles the row once the send has timed out |
 | enviando (unknown)    | sent / delivered / read   | settled: enviado with that id, by the state machine (origin envios-evidence), counted in the day's quota |
 | enviando (unknown)    | failed                    | delivery_status failed recorded; stays for a person |
 | not found             | anything                  | counted as `unknown_message`, nothing written       |
@@ -132,8 +133,21 @@ def _delivery_update(conn: Connection, row: dict, status: str, now: dt.datetime,
     return True
 
 
-def record_ack(conn: Connection, clock: Clock, ack: Ack) -> str:
-    """Apply one acknowledgement in one transaction; returns what happened (one of RESULTS)."""
+def in_flight_s(config) -> float:
+    """How long after its claim a row may still hear its send's own answer (connect + read timeouts)."""
+    return float(config.gateway.send_timeout_s) + float(config.gateway.status_timeout_s) + 5.0
+
+
+KEEP_ID = ("UPDATE ll_envios_whatsapp SET message_id = %s"
+           " WHERE id = %s AND estado = 'enviando' AND message_id IS NULL")
+
+
+def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.0) -> str:
+    """Apply one acknowledgement in one transaction; returns what happened (one of RESULTS).
+
+    A row claimed less than `in_flight_s` ago (the send timeout) may still hear its
+    own answer: the ack is recorded, not used to settle it (no race with the sender).
+    """
     if ack.status not in RANK:
         return IGNORED
     with conn.transaction():
@@ -143,7 +157,14 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack) -> str:
         now = clock.db_now(conn)
         estado = row["estado"]
         result = DUPLICATE
-        if estado == Estado.ENVIANDO.value and ack.status != "failed":
+        in_flight = (estado == Estado.ENVIANDO.value and row.get("claimed_at") is not None
+                      and row["claimed_at"] > now - dt.timedelta(seconds=in_flight_s))
+        if in_flight and ack.status != "failed":
+            if ack.message_id:
+                conn.execute(KEEP_ID, (ack.message_id, row["id"]))
+            _delivery_update(conn, row, ack.status, now, ack.error)
+            result = RECORDED
+        elif estado == Estado.ENVIANDO.value and ack.status != "failed":
             try:
                 settle(conn, clock, row, ack.message_id or None,
                        f"{ack.kind} acknowledgement '{ack.status}' for message {ack.message_id or '(no id)'}")
@@ -152,7 +173,7 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack) -> str:
             result = SETTLED
         elif estado not in (Estado.ENVIADO.value, Estado.ENVIANDO.value):
             return IGNORED  # pendiente / error: no message of ours can be acknowledged for it
-        if _delivery_update(conn, row, ack.status, now, ack.error) and result != SETTLED:
+        if result != RECORDED and _delivery_update(conn, row, ack.status, now, ack.error) and result != SETTLED:
             result = FAILED_AFTER_SENT if ack.status == "failed" and estado == Estado.ENVIADO.value else RECORDED
     line = kv("delivery_ack", envio_id=row["id"], campania_id=row["campania_id"], kind=ack.kind,
               status=ack.status, result=result)
@@ -166,6 +187,30 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack) -> str:
 
 
 # -- unknowns settled by the gateway's own record -------------------------------------------------
+
+ACKNOWLEDGED_IN_FLIGHT = (
+    f"SELECT {_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
+    " WHERE estado = 'enviando' AND message_id IS NOT NULL AND delivery_status IN ('sent', 'delivered', 'read')"
+    " AND claimed_at < %s"
+)
+
+
+def settle_acknowledged(conn: Connection, clock: Clock, in_flight_s: float) -> list[int]:
+    """Rows acknowledged while their send was in flight, whose own answer then never came: enviado."""
+    settled = []
+    before = clock.db_now(conn) - dt.timedelta(seconds=in_flight_s)
+    for row in conn.query(ACKNOWLEDGED_IN_FLIGHT, (before,)):
+        try:
+            with conn.transaction():
+                settle(conn, clock, row, row["message_id"],
+                       f"the gateway acknowledged message {row['message_id']} ('{row['delivery_status']}')"
+                       " while its send was in flight; the send's own answer was lost")
+        except StaleTransition:
+            continue
+        settled.append(int(row["id"]))
+        log.warning(kv("unknown_settled", envio_id=row["id"], source="acknowledgement",
+                       detail="acknowledged while in flight; the send's answer was lost"))
+    return settled
 
 @dataclass
 class SettleReport:

@@ -186,10 +186,13 @@ class Sender:
         return self.report
 
     def settle_unknowns(self, report: PassReport) -> None:
-        """Unknown outcomes settled by the gateway's own record of the message (WAHA, Evolution); never a retry."""
-        if type(self.gateway).find_sent is Gateway.find_sent:
-            return
+        """Unknown outcomes settled by evidence: acknowledgements received while the send was in flight,
+        and the gateway's own record of the message (WAHA, Evolution lookups). Never a retry."""
         try:
+            acked = delivery.settle_acknowledged(self._main_conn(), self.clock, delivery.in_flight_s(self.config))
+            report.settled_by_evidence.extend(acked)
+            if type(self.gateway).find_sent is Gateway.find_sent:
+                return
             found = delivery.settle_by_evidence(self._main_conn(), self.clock, self.gateway,
                                                 within_s=float(self.config.sender.settle_within_s))
         except EnviosError as exc:

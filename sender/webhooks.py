@@ -168,8 +168,9 @@ def secret_ok(secret: str, given: str | None) -> bool:
 # -- the app ---------------------------------------------------------------------------------------
 
 class WebhookApp:
-    def __init__(self, database: Database, clock: Clock, *, secret: str, app_secret: str, verify_token: str):
-        self.database, self.clock = database, clock
+    def __init__(self, database: Database, clock: Clock, *, secret: str, app_secret: str, verify_token: str,
+                 in_flight_s: float = 0.0):
+        self.database, self.clock, self.in_flight_s = database, clock, in_flight_s
         self.secret, self.app_secret, self.verify_token = secret, app_secret, verify_token
         self.pool = ConnectionPool(database, keep=8)
         self.registry = CollectorRegistry()
@@ -187,7 +188,8 @@ class WebhookApp:
     def from_config(cls, config, database: Database | None = None, clock: Clock | None = None) -> WebhookApp:
         w = config.webhooks
         return cls(database or Database(config.database.url), clock or Clock(config.tz),
-                   secret=w.secret, app_secret=w.app_secret, verify_token=w.verify_token)
+                   secret=w.secret, app_secret=w.app_secret, verify_token=w.verify_token,
+                   in_flight_s=delivery.in_flight_s(config))
 
     def close(self) -> None:
         self.pool.close()
@@ -257,7 +259,7 @@ class WebhookApp:
         broken = False
         try:
             for ack in acks:
-                result = delivery.record_ack(conn, self.clock, ack)
+                result = delivery.record_ack(conn, self.clock, ack, self.in_flight_s)
                 results[result] = results.get(result, 0) + 1
                 self.events.labels(kind, result).inc()
         except EnviosError:

@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
             if parts[2] != fake.session:
                 return self._reply(404, {"error": "Session not found", "session": parts[2]})
             return self._reply(200, {"name": fake.session, "status": fake.state_word(), "config": {}})
-        if fake.kind == "waha" and len(parts) == 5 and parts[0] == "api" and parts[2] == "chats" and parts[4] == "messages":
+        if fake.kind == "waha" and len(parts) == 5 and parts[2] == "chats" and fake.lookups:
             to = parts[3].split("@")[0]
             limit = int(parse_qs(urlsplit(self.path).query).get("limit", ["100"])[0])
             mine = [e for e in fake.ledger if e["to"] == to][-limit:]
@@ -119,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return self._reply(401, fake.unauthorised())
         parts = path.strip("/").split("/")
-        if fake.kind == "evolution" and parts[:2] == ["chat", "findMessages"]:
+        if fake.kind == "evolution" and parts[:2] == ["chat", "findMessages"] and fake.lookups:
             jid = payload.get("where", {}).get("key", {}).get("remoteJid", "")
             to = jid.split("@")[0]
             records = [{"id": uuid.uuid4().hex, "key": {"id": e["message_id"], "fromMe": True, "remoteJid": jid},
@@ -178,6 +178,7 @@ class FakeApi:
         self.sends: list[dict] = []
         self.requests: list[tuple] = []
         self.conns: set = set()
+        self.lookups = True  # False: the message lookups answer 404 (an older build without them)
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self.port = self._server.server_address[1]

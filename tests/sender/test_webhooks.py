@@ -39,6 +39,7 @@ def sent_rows(db_url, upgraded, clock, request):
 
     def make(kind: str, plan=()):
         fake = FakeApi(kind)
+        fake.lookups = False  # these rows are settled by acknowledgements only (lookups: test_settle_by_evidence)
         fakes.append(fake)
         fake.plan(*plan)
         ids = seed_session(upgraded, rows=3)
@@ -263,3 +264,25 @@ def test_bad_json_and_unknown_routes(hooks):
     assert requests.post(f"{hooks.url}/webhooks/waha", data=b"{nope", headers={"X-Webhook-Secret": SECRET},
                          timeout=5).status_code == 400
     assert requests.post(f"{hooks.url}/webhooks/telegram", json={}, timeout=5).status_code == 404
+
+
+def test_an_ack_for_a_send_still_in_flight_is_kept_and_settles_it_only_after_the_timeout(db_url, upgraded, clock):
+    """The ack may beat the send's own answer: recorded with its id, never a race with the sender's record."""
+    from sender import delivery
+
+    [envio_id] = seed_session(upgraded, rows=1)
+    claimed = clock.to_db(upgraded, clock.now())
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47,"
+                     " attempts = 1 WHERE id = %s", (claimed, envio_id))
+    ack = delivery.Ack("waha", "true_5491100470000@c.us_3EB0AB", "delivered", to="5491100470000",
+                       text="Hola Ana, ¿seguimos en contacto?")
+    assert delivery.record_ack(upgraded, clock, ack, in_flight_s=60) == "recorded"
+    r = row(upgraded, envio_id)
+    assert (r["estado"], r["message_id"], r["delivery_status"]) == ("enviando", ack.message_id, "delivered")
+    assert delivery.settle_acknowledged(upgraded, clock, 60) == []  # the sender may still hear the answer
+    clock.advance(120)  # the send timed out: its answer is lost for good
+    assert delivery.settle_acknowledged(upgraded, clock, 60) == [envio_id]
+    r = row(upgraded, envio_id)
+    assert (r["estado"], r["message_id"]) == ("enviado", ack.message_id)
+    assert history(upgraded, envio_id)[-1] == ("enviando", "enviado", "envios-evidence")
+    assert sent_today(upgraded, 47, clock.today()) == 1

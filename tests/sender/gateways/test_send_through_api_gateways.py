@@ -32,14 +32,30 @@ def test_a_pass_sends_every_row_with_its_message_id(db_url, upgraded, clock, fak
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_lost_answer_leaves_the_row_enviando_and_stops_the_session(db_url, upgraded, clock, fake_api, kind):
+def test_a_lost_answer_stops_the_session_and_only_evidence_settles_it(db_url, upgraded, clock, fake_api, kind):
     fake = fake_api(kind)
-    seed_session(upgraded, rows=3)
+    ids = seed_session(upgraded, rows=3)
     fake.plan("ok", "drop")
     report = run_once(config_for(db_url, fake), clock=clock)
     assert report.sent == 1
-    assert estados(upgraded) == {"enviado": 1, "enviando": 1, "pendiente": 1}
-    assert len(fake.ledger) == 2
+    assert len(fake.ledger) == 2 and len(fake.sends) == 2  # the session stopped: the third row was not tried
+    if kind == "cloud_api":  # no lookup: its status webhook settles it (tests/sender/test_webhooks.py)
+        assert report.settled_by_evidence == []
+        assert estados(upgraded) == {"enviado": 1, "enviando": 1, "pendiente": 1}
+    else:  # the gateway's own record of the message settles it at the end of the pass
+        assert report.settled_by_evidence == [ids[1]]
+        assert row(upgraded, ids[1])["message_id"] == fake.ledger[1]["message_id"]
+        assert estados(upgraded) == {"enviado": 2, "pendiente": 1}
+
+
+def test_without_a_lookup_the_lost_answer_stays_for_a_person(db_url, upgraded, clock, fake_api):
+    fake = fake_api("waha")
+    fake.lookups = False  # a WAHA build whose chat messages route is missing
+    seed_session(upgraded, rows=2)
+    fake.plan("drop")
+    report = run_once(config_for(db_url, fake), clock=clock)
+    assert report.settled_by_evidence == []
+    assert estados(upgraded) == {"enviando": 1, "pendiente": 1}
 
 
 def test_an_expired_cloud_api_token_stops_every_session_and_sends_nothing_more(db_url, upgraded, clock, fake_api):
