@@ -38,13 +38,16 @@ def run(args: argparse.Namespace, config) -> int:
     app = WebhookApp.from_config(config, database=database)
     server = serve(app, args.host or w.host, w.port if args.port is None else args.port)
     log.info(kv("webhooks_listening", url=f"http://{args.host or w.host}:{server.effective_port}/webhooks/"))
+    done = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: server.close())
+            signal.signal(sig, lambda *_: done.set())
+    threading.Thread(target=server.run, name="webhooks-server", daemon=True).start()
     try:
-        server.run()
-    except (OSError, ValueError):  # closed by a signal
-        pass
+        while not done.wait(0.5):  # short waits: the signal handler runs promptly
+            pass
     finally:
+        server.close()
         app.close()
+        log.info(kv("webhooks_stopped", detail="acknowledgements no longer received"))
     return 0
