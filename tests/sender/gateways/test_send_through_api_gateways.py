@@ -79,3 +79,20 @@ def test_waha_session_not_working_sends_nothing(db_url, upgraded, clock, fake_ap
     report = run_once(config_for(db_url, fake), clock=clock)
     assert report.sent == 0 and fake.sends == []
     assert estados(upgraded) == {"pendiente": 2}
+
+
+def test_envios_send_once_says_the_account_is_blocked_and_exits_non_zero(db_url, upgraded, fake_api, tmp_path):
+    from tests.sender.conftest import envios, sender_env
+
+    fake = fake_api("cloud_api")
+    fake.default = (403, {"error": {"message": "Temporarily blocked for policies violations", "type": "OAuthException",
+                                    "code": 368, "fbtrace_id": "x"}})
+    seed_session(upgraded, rows=2)
+    env = sender_env(db_url, fake.base_url, ENVIOS_GATEWAY_KIND="cloud_api", ENVIOS_GATEWAY_API_KEY="k3y",
+                     ENVIOS_GATEWAY_PHONE_NUMBER_ID="1234567890")
+    result = envios("send", "--once", env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "refused the account" in last and "Traceback" not in result.stderr
+    assert "policy violations (368)" in result.stderr  # the log line says which refusal
+    assert estados(upgraded) == {"pendiente": 2}
