@@ -11,7 +11,7 @@ also carry the recipient and the text. `record_ack` finds the row and:
 | enviando, in flight   | sent / delivered / read   | recorded, and the id kept on the row: the sender records the send's own answer; if that answer is lost, `settle_acknowledged` settles the row once the send has timed out |
 | enviando (unknown)    | sent / delivered / read   | settled: enviado with that id, by the state machine (origin envios-evidence), counted in the day's quota |
 | enviando (unknown)    | failed                    | delivery_status failed recorded; stays for a person |
-| not found             | anything                  | counted as `unknown_message`, nothing written       |
+| not found             | anything                  | counted as `unknown_message`; the row table is not touched; the ack is kept aside (`envios_unmatched_acks`, UNMATCHED_KEEP_S) and applied if a row is later settled with that id |
 
 `delivery_status` ranks sent < failed < delivered < read: it never moves backwards,
 so duplicates and out-of-order events (read before delivered) end the same way.
@@ -50,6 +50,7 @@ _COLUMNS = (
     " claim_programacion_id, delivery_status, delivered_at, read_at, delivery_error"
 )
 _LOCK = {"mysql": " FOR UPDATE", "sqlite": ""}
+UNMATCHED_KEEP_S = 2 * 24 * 3600  # an ack for an id no row holds yet is kept this long
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,25 @@ def settle(conn: Connection, clock: Clock, row: dict, message_id: str | None, ev
                columns={"message_id": message_id, "fecha_envio": now, "last_error": None})
     if pid is not None:
         outbox.count_sent(conn, int(pid), day, now)
+    if message_id:
+        _apply_unmatched(conn, int(row["id"]), message_id, now)
+
+
+def _keep_unmatched(conn: Connection, ack: Ack, now: dt.datetime) -> None:
+    conn.execute("DELETE FROM envios_unmatched_acks WHERE received_at < %s",
+                 (now - dt.timedelta(seconds=UNMATCHED_KEEP_S),))
+    conn.execute("INSERT INTO envios_unmatched_acks (message_id, kind, status, error, received_at)"
+                 " VALUES (%s, %s, %s, %s, %s)", (ack.message_id, ack.kind, ack.status, ack.error[:500] or None, now))
+
+
+def _apply_unmatched(conn: Connection, envio_id: int, message_id: str, now: dt.datetime) -> None:
+    """Acknowledgements that arrived before the row had its id (its answer was lost): applied now."""
+    kept = conn.query("SELECT status, error FROM envios_unmatched_acks WHERE message_id = %s", (message_id,))
+    for ack in kept:
+        row = conn.query_one(f"SELECT {_COLUMNS} FROM ll_envios_whatsapp WHERE id = %s", (envio_id,))  # noqa: S608
+        _delivery_update(conn, row, ack["status"], now, ack["error"] or "")
+    if kept:
+        conn.execute("DELETE FROM envios_unmatched_acks WHERE message_id = %s", (message_id,))
 
 
 def _delivery_update(conn: Connection, row: dict, status: str, now: dt.datetime, error: str) -> bool:
@@ -152,9 +172,11 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.
         return IGNORED
     with conn.transaction():
         row = _find(conn, ack)
-        if row is None:
-            return UNKNOWN_MESSAGE
         now = clock.db_now(conn)
+        if row is None:
+            if ack.message_id:
+                _keep_unmatched(conn, ack, now)
+            return UNKNOWN_MESSAGE
         estado = row["estado"]
         result = DUPLICATE
         in_flight = (estado == Estado.ENVIANDO.value and row.get("claimed_at") is not None
@@ -224,17 +246,20 @@ class SettleReport:
                 f"{len(self.unavailable)} not checkable now, {self.left_for_a_person} older ones left for a person")
 
 
-def settle_by_evidence(conn: Connection, clock: Clock, gateway, *, within_s: float, cliente_of=None) -> SettleReport:
+def settle_by_evidence(conn: Connection, clock: Clock, gateway, *, within_s: float, in_flight_s: float = 0.0,
+                       cliente_of=None) -> SettleReport:
     """Ask the gateway about every unknown outcome claimed within `within_s`; settle the ones it sent.
 
     `cliente_of(row) -> cliente_id` (default: the claim's schedule's client) names the session asked.
-    A row older than `within_s` is not asked about again: it stays for a person.
+    A row older than `within_s` is not asked about again: it stays for a person. A row claimed
+    less than `in_flight_s` ago may still be waiting for its answer: it is left to its sender.
     """
     from sender.gateways.base import EvidenceUnavailable
 
     report = SettleReport([], [], [], 0)
     now = clock.db_now(conn)
     oldest = now - dt.timedelta(seconds=within_s)
+    newest = now - dt.timedelta(seconds=in_flight_s)
     rows = conn.query(
         "SELECT e.id, e.telefono_wapp, e.nombre_destino, e.mensaje_final, e.claimed_at, e.claim_programacion_id,"
         " p.cliente_id FROM ll_envios_whatsapp e LEFT JOIN ll_programaciones p ON p.id = e.claim_programacion_id"
@@ -243,6 +268,8 @@ def settle_by_evidence(conn: Connection, clock: Clock, gateway, *, within_s: flo
         if row["claimed_at"] < oldest:
             report.left_for_a_person += 1
             continue
+        if in_flight_s and row["claimed_at"] > newest:
+            continue  # its send may still be answered: not an unknown yet
         try:
             to = normalise(row["telefono_wapp"])
         except InvalidPhone:

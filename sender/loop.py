@@ -194,7 +194,8 @@ class Sender:
             if type(self.gateway).find_sent is Gateway.find_sent:
                 return
             found = delivery.settle_by_evidence(self._main_conn(), self.clock, self.gateway,
-                                                within_s=float(self.config.sender.settle_within_s))
+                                                within_s=float(self.config.sender.settle_within_s),
+                                                in_flight_s=delivery.in_flight_s(self.config))
         except EnviosError as exc:
             log.error(kv("settle_failed", sender=self.sender_id, detail=str(exc)))
             self._drop_main_conn()

@@ -62,15 +62,17 @@ def test_fault_run_with_lost_answers_settles_exactly_what_the_gateway_delivered(
     for _ in range(80):  # each unknown stops the session: one pass per unknown at most
         report = run_once(config_for(db_url, gw), clock=clock)
         settled.extend(report.settled_by_evidence)
+        clock.advance(10)  # past the send's in-flight time: the pass before's unknowns may be looked up
         if not estados(upgraded).get("pendiente"):
             break
+    settled.extend(run_once(config_for(db_url, gw), clock=clock).settled_by_evidence)
     ledger = {e["to"]: e for e in gw.ledger}
     assert len(ledger) == len(gw.ledger), "a number was delivered twice"
     outcomes = [s["behaviour"] for s in gw.sends]
     lost_after_delivery = outcomes.count("drop") + outcomes.count("timeout")
     never_delivered = outcomes.count("drop_undelivered")
     assert (lost_after_delivery, never_delivered) == (10, 5)  # every row was tried once, never twice
-    assert len(settled) == lost_after_delivery
+    assert sorted(settled) == sorted(set(settled)) and len(settled) == lost_after_delivery
     for envio_id in ids:
         r = row(upgraded, envio_id)
         to = normalise(r["telefono_wapp"])
@@ -128,3 +130,39 @@ def test_an_unreachable_gateway_settles_nothing(db_url, upgraded, clock, fake):
     gw.stop()
     found = delivery.settle_by_evidence(upgraded, clock, adapter, within_s=3600)
     assert (found.settled, found.unavailable) == ([], [envio_id])
+
+
+def test_a_send_still_in_flight_is_not_looked_up(db_url, upgraded, clock, fake):
+    gw = fake("waha")
+    add_campaign(upgraded, 47)
+    add_schedule(upgraded, 47, 47, 51)
+    [envio_id] = add_rows(upgraded, 47, 1)
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
+                     " WHERE id = %s", (clock.to_db(upgraded, clock.now()), envio_id))
+    gw.deliver(normalise(row(upgraded, envio_id)["telefono_wapp"]), "Hola Ana, ¿seguimos en contacto?", {})
+    adapter = build_gateway(config_for(db_url, gw))
+    early = delivery.settle_by_evidence(upgraded, clock, adapter, within_s=3600, in_flight_s=30)
+    assert early.settled == [] and row(upgraded, envio_id)["estado"] == "enviando"  # its sender may still hear
+    clock.advance(31)
+    assert delivery.settle_by_evidence(upgraded, clock, adapter, within_s=3600, in_flight_s=30).settled == [envio_id]
+
+
+def test_acks_that_came_before_the_row_knew_its_id_are_applied_when_it_is_settled(db_url, upgraded, clock, fake):
+    """Evolution's acks carry no text: they wait aside until the lookup gives the row its id."""
+    gw = fake("evolution")
+    add_campaign(upgraded, 47)
+    add_schedule(upgraded, 47, 47, 51)
+    [envio_id] = add_rows(upgraded, 47, 1)
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
+                     " WHERE id = %s", (clock.to_db(upgraded, clock.now()), envio_id))
+    entry = gw.deliver(normalise(row(upgraded, envio_id)["telefono_wapp"]), "Hola Ana, ¿seguimos en contacto?", {})
+    for status in ("delivered", "read"):
+        ack = delivery.Ack("evolution", entry["message_id"], status, to=entry["to"])
+        assert delivery.record_ack(upgraded, clock, ack) == "unknown_message"
+    assert row(upgraded, envio_id)["delivery_status"] is None
+    found = delivery.settle_by_evidence(upgraded, clock, build_gateway(config_for(db_url, gw)), within_s=3600)
+    assert found.settled == [envio_id]
+    r = row(upgraded, envio_id)
+    assert (r["estado"], r["message_id"], r["delivery_status"]) == ("enviado", entry["message_id"], "read")
+    assert r["delivered_at"] is not None and r["read_at"] is not None
+    assert upgraded.scalar("SELECT COUNT(*) FROM envios_unmatched_acks") == 0

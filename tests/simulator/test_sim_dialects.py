@@ -76,6 +76,7 @@ def test_acknowledgements_arrive_and_lost_answers_are_settled(db_url, upgraded, 
     for _ in range(20):
         run_once(config_for(db_url, sim, kind), clock=clock)
         notifier.flush()
+        clock.advance(10)  # the next pass comes after the sends' in-flight time
         if not estados(upgraded).get("pendiente") and not estados(upgraded).get("enviando"):
             break
     ledger = sim.state.ledger

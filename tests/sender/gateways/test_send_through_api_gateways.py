@@ -39,13 +39,18 @@ def test_a_lost_answer_stops_the_session_and_only_evidence_settles_it(db_url, up
     report = run_once(config_for(db_url, fake), clock=clock)
     assert report.sent == 1
     assert len(fake.ledger) == 2 and len(fake.sends) == 2  # the session stopped: the third row was not tried
+    assert report.settled_by_evidence == []  # its send only just timed out
+    assert estados(upgraded) == {"enviado": 1, "enviando": 1, "pendiente": 1}
+    clock.advance(30)  # the next pass, past the send's in-flight time
+    report = run_once(config_for(db_url, fake), clock=clock)
+    assert report.sent == 1 and len(fake.ledger) == 3  # the third row; the unknown one is never sent again
     if kind == "cloud_api":  # no lookup: its status webhook settles it (tests/sender/test_webhooks.py)
         assert report.settled_by_evidence == []
-        assert estados(upgraded) == {"enviado": 1, "enviando": 1, "pendiente": 1}
-    else:  # the gateway's own record of the message settles it at the end of the pass
+        assert estados(upgraded) == {"enviado": 2, "enviando": 1}
+    else:  # the gateway's own record of the message settles it
         assert report.settled_by_evidence == [ids[1]]
         assert row(upgraded, ids[1])["message_id"] == fake.ledger[1]["message_id"]
-        assert estados(upgraded) == {"enviado": 2, "pendiente": 1}
+        assert estados(upgraded) == {"enviado": 3}
 
 
 def test_without_a_lookup_the_lost_answer_stays_for_a_person(db_url, upgraded, clock, fake_api):
