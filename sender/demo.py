@@ -26,7 +26,6 @@ import logging
 import random
 import socket
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -248,8 +247,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     watcher = Watcher(cfg, port=cfg.monitor.port).start()
     hooks = WebhookApp.from_config(cfg, database=database, clock=clock)
     hook_server = serve(hooks, "127.0.0.1", 0)
-    threading.Thread(target=hook_server.run, name="webhooks", daemon=True).start()
-    hook_url = f"http://127.0.0.1:{hook_server.effective_port}/webhooks/session_manager"
+    hook_url = f"{hook_server.url}/webhooks/session_manager"
     notifier = Notifier(sim.state, sim.dialects, hook_url, "session_manager", secret=hook_secret,
                         read_share=0.6, seed=7).start()
     sender = Sender(cfg, database=database)
@@ -303,7 +301,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
         watcher.stop()
         notifier.flush()
         notifier.stop()
-        hook_server.close()
+        hook_server.stop()
         hooks.close()
         ledger = sim.state.ledger
         sim.stop()

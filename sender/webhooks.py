@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -274,8 +275,33 @@ def _json(status: str, body: dict) -> tuple[str, list, bytes]:
     return status, [("Content-Type", "application/json")], json.dumps(body).encode("utf-8")
 
 
-def serve(app: WebhookApp, host: str, port: int):
-    """A waitress server (not yet running): `.run()` blocks; `.effective_port`; `.close()`."""
-    from waitress.server import create_server
+class Running:
+    """A waitress server serving `app` in a background thread: `.port`, `.url`, `.stop()`."""
 
-    return create_server(app, host=host, port=port, threads=4, ident="envios-webhooks")
+    def __init__(self, app: WebhookApp, host: str, port: int):
+        from waitress.server import create_server
+
+        self.app = app
+        self.server = create_server(app, host=host, port=port, threads=4, ident="envios-webhooks")
+        self.host, self.port = host, int(self.server.effective_port)
+        self.url = f"http://{host}:{self.port}"
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="envios-webhooks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):  # the listening socket closed under select(): we are stopping
+            if not self._stopping.is_set():
+                raise
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self.server.close()
+        self._thread.join(timeout)
+
+
+def serve(app: WebhookApp, host: str, port: int) -> Running:
+    """Start serving `app` on host:port (0: a free port) in a background thread."""
+    return Running(app, host, port)

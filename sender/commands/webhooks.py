@@ -36,18 +36,22 @@ def run(args: argparse.Namespace, config) -> int:
         if schema.LATEST not in schema.applied_versions(conn):
             raise DatabaseError(f"{database.describe()}: schema not upgraded: run `envios db upgrade`")
     app = WebhookApp.from_config(config, database=database)
-    server = serve(app, args.host or w.host, w.port if args.port is None else args.port)
-    log.info(kv("webhooks_listening", url=f"http://{args.host or w.host}:{server.effective_port}/webhooks/"))
+    host, port = args.host or w.host, w.port if args.port is None else args.port
+    try:
+        server = serve(app, host, port)
+    except OSError as exc:
+        app.close()
+        raise EnviosError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    log.info(kv("webhooks_listening", url=f"{server.url}/webhooks/"))
     done = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
-    threading.Thread(target=server.run, name="webhooks-server", daemon=True).start()
     try:
         while not done.wait(0.5):  # short waits: the signal handler runs promptly
             pass
     finally:
-        server.close()
+        server.stop()
         app.close()
         log.info(kv("webhooks_stopped", detail="acknowledgements no longer received"))
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 
 import pytest
 import requests
@@ -23,12 +22,9 @@ SECRET, APP_SECRET, VERIFY = "s3cret-hook", "app-s3cret", "verify-me"
 def hooks(db_url, upgraded, clock):
     app = WebhookApp(Database(db_url), clock, secret=SECRET, app_secret=APP_SECRET, verify_token=VERIFY)
     server = serve(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    app.url = f"http://127.0.0.1:{server.effective_port}"
+    app.url = server.url
     yield app
-    server.close()
-    thread.join(5)
+    server.stop()
     app.close()
 
 

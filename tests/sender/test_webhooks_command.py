@@ -50,3 +50,16 @@ def test_needs_the_upgraded_schema(tmp_path):
     result = envios("webhooks", env=sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_SECRET="x"),
                     cwd=tmp_path, timeout=60)
     assert result.returncode != 0 and "envios db upgrade" in result.stderr
+
+
+def test_a_port_in_use_is_one_clear_line(db_url, upgraded, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_PORT=str(port), ENVIOS_WEBHOOKS_SECRET="x")
+        result = envios("webhooks", env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

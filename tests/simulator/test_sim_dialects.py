@@ -8,7 +8,6 @@ Evolution, its message lookup) settle those rows, and the ledger is the truth.
 from __future__ import annotations
 
 import ast
-import threading
 from pathlib import Path
 
 import pytest
@@ -58,12 +57,9 @@ def test_the_simulators_lookup_is_evidence(sim, kind):
 def hooks(db_url, upgraded, clock):
     app = WebhookApp(Database(db_url), clock, secret=SECRET, app_secret=APP_SECRET, verify_token="v")
     server = serve(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    app.url = f"http://127.0.0.1:{server.effective_port}"
+    app.url = server.url
     yield app
-    server.close()
-    thread.join(5)
+    server.stop()
     app.close()
 
 
