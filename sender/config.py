@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
         "session": "default",
         "phone_number_id": "",
         "api_version": "v21.0",
+        "template": "",
+        "template_language": "es_AR",
     },
     "webhooks": {
         "host": "127.0.0.1",
@@ -261,7 +263,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
     for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
-                   "gateway.session", "gateway.api_version", "webhooks.host", "webhooks.secret",
+                   "gateway.session", "gateway.api_version", "gateway.template", "gateway.template_language",
+                   "webhooks.host", "webhooks.secret",
                    "webhooks.app_secret", "webhooks.verify_token"):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")

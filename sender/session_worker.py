@@ -513,7 +513,8 @@ class SessionWorker:
                     return "nothing claimable: " + "; ".join(reasons)
                 continue
             empty_handed = 0
-            result = ctx.gateway.send_row(cid, claimed.to, claimed.text, claimed.envio_id)
+            result = ctx.gateway.send_row(cid, claimed.to, claimed.text, claimed.envio_id,
+                                          name=(claimed.row.get("nombre_destino") or "").strip() or None)
             ctx.metrics.outcome(result.outcome, result.latency_s)
             self.result.outcomes[result.outcome] += 1
             action = record_outcome(conn, ctx, claimed, result)

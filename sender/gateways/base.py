@@ -103,10 +103,11 @@ class Gateway(abc.ABC):
         `to` is digits only, country code first. The request is never retried here.
         """
 
-    def send_row(self, cliente_id: int, to: str, message: str, envio_id: int) -> SendResult:
+    def send_row(self, cliente_id: int, to: str, message: str, envio_id: int, name: str | None = None) -> SendResult:
         """`send`, for adapters that can carry the row's id to the gateway (Cloud API's
         `biz_opaque_callback_data`), so its acknowledgements name the row even when the
-        send's own answer is lost. Default: the row's id stays with us."""
+        send's own answer is lost, and the recipient's name (a template's parameter).
+        Default: both stay with us."""
         return self.send(cliente_id, to, message)
 
     def find_sent(self, cliente_id: int, to: str, message: str, since_epoch: float) -> Evidence | None:

@@ -6,6 +6,11 @@
       -> 200 {"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid..."}]}
       -> 4xx {"error": {"message", "type", "code", "error_subcode", "error_data": {"details"}, "fbtrace_id"}}
 
+With `gateway.template` set, every message is that approved template instead
+(`type: template`, `gateway.template_language`), its body parameter {{1}} the
+recipient's name when the row has one: outside the 24-hour window (131047) only a
+template can start a conversation.
+
 `biz_opaque_callback_data` carries the row's id: the status webhooks name the row
 even when this answer was lost (`sender.webhooks`). There is no session to be ready:
 the number is ready unless the account said otherwise (token, restriction), which
@@ -70,6 +75,8 @@ RULES: tuple[Rule, ...] = (
     Rule(ANY_4XX,        code(131026),          Outcome.REJECTED,          "message undeliverable to this number (131026)"),
     Rule(ANY_4XX,        code(131047),          Outcome.REJECTED,          "more than 24 hours since the person last wrote: only a template may be sent (131047)"),
     Rule(ANY_4XX,        code(100, 131008, 131009), Outcome.REJECTED,      "invalid parameter"),
+    Rule(ANY_4XX,        code(132000),          Outcome.REJECTED,          "template parameters do not match this row (132000)"),
+    Rule(ANY_4XX,        code(132001),          Outcome.ACCOUNT_BLOCKED,   "template gateway.template does not exist in gateway.template_language (132001)"),
     Rule((401,),         anything,              Outcome.ACCOUNT_BLOCKED,   "Cloud API refused our token"),
     Rule((429,),         anything,              Outcome.RATE_LIMITED,      "Cloud API asks us to slow down"),
     Rule(ANY_4XX,        anything,              Outcome.REJECTED,          "Cloud API refused the message"),
@@ -83,8 +90,10 @@ class CloudApiGateway(ApiGateway):
     RULES = RULES
     REASON_PATHS = (("error", "error_data", "details"), ("error", "message"))
 
-    def __init__(self, base_url: str, *, phone_number_id: str, api_version: str = "v21.0", **kw):
+    def __init__(self, base_url: str, *, phone_number_id: str, api_version: str = "v21.0", template: str = "",
+                 template_language: str = "es_AR", **kw):
         super().__init__(base_url, **kw)
+        self.template, self.template_language = template.strip(), template_language.strip()
         self.messages_url = f"{self.base_url}/{api_version.strip('/')}/{phone_number_id}/messages"
         self.blocked: str = ""  # set by an ACCOUNT_BLOCKED answer: the number is not ready any more
 
@@ -100,14 +109,20 @@ class CloudApiGateway(ApiGateway):
         return SessionStatus("READY")
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
-        return self._send(to, message, None)
+        return self._send(to, message, None, None)
 
-    def send_row(self, cliente_id: int, to: str, message: str, envio_id: int) -> SendResult:
-        return self._send(to, message, envio_id)
+    def send_row(self, cliente_id: int, to: str, message: str, envio_id: int, name: str | None = None) -> SendResult:
+        return self._send(to, message, envio_id, name)
 
-    def _send(self, to: str, message: str, envio_id: int | None) -> SendResult:
-        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-                                   "type": "text", "text": {"preview_url": False, "body": message}}
+    def _send(self, to: str, message: str, envio_id: int | None, name: str | None) -> SendResult:
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+        if self.template:
+            template: dict[str, Any] = {"name": self.template, "language": {"code": self.template_language}}
+            if name:
+                template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": name}]}]
+            payload.update(type="template", template=template)
+        else:
+            payload.update(type="text", text={"preview_url": False, "body": message})
         if envio_id is not None:
             payload["biz_opaque_callback_data"] = str(int(envio_id))
         result = self.post_send(self.messages_url, payload)
@@ -121,5 +136,6 @@ def build(config, client_id: str = "", pool_size: int = 32) -> CloudApiGateway:
     if not str(gw.phone_number_id).strip():
         raise ConfigError("config key gateway.phone_number_id: required when gateway.kind is cloud_api")
     return CloudApiGateway(gw.base_url, phone_number_id=str(gw.phone_number_id).strip(), api_version=gw.api_version,
+                           template=gw.template, template_language=gw.template_language,
                            api_key=gw.api_key, send_timeout_s=gw.send_timeout_s,
                            status_timeout_s=gw.status_timeout_s, client_id=client_id, pool_size=pool_size)

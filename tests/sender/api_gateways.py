@@ -210,7 +210,10 @@ class FakeApi:
         if self.kind == "evolution" and parts[:2] == ["message", "sendText"]:
             return str(payload.get("number")), payload.get("text")
         if self.kind == "cloud_api" and parts == [self.api_version, self.phone_number_id, "messages"]:
-            return str(payload.get("to")), (payload.get("text") or {}).get("body")
+            body = (payload.get("text") or {}).get("body")
+            if payload.get("type") == "template":  # what the person receives: the template, named
+                body = f"template:{(payload.get('template') or {}).get('name')}"
+            return str(payload.get("to")), body
         return None, None
 
     def deliver(self, to: str, text: str, payload: dict) -> dict:

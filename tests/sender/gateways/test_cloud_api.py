@@ -34,6 +34,10 @@ CASES = [
                        details="Message failed to send because more than 24 hours have passed since the customer last replied to this number.")),
                                                                              Outcome.REJECTED,        "more than 24 hours since the person last wrote: only a template may be sent (131047)"),
     ((400, graph_error(100, "Invalid parameter")),                           Outcome.REJECTED,        "invalid parameter"),
+    ((400, graph_error(132000, "Number of parameters does not match the expected number of params")),
+                                                                             Outcome.REJECTED,        "template parameters do not match this row (132000)"),
+    ((404, graph_error(132001, "Template name does not exist in the translation")),
+                                                                             Outcome.ACCOUNT_BLOCKED, "template gateway.template does not exist in gateway.template_language (132001)"),
     ((401, {"error": {"message": "Unauthorized"}}),                          Outcome.ACCOUNT_BLOCKED, "Cloud API refused our token"),
     ((429, {"error": {"message": "Too many calls"}}),                        Outcome.RATE_LIMITED,    "Cloud API asks us to slow down"),
     ((400, graph_error(131051, "Unsupported message type")),                 Outcome.REJECTED,        "Cloud API refused the message"),
@@ -70,6 +74,20 @@ def test_send_outcome(fake_api, behaviour, outcome, row):
     assert payload["biz_opaque_callback_data"] == "7001"  # the row's id rides with the message
     # the account itself cannot send: the number is not ready any more, so no session sends
     assert gw.status(51).ready is (outcome is not Outcome.ACCOUNT_BLOCKED)
+
+
+def test_a_template_is_sent_with_the_name_as_its_parameter(fake_api):
+    fake = fake_api("cloud_api")
+    gw = cloud_api.CloudApiGateway(fake.base_url, phone_number_id="1234567890", api_key="k3y",
+                                   template="reactivacion_2026", template_language="es_AR")
+    assert gw.send_row(51, "5491100000001", "Hola Ana", 7, name="Ana").outcome is Outcome.SENT
+    assert gw.send_row(51, "5491100000002", "Hola", 8, name=None).outcome is Outcome.SENT
+    first, second = (r[3] for r in fake.requests[-2:])
+    assert first["type"] == "template" and "text" not in first
+    assert first["template"] == {"name": "reactivacion_2026", "language": {"code": "es_AR"},
+                                 "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}
+    assert second["template"] == {"name": "reactivacion_2026", "language": {"code": "es_AR"}}  # no name: no parameter
+    assert first["biz_opaque_callback_data"] == "7"
 
 
 def test_131047_reason_says_why(fake_api):

@@ -101,3 +101,14 @@ def test_envios_send_once_says_the_account_is_blocked_and_exits_non_zero(db_url,
     assert "refused the account" in last and "Traceback" not in result.stderr
     assert "policy violations (368)" in result.stderr  # the log line says which refusal
     assert estados(upgraded) == {"pendiente": 2}
+
+
+def test_a_cloud_api_campaign_sent_as_a_template(db_url, upgraded, clock, fake_api):
+    fake = fake_api("cloud_api")
+    ids = seed_session(upgraded, rows=2)
+    report = run_once(config_for(db_url, fake, **{"gateway.template": "reactivacion_2026"}), clock=clock)
+    assert report.sent == 2 and estados(upgraded) == {"enviado": 2}
+    assert [e["text"] for e in fake.ledger] == ["template:reactivacion_2026"] * 2
+    params = [s["payload"]["template"]["components"][0]["parameters"][0]["text"] for s in fake.sends]
+    assert params == ["Ana", "Ana"]  # the row's nombre_destino fills {{1}}
+    assert {row(upgraded, i)["message_id"] for i in ids} == {e["message_id"] for e in fake.ledger}
