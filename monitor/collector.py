@@ -35,6 +35,9 @@ HELP = {
     "envios_sent_unverifiable": "Rows envios marked enviado on a placeholder id: the gateway never gives ids, delivery is unverifiable.",
     "envios_messages": "Rows per state.",
     "envios_schedule_paused": "1 while a schedule is pausada, with the reason.",
+    "envios_delivery_ratio": "Of the rows sent (enviado), the share the gateway acknowledged as delivered, read or failed.",
+    "envios_delivery_acknowledged": "Rows sent (enviado) per acknowledged delivery status (delivered counts read ones too).",
+    "envios_unknowns_settled": "Rows whose unknown outcome (enviando) was settled, by evidence (automatically) or by a person.",
     "envios_autopause_total": "Campaigns auto-paused by this watcher process, by reason.",
     "envios_watcher_up": "1 when the last refresh reached the database (and none is hung), else 0.",
     "envios_watcher_last_refresh_timestamp_seconds": "Unix time of the last refresh in which every query succeeded (0: never).",
@@ -97,6 +100,22 @@ class WatcherCollector:
                     for estado in q.ESTADOS:
                         messages.add_metric([str(c.campania_id), estado], (c.messages or {}).get(estado, 0))
                 yield messages
+            if "delivery" in snap.available:
+                ratio = _gauge("envios_delivery_ratio", ["campania_id", "status"])
+                acked = _gauge("envios_delivery_acknowledged", ["campania_id", "status"])
+                for c in camps:
+                    d = c.delivery or q.Delivery(0, 0, 0, 0)
+                    for status in q.DELIVERY_STATUSES:
+                        ratio.add_metric([str(c.campania_id), status], d.ratio(status))
+                        acked.add_metric([str(c.campania_id), status], getattr(d, status))
+                yield ratio
+                yield acked
+            if "settled" in snap.available:
+                settled = _gauge("envios_unknowns_settled", ["campania_id", "by"])
+                for c in camps:
+                    for by in ("evidence", "person"):
+                        settled.add_metric([str(c.campania_id), by], (c.settled or {}).get(by, 0))
+                yield settled
             if "schedules" in snap.available:
                 paused = _gauge("envios_schedule_paused", ["programacion_id", "campania_id", "reason"])
                 for s in snap.schedules:

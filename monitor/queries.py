@@ -17,6 +17,8 @@ scans all of `ll_envios_whatsapp` (the bench prints the plans on 1M rows):
 | missing_message_id  | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (schema v3): range over enviado + NULL id, campaigns not finalizado; reads `last_error` of those rows (the unverifiable note) |
 | error_ratio         | ll_envios_whatsapp_historial (campania_id, created_at, estado_nuevo): covering range over the window; only envios's rows carry campania_id |
 | schedules           | ll_programaciones (estado)                                           |
+| delivery            | ll_envios_whatsapp (campania_id, estado, delivery_status) (schema v5): covering |
+| settled             | ll_envios_whatsapp_historial (campania_id, estado_anterior, origen) (schema v5): covering |
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:
 
 
 SQL_SCHEMA_VERSIONS = "SELECT version FROM envios_schema_version"
-REQUIRED_SCHEMA_VERSIONS = (2, 4)  # claims, pause columns, indexes; the application's history table
+REQUIRED_SCHEMA_VERSIONS = (2, 4, 5)  # claims, pause columns, indexes; the application's history table; acks
 
 
 SQL_TABLE_EXISTS = {
@@ -314,3 +316,58 @@ SQL_STUCK_OF_CAMPAIGN = (
     "SELECT COUNT(*) FROM ll_envios_whatsapp"
     " WHERE estado = 'enviando' AND (claimed_at < %s OR claimed_at IS NULL) AND campania_id = %s"
 )
+
+
+# -- delivery acknowledgements and unknowns settled (schema v5) ----------------------------
+
+DELIVERY_STATUSES = ("delivered", "read", "failed")
+SETTLED_BY = {"envios-evidence": "evidence", "envios-reconcile": "person", "manual": "person"}
+
+SQL_DELIVERY = (
+    "SELECT campania_id, delivery_status, COUNT(*) AS n FROM ll_envios_whatsapp"
+    " WHERE campania_id IN ({ids}) AND estado = 'enviado' GROUP BY campania_id, delivery_status"
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    sent: int  # enviado rows: the denominator
+    delivered: int  # delivered or read (a read message was delivered)
+    read: int
+    failed: int
+
+    def ratio(self, status: str) -> float:
+        return getattr(self, status) / self.sent if self.sent else 0.0
+
+
+def delivery(conn: Connection, campania_ids: Sequence[int]) -> dict[int, Delivery]:
+    """Per campaign: enviado rows and how many the gateway acknowledged as delivered, read, failed."""
+    counts: dict[int, dict[str | None, int]] = {}
+    for chunk in _chunks(list(campania_ids)):
+        sql = SQL_DELIVERY.format(ids=placeholders(len(chunk)))  # noqa: S608 - only placeholders
+        for r in conn.query(sql, chunk):
+            counts.setdefault(int(r["campania_id"]), {})[r["delivery_status"]] = int(r["n"])
+    out = {}
+    for cid in campania_ids:
+        c = counts.get(cid, {})
+        out[cid] = Delivery(sum(c.values()), c.get("delivered", 0) + c.get("read", 0), c.get("read", 0),
+                            c.get("failed", 0))
+    return out
+
+
+SQL_SETTLED = (
+    "SELECT campania_id, origen, COUNT(*) AS n FROM ll_envios_whatsapp_historial"
+    " WHERE campania_id IN ({ids}) AND estado_anterior = 'enviando' AND origen IN ({origins})"
+    " GROUP BY campania_id, origen"
+)
+
+
+def settled_unknowns(conn: Connection, campania_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per campaign: rows that left enviando by evidence (automatically) or by a person (reconcile, manual)."""
+    out = {cid: {"evidence": 0, "person": 0} for cid in campania_ids}
+    origins = list(SETTLED_BY)
+    for chunk in _chunks(list(campania_ids)):
+        sql = SQL_SETTLED.format(ids=placeholders(len(chunk)), origins=placeholders(len(origins)))  # noqa: S608
+        for r in conn.query(sql, [*chunk, *origins]):
+            out[int(r["campania_id"])][SETTLED_BY[r["origen"]]] += int(r["n"])
+    return out

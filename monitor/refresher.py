@@ -38,7 +38,8 @@ from sender.errors import DatabaseNotAnswering, DatabaseUnavailable
 log = logging.getLogger("envios.watch")
 
 # The reads of one refresh, in order. Tests may replace one (e.g. with a slow one).
-QUERY_NAMES = ("campaigns", "messages", "stuck", "missing_message_id", "error_ratio", "schedules")
+QUERY_NAMES = ("campaigns", "messages", "stuck", "missing_message_id", "error_ratio", "schedules",
+               "delivery", "settled")
 AUTOPAUSE = "autopause"  # the query-error label of failed auto-pause writes
 ERROR_LABELS = (*QUERY_NAMES, AUTOPAUSE)
 
@@ -52,6 +53,8 @@ def _default_queries() -> dict[str, Callable[..., Any]]:
         "error_ratio": lambda conn, r: q.finished_in_window(
             conn, r.now - dt.timedelta(seconds=r.window_s), r.now),
         "schedules": lambda conn, r: q.schedules(conn),
+        "delivery": lambda conn, r: q.delivery(conn, r.campaign_ids),
+        "settled": lambda conn, r: q.settled_unknowns(conn, r.campaign_ids),
     }
 
 
@@ -82,9 +85,11 @@ class CampaignStats:
     missing: int
     missing_since_resume: int
     legacy_without_id: int
-    resumed_at: dt.datetime | None = None
+    resumed_at: dt.datetime | None = None  # the campaign's last resume, as the campaigns read saw it
     unverifiable: int = 0  # sent through a gateway that gives no ids (placeholder): not ids lost
     unverifiable_since_resume: int = 0  # the campaign's last resume, as the campaigns read saw it
+    delivery: q.Delivery | None = None  # acknowledgements of its enviado rows
+    settled: dict[str, int] | None = None  # unknowns settled: {"evidence": n, "person": n}
 
     @property
     def error_ratio(self) -> float:
@@ -338,6 +343,8 @@ class Refresher:
                 resumed_at=camp.resumed_at,
                 unverifiable=mis.unverifiable if mis else 0,
                 unverifiable_since_resume=mis.unverifiable_since_resume if mis else 0,
+                delivery=r.get("delivery", {}).get(cid),
+                settled=r.get("settled", {}).get(cid),
             )
         active = set(stats)
         schedules = [s for s in r.get("schedules", []) if s.campania_id in active]

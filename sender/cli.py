@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "campaign": "monitor.commands.campaign",
     "reconcile": "sender.commands.reconcile",
     "status": "monitor.commands.status",
+    "webhooks": "sender.commands.webhooks",
 }
 
 

@@ -32,6 +32,18 @@ DEFAULTS: dict[str, Any] = {
         "status_timeout_s": 5.0,
         "sessions": "auto",
         "max_retry_after_s": 3600.0,
+        "session": "default",
+        "phone_number_id": "",
+        "api_version": "v21.0",
+        "template": "",
+        "template_language": "es_AR",
+    },
+    "webhooks": {
+        "host": "127.0.0.1",
+        "port": 9110,
+        "secret": "",
+        "app_secret": "",
+        "verify_token": "",
     },
     "sender": {
         "enabled": True,
@@ -43,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "retry_after_s": 300.0,
         "metrics_port": 9107,
         "journal_dir": "",
+        "settle_within_s": 3600.0,
     },
     "monitor": {
         "port": 9108,
@@ -78,6 +91,8 @@ _NUMBER_RULES: dict[str, tuple[type, float, float]] = {
     "sender.max_attempts": (int, 1, 1000),
     "sender.retry_after_s": (float, 0.0, 7 * _DAY),
     "sender.metrics_port": (int, 0, 65535),
+    "sender.settle_within_s": (float, 0.0, None),
+    "webhooks.port": (int, 0, 65535),
     "monitor.port": (int, 0, 65535),
     "monitor.refresh_s": (float, 0.01, _DAY),
     "monitor.stuck_after_s": (float, 1.0, _YEAR),
@@ -263,9 +278,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
     for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
-                   "gateway.sessions", "sender.journal_dir"):
+                   "gateway.sessions", "sender.journal_dir",
+                   "gateway.session", "gateway.api_version", "gateway.template", "gateway.template_language",
+                   "webhooks.host", "webhooks.secret",
+                   "webhooks.app_secret", "webhooks.verify_token"):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")
+    raw["gateway"]["phone_number_id"] = str(raw["gateway"]["phone_number_id"])  # YAML may read digits as a number
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:
         raise ConfigError(f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}")
     if raw["gateway"]["sessions"] not in GATEWAY_SESSIONS:

@@ -8,6 +8,10 @@ sender stops that session without inventing a send, the other session carries
 on, and the work resumes when it comes back. A small share of sends answer too
 late (the gateway delivered, the answer was lost): those rows stay `enviando`
 with an unknown outcome, as they must, and the watcher counts them as stuck.
+The simulator posts each delivery's acknowledgements (sent, delivered, often
+read) to `envios webhooks`, also running here: the rows record them, and an
+unknown outcome the gateway acknowledged is settled as sent, with its id, once
+its send has timed out (never retried).
 
 At the end the database is checked against the simulator's ledger: every
 recipient is sent exactly once, or explained (error with its reason, or stuck).
@@ -33,6 +37,8 @@ from sender.clock import Clock
 from sender.db import Database
 from sender.loop import Sender
 from sender.phones import normalise
+from sender.webhooks import WebhookApp, serve
+from simulator.dialects import Notifier
 from simulator.server import SimulatorServer
 
 SESSIONS = (51, 52)
@@ -97,25 +103,37 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
 class Progress:
     by_state: Counter
     stuck: int
+    acks: watcher_queries.Delivery | None = None
+    settled: int = 0  # unknown outcomes settled by the gateway's acknowledgement
+    settling: int = 0  # unknown outcomes acknowledged, settled once their send has timed out
 
     @property
     def open_work(self) -> int:
-        return self.by_state["pendiente"] + self.by_state["enviando"] - self.stuck
+        return self.by_state["pendiente"] + self.by_state["enviando"] - self.stuck + self.settling
+
+
+SETTLING = ("SELECT campania_id, COUNT(*) AS n FROM ll_envios_whatsapp WHERE estado = 'enviando'"
+            " AND delivery_status IN ('sent', 'delivered', 'read') GROUP BY campania_id")
 
 
 def read_progress(conn, clock: Clock, stuck_after_s: float) -> dict[int, Progress]:
     ids = list(CAMPAIGNS)
     counts = watcher_queries.messages(conn, ids)
     stuck = watcher_queries.stuck(conn, clock.now() - dt.timedelta(seconds=stuck_after_s))
-    return {cid: Progress(Counter(counts[cid]), stuck[cid].count if cid in stuck else 0) for cid in ids}
+    acks = watcher_queries.delivery(conn, ids)
+    settled = watcher_queries.settled_unknowns(conn, ids)
+    settling = {int(r["campania_id"]): int(r["n"]) for r in conn.query(SETTLING)}
+    return {cid: Progress(Counter(counts[cid]), stuck[cid].count if cid in stuck else 0, acks[cid],
+                          settled[cid]["evidence"], settling.get(cid, 0)) for cid in ids}
 
 
 def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorServer) -> str:
     parts = [f"{elapsed:5.1f}s"]
     for cid, p in progress.items():
         s = p.by_state
+        acked = f" delivered {p.acks.delivered:>3} read {p.acks.read:>3}" if p.acks else ""
         parts.append(f"campaign {cid}: sent {s['enviado']:>3} pending {s['pendiente']:>3} "
-                     f"errors {s['error']:>2} stuck {p.stuck:>2}")
+                     f"errors {s['error']:>2} stuck {p.stuck:>2}{acked} settled {p.settled:>2}")
     sessions = " ".join(f"{c}={sim.state.session_state(c)}" for c in SESSIONS)
     parts.append(f"sessions {sessions}")
     return " | ".join(parts)
@@ -125,6 +143,9 @@ def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorS
 class Verdict:
     recipients: int
     sent: int
+    delivered: int
+    read: int
+    settled: int
     errors: Counter
     stuck: int
     stuck_delivered: int
@@ -140,7 +161,8 @@ class Verdict:
 
 def verify(conn, ledger: list[dict]) -> Verdict:
     """The database against what the gateway actually delivered."""
-    rows = conn.query("SELECT id, telefono_wapp, estado, message_id, last_error FROM ll_envios_whatsapp")
+    rows = conn.query("SELECT id, telefono_wapp, estado, message_id, last_error, delivery_status"
+                      " FROM ll_envios_whatsapp")
     by_id = Counter(e["message_id"] for e in ledger)
     by_to = Counter(e["to"] for e in ledger)
     sent = [r for r in rows if r["estado"] == "enviado"]
@@ -149,6 +171,10 @@ def verify(conn, ledger: list[dict]) -> Verdict:
     return Verdict(
         recipients=len(rows),
         sent=len(sent),
+        delivered=sum(1 for r in sent if r["delivery_status"] in ("delivered", "read")),
+        read=sum(1 for r in sent if r["delivery_status"] == "read"),
+        settled=int(conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial"
+                                " WHERE origen = 'envios-evidence'") or 0),
         errors=Counter(_reason(r["last_error"]) for r in rows if r["estado"] == "error"),
         stuck=len(stuck),
         stuck_delivered=sum(1 for r in stuck if by_to[normalise(r["telefono_wapp"])]),
@@ -168,7 +194,9 @@ def summary(v: Verdict, seconds: float, drop_s: float, drop: dict, metrics_url: 
     errors = ", ".join(f"{n} {why}" for why, n in v.errors.most_common()) or "none"
     text = (
         f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the gateway's "
-        f"ledger with its message id; {sum(v.errors.values())} rejected before sending ({errors}); "
+        f"ledger with its message id; acknowledged by the gateway: {v.delivered} delivered, {v.read} read; "
+        f"{v.settled} unknown outcomes settled by the gateway's acknowledgement (sent, with its id, never "
+        f"retried); {sum(v.errors.values())} rejected before sending ({errors}); "
         f"{v.stuck} stuck in 'enviando' with an unknown outcome (the gateway answered too late; "
         f"{v.stuck_delivered} of them did deliver) — never retried, listed by `envios reconcile list`; "
         f"{v.pending} still pending. While session 51 was DISCONNECTED for {drop_s:g}s the sender "
@@ -193,6 +221,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     sim = SimulatorServer(host="127.0.0.1", port=0, seed=7).start()
     sim.state.set_faults(**FAULTS, slow_s=speed.slow_s)
+    hook_secret = "demo-webhook-secret"
     cfg = config.with_overrides({
         "database.url": f"sqlite:///{db_path}",
         "gateway.kind": "simulator",
@@ -210,16 +239,22 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
         "monitor.port": free_port(),
         "monitor.refresh_s": 1.0,
         "monitor.stuck_after_s": speed.stuck_after_s,
+        "webhooks.secret": hook_secret,
     })
     clock = Clock(cfg.tz)
     database = Database(cfg.database.url)
     seed_database(database, clock, rows, rng)
     watcher = Watcher(cfg, port=cfg.monitor.port).start()
+    hooks = WebhookApp.from_config(cfg, database=database, clock=clock)
+    hook_server = serve(hooks, "127.0.0.1", 0)
+    hook_url = f"{hook_server.url}/webhooks/session_manager"
+    notifier = Notifier(sim.state, sim.dialects, hook_url, "session_manager", secret=hook_secret,
+                        read_share=0.6, seed=7).start()
     sender = Sender(cfg, database=database)
     sender_metrics_port = sender.metrics.serve(int(cfg.sender.metrics_port))
     print(f"envios demo: {rows} recipients in {db_path}, gateway simulator at {sim.base_url}", file=out)
     print(f"watcher metrics: {watcher.url}/metrics (health {watcher.url}/healthz); "
-          f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics", file=out)
+          f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics; acknowledgements: {hook_url}", file=out)
     sender.start()
 
     started = time.monotonic()
@@ -246,6 +281,11 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
                         if drop["wall"] + 1 <= e["time"] <= drop["wall"] + speed.drop_s)
                     drop["refused_during"] = sim.state.stats()["outcomes"].get("not_ready", 0) - drop["refused_before"]
                     print("-- session 51 is READY again: its work resumes --", file=out)
+                settled_now = sum(p.settled for p in progress.values())
+                if settled_now > drop.get("settled_seen", 0):
+                    print(f"-- {settled_now - drop.get('settled_seen', 0)} unknown outcome(s) settled as sent by the "
+                          "gateway's acknowledgement (with its message id; never retried) --", file=out)
+                    drop["settled_seen"] = settled_now
                 print(progress_line(time.monotonic() - started, progress, sim), file=out, flush=True)
                 if "after" in drop and sum(p.open_work for p in progress.values()) == 0:
                     quiet_since = quiet_since or time.monotonic()
@@ -259,6 +299,10 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
         sender.stop(timeout=speed.send_timeout_s + 5)
         sender.close()
         watcher.stop()
+        notifier.flush()
+        notifier.stop()
+        hook_server.stop()
+        hooks.close()
         ledger = sim.state.ledger
         sim.stop()
     Path(f"{db_path}.ledger.json").write_text(json.dumps(ledger, default=str, indent=0))

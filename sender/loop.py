@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sender import outbox, schema
+from sender import delivery, outbox, schema
 from sender.clock import Clock
 from sender.db import Database
 from sender.errors import DatabaseError, EnviosError
@@ -72,6 +72,7 @@ class PassReport:
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     disabled: bool = False
     gateway_stopped: str | None = None  # why nothing was sent through the gateway (404: no /send)
+    settled_by_evidence: list[int] = field(default_factory=list)  # unknowns the gateway's record settled
 
     @property
     def sent(self) -> int:
@@ -167,6 +168,7 @@ class Sender:
         started = self._tick(report)
         self._wait_for(started, report)
         report.gateway_stopped = self.ctx.gateway_stopped()
+        self.settle_unknowns(report)
         log.info(kv("pass_done", sender=self.sender_id, detail=report.summary()))
         return report
 
@@ -183,6 +185,7 @@ class Sender:
                 next_tick = now + self.tick_s
                 try:
                     if self.enabled():
+                        self.settle_unknowns(self.report)
                         self._tick(self.report)
                 except EnviosError as exc:
                     log.error(kv("tick_failed", sender=self.sender_id, detail=str(exc)))
@@ -195,6 +198,25 @@ class Sender:
         self._shutdown(self.report)
         log.info(kv("sender_stop", sender=self.sender_id, detail=self.report.summary()))
         return self.report
+
+    def settle_unknowns(self, report: PassReport) -> None:
+        """Unknown outcomes settled by evidence: acknowledgements received while the send was in flight,
+        and the gateway's own record of the message (WAHA, Evolution lookups). Never a retry."""
+        try:
+            acked = delivery.settle_acknowledged(self._main_conn(), self.clock, delivery.in_flight_s(self.config))
+            report.settled_by_evidence.extend(acked)
+            if type(self.gateway).find_sent is Gateway.find_sent:
+                return
+            found = delivery.settle_by_evidence(self._main_conn(), self.clock, self.gateway,
+                                                within_s=float(self.config.sender.settle_within_s),
+                                                in_flight_s=delivery.in_flight_s(self.config))
+        except EnviosError as exc:
+            log.error(kv("settle_failed", sender=self.sender_id, detail=str(exc)))
+            self._drop_main_conn()
+            return
+        report.settled_by_evidence.extend(found.settled)
+        if found.settled or found.no_evidence or found.unavailable:
+            log.info(kv("unknowns_checked", sender=self.sender_id, detail=found.summary()))
 
     def request_stop(self) -> None:
         """Stop claiming; in-flight sends finish (bounded by the send timeout)."""

@@ -416,6 +416,49 @@ def _application_history() -> list[Step]:
     ]
 
 
+def _delivery_acknowledgements() -> list[Step]:
+    """What the gateway said after the send (DESIGN.md section 11): all optional, written by `envios webhooks`.
+
+    `delivery_status` is sent | delivered | read | failed and never moves backwards;
+    `delivery_error` holds a failed delivery's reason. The indexes serve the watcher's
+    per-campaign delivered / read / failed ratios and its count of unknowns settled
+    automatically (origen envios-evidence) or by a person (envios-reconcile, manual).
+    """
+    return [
+        add_column(OUTBOX, "delivery_status", "varchar(16) DEFAULT NULL"),
+        add_column(OUTBOX, "delivered_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
+        add_column(OUTBOX, "read_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
+        add_column(OUTBOX, "delivery_error", "varchar(500) DEFAULT NULL"),
+        create_index(OUTBOX, "idx_envios_delivery", "campania_id, estado, delivery_status"),
+        create_index(HISTORY, "idx_historial_settled", "campania_id, estado_anterior, origen"),
+        create_table("envios_unmatched_acks", _UNMATCHED_MYSQL, _UNMATCHED_SQLITE),
+    ]
+
+
+# Acknowledgements whose message id no row holds yet (a send whose answer was lost, settled
+# later by a lookup): kept a short while, applied when a row gets that id (sender.delivery).
+_UNMATCHED_MYSQL = ["""CREATE TABLE envios_unmatched_acks (
+  id bigint NOT NULL AUTO_INCREMENT,
+  message_id varchar(255) NOT NULL,
+  kind varchar(20) NOT NULL,
+  status varchar(16) NOT NULL,
+  error varchar(500) DEFAULT NULL,
+  received_at datetime NOT NULL,
+  PRIMARY KEY (id),
+  KEY idx_unmatched_message_id (message_id),
+  KEY idx_unmatched_received (received_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""]
+_UNMATCHED_SQLITE = ["""CREATE TABLE envios_unmatched_acks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id VARCHAR(255) NOT NULL,
+  kind VARCHAR(20) NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  error VARCHAR(500) DEFAULT NULL,
+  received_at DATETIME NOT NULL
+)""", "CREATE INDEX idx_unmatched_message_id ON envios_unmatched_acks (message_id)",
+    "CREATE INDEX idx_unmatched_received ON envios_unmatched_acks (received_at)"]
+
+
 @dataclass
 class Version:
     number: int
@@ -428,6 +471,7 @@ VERSIONS: list[Version] = [
     Version(2, "claims, message ids, leases, pauses", _claims_and_pauses),
     Version(3, "watcher: covering index for sends without message id", _watcher_indexes),
     Version(4, "the application's history table", _application_history),
+    Version(5, "delivery acknowledgements", _delivery_acknowledgements),
 ]
 
 LATEST = VERSIONS[-1].number

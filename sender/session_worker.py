@@ -61,6 +61,7 @@ RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database th
 # -- what the loop does with each outcome (DESIGN.md section 3) ------------------------------
 
 CONTINUE, STOP_SESSION, STOP_GATEWAY, SLOW_DOWN = "continue", "stop this session", "stop the gateway", "slow down"
+STOP_ALL = "stop every session of this sender"  # the account itself cannot send: a person must act
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ ACTIONS: dict[Outcome, Action] = {
     Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
     Outcome.UNKNOWN:           Action(None,             STOP_SESSION,   False),
     Outcome.BAD_MESSAGE_ID:    Action(None,             STOP_SESSION,   False),  # a gateway fault: like unknown
+    Outcome.ACCOUNT_BLOCKED:   Action(Estado.PENDIENTE, STOP_ALL,       False, give_back_attempt=True),
 }
 
 
@@ -573,7 +575,8 @@ class SessionWorker:
             empty_handed = 0
             if ctx.journal:
                 ctx.journal.sending(claimed)  # on disk before the request leaves
-            result = send_guarded(ctx.gateway, claimed.cliente_id, claimed.to, claimed.text)
+            result = send_guarded(ctx.gateway, claimed.cliente_id, claimed.to, claimed.text, claimed.envio_id,
+                                  name=(claimed.row.get("nombre_destino") or "").strip() or None)
             if ctx.journal:
                 ctx.journal.said(claimed, result)  # on disk before the database is written
             ctx.metrics.outcome(result.outcome, result.latency_s)
@@ -589,6 +592,11 @@ class SessionWorker:
                              note=f"nothing is sent through this gateway; next try in "
                                   f"{ctx.settings.retry_after_s:g}s (sender.retry_after_s)"))
                 self.result.session_level_stop = True
+            if action.then == STOP_ALL:
+                self.result.session_level_stop = True
+                log.error(kv("sender_stopped_by_gateway", cliente_id=claimed.cliente_id, outcome=result.outcome,
+                             detail=f"{result.reason}; every session stops until a person fixes the account"))
+                ctx.stop.set()
                 return f"{result.outcome.value}: {result.reason}"
             if action.then == STOP_SESSION:
                 self.result.session_level_stop = True

@@ -52,6 +52,7 @@ class Origin(str, enum.Enum):
     WATCHER = "envios-watcher"
     OPERATOR = "envios-operator"
     RECONCILE = "envios-reconcile"
+    EVIDENCE = "envios-evidence"  # an unknown outcome settled by the gateway's own evidence (acks, lookups)
 
 
 APPLICATION_ORIGINS = ("scheduler", "manual", "sistema")

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 from . import control
+from .dialects import Dialects
 from .state import Reply, error_reply
 
 log = logging.getLogger("simulator.http")
@@ -96,6 +97,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 if method == "GET"
                 else error_reply(405, "METHOD_NOT_ALLOWED", "use GET /status")
             )
+        elif Dialects.handles(path):  # WAHA, Evolution API, Cloud API shapes (simulator/dialects.py)
+            reply = self.owner.dialects.route(method, path, query, body, self.headers)
         else:
             reply = error_reply(404, "NOT_FOUND", f"no route {method} {path}")
         self._carry_out(reply)

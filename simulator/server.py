@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from .dialects import Dialects
 from .faults import Faults
 from .handler import SimRequestHandler
 from .state import SimState
@@ -66,6 +67,7 @@ class SimulatorServer:
             default_state=default_state,
             api_key=api_key,
         )
+        self.dialects = Dialects(self.state)  # WAHA / Evolution / Cloud API shapes in front of the same state
         self._lock = threading.RLock()
         self._listener: _Listener | None = None
         self._running = False  # between start() and stop(), listening or refusing

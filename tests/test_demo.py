@@ -57,6 +57,8 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     assert "session 51 drops to DISCONNECTED" in output
     assert "READY again" in output
     assert "recipients in" in output and "Duplicates: 0" in output
+    acked = re.search(r"acknowledged by the gateway: (\d+) delivered, (\d+) read; (\d+) unknown outcomes settled", output)
+    assert acked and int(acked.group(1)) > 250, output  # the simulator's webhooks reached `envios webhooks`
 
     ledger = json.loads(Path(f"{db}.ledger.json").read_text())
     deliveries = Counter(entry["to"] for entry in ledger)
@@ -64,6 +66,12 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     by_message_id = Counter(entry["message_id"] for entry in ledger)
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT telefono_wapp, estado, message_id, last_error FROM ll_envios_whatsapp").fetchall()
+        settled = conn.execute("SELECT COUNT(*) FROM ll_envios_whatsapp_historial"
+                               " WHERE origen = 'envios-evidence' AND estado_nuevo = 'enviado'").fetchone()[0]
+        unacked_sent = conn.execute("SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado'"
+                                    " AND delivery_status IS NULL").fetchone()[0]
+    assert settled == int(acked.group(3))
+    assert unacked_sent == 0  # every sent row heard its acknowledgement
     assert len(rows) == 300
     states = Counter(r[1] for r in rows)
     assert states["pendiente"] == 0, states

@@ -13,10 +13,11 @@ from sender.db import Database
 from sender.eligibility import legacy_lock_reason
 from sender.errors import EnviosError
 
-HELP = "per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, paused and why"
+HELP = ("per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, delivered/read/failed, "
+        "unknowns settled, paused and why")
 
 HEADERS = ["ID", "NAME", "ESTADO", "PENDING", "IN FLIGHT", "SENT", "ERRORS", "STUCK",
-           "NO MSG ID", "LEGACY NO ID", "ERROR RATIO", "PAUSED"]
+           "NO MSG ID", "LEGACY NO ID", "ERROR RATIO", "DELIVERED/READ/FAILED", "SETTLED", "PAUSED"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,8 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
     stuck = q.stuck(conn, now - dt.timedelta(seconds=monitor.stuck_after_s))
     missing = q.missing_message_ids(conn, camps)
     finished = q.finished_in_window(conn, now - dt.timedelta(seconds=monitor.window_s), now)
+    acks = q.delivery(conn, ids)
+    settled = q.settled_unknowns(conn, ids)
     schedules: dict[int, list[q.ScheduleRow]] = {}
     for s in q.schedules(conn, include_all=True):
         schedules.setdefault(s.campania_id, []).append(s)
@@ -69,7 +72,9 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
         mis = missing[cid]
         rows.append([cid, shorten(names.get(cid, ("", ""))[0], 28), camps[cid].estado,
                      m["pendiente"], m["enviando"], m["enviado"], m["error"],
-                     st.count if st else 0, mis.missing, mis.legacy, ratio, why])
+                     st.count if st else 0, mis.missing, mis.legacy, ratio,
+                     f"{acks[cid].delivered}/{acks[cid].read}/{acks[cid].failed}",
+                     f"{settled[cid]['evidence']} auto, {settled[cid]['person']} person", why])
     when = f"{now:%Y-%m-%d %H:%M:%S} ({config.timezone})"
     if local is not None and local != now:  # two clocks: say which is which
         when = f"{local:%Y-%m-%d %H:%M:%S} ({config.timezone}; database clock {now:%Y-%m-%d %H:%M:%S})"

@@ -11,6 +11,7 @@ import threading
 
 from sender import config as config_module
 from sender.errors import EnviosError
+from sender.gateways.base import Outcome
 from sender.killswitch import KillSwitch
 from sender.logfmt import kv
 from sender.loop import Sender
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace, config) -> int:
             if report.gateway_stopped:
                 raise EnviosError(f"gateway {config.gateway.base_url}: {report.gateway_stopped}; "
                                   "nothing is sent through it (is it the whatsapp-web.js build?)")
+            _account_blocked(report, config)
             unreachable = report.unreachable_sessions
             if unreachable and len(unreachable) == len(report.sessions_worked):
                 raise EnviosError(f"gateway {config.gateway.base_url} unreachable: "
@@ -92,10 +94,17 @@ def run(args: argparse.Namespace, config) -> int:
                 raise EnviosError(f"{len(failed)} session worker(s) failed: "
                                   + "; ".join(f"session {cid}: {why}" for cid, why in sorted(failed.items())))
             return 0
-        sender.run_forever()
+        _account_blocked(sender.run_forever(), config)
         return 0
     finally:
         sender.close()
+
+
+def _account_blocked(report, config) -> None:
+    """The gateway refused the account itself (Cloud API token expired, account restricted): exit non-zero."""
+    if report.outcomes.get(Outcome.ACCOUNT_BLOCKED):
+        raise EnviosError(f"gateway {config.gateway.kind} refused the account (expired token or restriction): "
+                          "every session stopped, rows went back to pendiente; fix the account and start again")
 
 
 __all__ = ["HELP", "add_arguments", "run", "config_module"]

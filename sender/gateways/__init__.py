@@ -3,8 +3,8 @@
     gateway = build_gateway(config, client_id="host:pid")
 
 `session_manager` and `simulator` speak the same contract (DESIGN.md section 9)
-and share one adapter. Kinds named by the contract but not built yet give a
-ConfigError naming them, never a half-working adapter.
+and share one adapter; `waha`, `evolution` and `cloud_api` have one each
+(DESIGN.md section 11), each with its outcome table in its module.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sender.errors import ConfigError
-from sender.gateways import session_manager
+from sender.gateways import cloud_api, evolution, session_manager, waha
 from sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
 
 # gateway.kind -> factory(config, client_id, pool_size)
 REGISTRY: dict[str, Callable[..., Gateway]] = {
     "session_manager": session_manager.build,
     "simulator": session_manager.build,
+    "waha": waha.build,
+    "evolution": evolution.build,
+    "cloud_api": cloud_api.build,
 }
-NOT_BUILT = ("waha", "evolution", "cloud_api")
+NOT_BUILT: tuple[str, ...] = ()
 
 
 def build_gateway(config, client_id: str = "", pool_size: int = 32) -> Gateway:

@@ -17,6 +17,10 @@ outcome is "could the message have been delivered?":
 | GATEWAY_ERROR     | no              | 5xx where the gateway says it did not send       |
 | UNKNOWN           | maybe           | read timeout, reset mid-request, bad 2xx, other  |
 | BAD_MESSAGE_ID    | maybe           | 2xx whose message id cannot be stored (> 255...) |
+| ACCOUNT_BLOCKED   | no              | Cloud API token expired (190), account restricted (368, 131031) |
+
+ACCOUNT_BLOCKED stops everything: no session of this sender can send until a
+person renews the token or the account is released (`ACTIONS` in session_worker).
 
 An adapter never invents a message id: `message_id` is what the gateway said, or None.
 """
@@ -41,6 +45,7 @@ class Outcome(str, enum.Enum):
     GATEWAY_ERROR = "gateway_error"
     UNKNOWN = "unknown"
     BAD_MESSAGE_ID = "bad_message_id"  # "sent", with an id the message_id column cannot hold
+    ACCOUNT_BLOCKED = "account_blocked"
 
     @property
     def delivered(self) -> bool | None:
@@ -129,5 +134,31 @@ class Gateway(abc.ABC):
         `to` is digits only, country code first. The request is never retried here.
         """
 
+    def send_row(self, cliente_id: int, to: str, message: str, envio_id: int, name: str | None = None) -> SendResult:
+        """`send`, for adapters that can carry the row's id to the gateway (Cloud API's
+        `biz_opaque_callback_data`), so its acknowledgements name the row even when the
+        send's own answer is lost, and the recipient's name (a template's parameter).
+        Default: both stay with us."""
+        return self.send(cliente_id, to, message)
+
+    def find_sent(self, cliente_id: int, to: str, message: str, since_epoch: float) -> Evidence | None:
+        """The gateway's own record of a message from us to `to` with exactly `message`, sent at or
+        after `since_epoch` (unix seconds); None when it has none. Raises `EvidenceUnavailable`
+        when it cannot tell (no such lookup, gateway unreachable)."""
+        raise EvidenceUnavailable(f"gateway kind {self.kind or '?'} has no message lookup")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A message the gateway says it sent: what settles an unknown outcome (never a guess)."""
+
+    message_id: str
+    sent_epoch: float | None
+    source: str  # e.g. "waha chat messages lookup"
+
+
+class EvidenceUnavailable(Exception):
+    """The gateway could not be asked (no lookup, unreachable, unreadable answer)."""

@@ -50,6 +50,7 @@ DASHBOARD = REPO_ROOT / "grafana" / "dashboards" / "envios.json"
 
 WATCHER_JOB = "envios-watcher"
 SENDER_JOB = "envios-sender"
+WEBHOOKS_JOB = "envios-webhooks"
 
 # Debian installs Alertmanager as prometheus-alertmanager.
 _BINARY_CANDIDATES = {

@@ -109,6 +109,7 @@ def test_incident_fires_alerts_and_dashboard_has_data(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'e2e.db'}"
     seed(db_url)
     sim_port, sender_port, watcher_port = prom.free_port(), prom.free_port(), prom.free_port()
+    hooks_port = prom.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     env.update({
         "PYTHONPATH": str(ROOT),
@@ -127,6 +128,8 @@ def test_incident_fires_alerts_and_dashboard_has_data(tmp_path):
         "ENVIOS_MONITOR_REFRESH_S": "1",
         "ENVIOS_MONITOR_STUCK_AFTER_S": "2",
         "ENVIOS_MONITOR_AUTOPAUSE_MAX_STUCK": "3",
+        "ENVIOS_WEBHOOKS_PORT": str(hooks_port),
+        "ENVIOS_WEBHOOKS_SECRET": "e2e-secret",
     })
     sim_url = f"http://127.0.0.1:{sim_port}"
     procs = [spawn(["-m", "simulator", "--port", str(sim_port), "--seed", "5", "--sessions", "51=DISCONNECTED"],
@@ -135,13 +138,16 @@ def test_incident_fires_alerts_and_dashboard_has_data(tmp_path):
         wait_http(f"{sim_url}/_sim/stats")
         procs.append(spawn(["-m", "sender.cli", "watch"], env, tmp_path / "watch.log"))
         procs.append(spawn(["-m", "sender.cli", "send"], env, tmp_path / "send.log"))
+        procs.append(spawn(["-m", "sender.cli", "webhooks"], env, tmp_path / "webhooks.log"))
         wait_http(f"http://127.0.0.1:{watcher_port}/metrics")
+        wait_http(f"http://127.0.0.1:{hooks_port}/metrics")
         wait_http(f"http://127.0.0.1:{sender_port}/metrics")
         cfg = prom.make_config({prom.WATCHER_JOB: [f"127.0.0.1:{watcher_port}"],
-                                prom.SENDER_JOB: [f"127.0.0.1:{sender_port}"]},
+                                prom.SENDER_JOB: [f"127.0.0.1:{sender_port}"],
+                                prom.WEBHOOKS_JOB: [f"127.0.0.1:{hooks_port}"]},
                                scrape_interval="1s", evaluation_interval="1s")
         with prom.PrometheusServer(cfg, rule_files=[prom.RULES_FILE], workdir=tmp_path / "prom") as p:
-            p.wait_for_targets([prom.WATCHER_JOB, prom.SENDER_JOB], timeout=30)
+            p.wait_for_targets([prom.WATCHER_JOB, prom.SENDER_JOB, prom.WEBHOOKS_JOB], timeout=30)
             # Session 52 sends normally for a moment: the success series exist...
             p.wait_for_series('envios_sender_sends_total{outcome="sent"} > 0', timeout=30)
             # ...then every answer arrives after the sender's timeout, although delivered.

@@ -30,12 +30,13 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_FILE = DEPLOY / "prometheus" / "prometheus.yml"
 RULES_FILE = ROOT / "alerts" / "envios.rules.yml"
 SYSTEMD = DEPLOY / "systemd"
-UNITS = {"send": SYSTEMD / "envios-sender.service", "watch": SYSTEMD / "envios-watcher.service"}
+UNITS = {"send": SYSTEMD / "envios-sender.service", "watch": SYSTEMD / "envios-watcher.service",
+         "webhooks": SYSTEMD / "envios-webhooks.service"}
 ENV_EXAMPLE = SYSTEMD / "envios.env.example"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 EXPECTED_SERVICES = {
-    "mariadb", "db-upgrade", "sender", "watcher", "simulator",
+    "mariadb", "db-upgrade", "sender", "watcher", "simulator", "webhooks",
     "prometheus", "alertmanager", "grafana",
 }
 

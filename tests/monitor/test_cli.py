@@ -159,8 +159,10 @@ def test_status_table(build, config, clock, cli):
     lines = text.splitlines()
     assert lines[1].split()[:4] == ["ID", "NAME", "ESTADO", "PENDING"]
     assert re.search(r"^\s*1\s+Campaña 1\s+en_progreso\s+3\s+4\s+12\s+4\s+3\s+2\s+4\s+0\.30 of 10\s+"
-                     rf"1/2 operator by operator {build.ago(minutes=30):%m-%d %H:%M}$", text, re.M), text
-    assert re.search(r"^\s*2\s+Campaña 2\s+pendiente(\s+0){7}\s+-\s+1/1 unknown by the application$", text, re.M), text
+                     rf"0/0/0\s+0 auto, 0 person\s+1/2 operator by operator {build.ago(minutes=30):%m-%d %H:%M}$",
+                     text, re.M), text
+    assert re.search(r"^\s*2\s+Campaña 2\s+pendiente(\s+0){7}\s+-\s+0/0/0\s+0 auto, 0 person\s+"
+                     r"1/1 unknown by the application$", text, re.M), text
     assert "Campaña 3" not in text
     assert "Campaña 3" in status.render(build.conn, build.now, config, include_finished=True)
     col = lines[1].index("ESTADO")  # aligned: every row's estado starts under its header

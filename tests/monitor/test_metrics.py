@@ -105,6 +105,7 @@ def test_every_value_of_a_known_database(known, config, clock, watchers):
         "envios_schedule_paused", "envios_autopause_total", "envios_watcher_up", "envios_watcher_last_refresh_timestamp_seconds",
         "envios_watcher_refresh_duration_seconds", "envios_watcher_query_errors_total",
         "envios_watcher_query_last_success_timestamp_seconds", "envios_watcher_query_duration_seconds",
+        "envios_delivery_ratio", "envios_delivery_acknowledged", "envios_unknowns_settled",
     }
     # nothing about the finalizado campaign 3 or its schedule 30
     assert not any(dict(lbls).get("campania_id") == "3" for _, lbls in got)

@@ -31,6 +31,8 @@ def refresh_statements(conn, now):
     q.missing_message_ids(rec, camps)
     q.finished_in_window(rec, now - dt.timedelta(hours=1), now)
     q.schedules(rec)
+    q.delivery(rec, sorted(camps))
+    q.settled_unknowns(rec, sorted(camps))
     return rec.statements
 
 

@@ -54,11 +54,11 @@ def test_schema_not_upgraded_is_one_line(tmp_path):
     assert "schema not upgraded" in result.stderr and "envios db upgrade" in result.stderr
 
 
-def test_unbuilt_gateway_kind_is_one_line(db_url, upgraded, tmp_path):
-    env = sender_env(db_url, "http://127.0.0.1:9", ENVIOS_GATEWAY_KIND="waha")
+def test_an_incomplete_gateway_config_is_one_line(db_url, upgraded, tmp_path):
+    env = sender_env(db_url, "http://127.0.0.1:9", ENVIOS_GATEWAY_KIND="cloud_api")
     result = envios("send", "--once", env=env, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == \
-        "envios send: config key gateway.kind: 'waha' has no adapter yet (built: session_manager, simulator)"
+        "envios send: config key gateway.phone_number_id: required when gateway.kind is cloud_api"
 
 
 def test_sigterm_finishes_the_in_flight_send_and_releases_leases(db_url, upgraded, gateway, tmp_path):

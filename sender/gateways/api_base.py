@@ -1,0 +1,164 @@
+"""What the API gateways (`waha`, `evolution`, `cloud_api`) share: one pooled HTTP client and
+outcome tables written as rules.
+
+Each adapter lists its rules as a literal table, read top to bottom; the first
+rule whose HTTP status and body test match gives the outcome:
+
+    Rule((422,), session_not_working, Outcome.SESSION_NOT_READY, "422 naming the session status"),
+
+A request that got no answer is classified as for the session manager
+(`session_manager.classify_exception`): refused / DNS / connect timeout ->
+UNREACHABLE (nothing left); read timeout, reset -> UNKNOWN (it may have been
+delivered). A send is never retried by the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from sender.gateways.base import Gateway, Outcome, SendResult
+from sender.gateways.session_manager import classify_exception
+from sender.phones import scrub
+
+log = logging.getLogger("envios.sender.gateway")
+
+REASON_MAX = 300
+OK = tuple(range(200, 300))
+SERVER_ERRORS = tuple(range(500, 600))
+
+
+def anything(_body: Any) -> bool:
+    return True
+
+
+def is_object(body: Any) -> bool:
+    return isinstance(body, Mapping)
+
+
+def text_id(value: Any) -> str | None:
+    """A message id given as a string, a number or a whatsapp-web.js id object."""
+    if isinstance(value, Mapping):
+        value = value.get("_serialized")
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+        return str(value).strip()
+    return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    statuses: Sequence[int]  # HTTP statuses the rule is about
+    test: Callable[[Any], bool]  # on the parsed JSON body (None when not JSON)
+    outcome: Outcome
+    meaning: str  # for the reason and for people reading the table
+
+
+def parse_json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def error_text(status: int, body: Any, response: requests.Response, *paths: tuple[str, ...]) -> str:
+    """A short reason: the first text found in the body at one of `paths`, never the phone number."""
+    found = ""
+    for path in paths:
+        node = body
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, (str, int)) and str(node).strip():
+            found = str(node)
+            break
+        if isinstance(node, list) and node:
+            found = json.dumps(node, ensure_ascii=False)[:120]
+            break
+    if not found and not isinstance(body, (Mapping, list)):
+        found = (response.text or "")[:80].replace("\n", " ")
+    return scrub(f"HTTP {status}: {found}".strip().rstrip(":"))[:REASON_MAX]
+
+
+def retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return None if seconds is None or seconds < 0 else seconds
+
+
+class ApiGateway(Gateway):
+    """One `requests.Session` for every session worker; timeouts as the session manager's."""
+
+    kind = ""
+    RULES: tuple[Rule, ...] = ()
+    REASON_PATHS: tuple[tuple[str, ...], ...] = (("message",), ("error",))
+
+    def __init__(self, base_url: str, *, api_key: str = "", send_timeout_s: float = 60.0,
+                 status_timeout_s: float = 5.0, client_id: str = "", pool_size: int = 32):
+        self.base_url = base_url.rstrip("/")
+        self.send_timeout_s = float(send_timeout_s)
+        self.status_timeout_s = float(status_timeout_s)
+        self._api_key = api_key or ""
+        self.session = requests.Session()
+        self.session.trust_env = False
+        no_retry = Retry(total=0, connect=0, read=0, redirect=0, status=0)
+        self.session.mount(self.base_url + "/", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size,
+                                                            max_retries=no_retry))
+        self.session.headers["User-Agent"] = f"envios-sender/{client_id}" if client_id else "envios-sender"
+        self.session.headers["Accept"] = "application/json"
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def auth_headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def message_id(self, body: Any) -> str | None:
+        """The message id in a 2xx body, or None."""
+        raise NotImplementedError
+
+    def classify(self, response: requests.Response, latency_s: float = 0.0) -> SendResult:
+        """The first rule of RULES that matches the answer; UNKNOWN when none does."""
+        status = response.status_code
+        body = parse_json(response)
+        common: dict[str, Any] = {"http_status": status, "latency_s": latency_s}
+        for rule in self.RULES:
+            if status not in rule.statuses or not rule.test(body):
+                continue
+            if rule.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
+                return SendResult.sent(self.message_id(body), **common)
+            reason = f"{rule.meaning} ({error_text(status, body, response, *self.REASON_PATHS)})"
+            wait = retry_after(response) if rule.outcome is Outcome.RATE_LIMITED else None
+            return SendResult(rule.outcome, reason=reason[:REASON_MAX], retry_after_s=wait, **common)
+        return SendResult(Outcome.UNKNOWN, reason=error_text(status, body, response, *self.REASON_PATHS), **common)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def post_send(self, url: str, payload: dict) -> SendResult:
+        headers = {**self.auth_headers(), "Content-Type": "application/json; charset=utf-8"}
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        started = time.monotonic()
+        try:
+            response = self.session.post(url, data=data, headers=headers,
+                                         timeout=(self.status_timeout_s, self.send_timeout_s),
+                                         allow_redirects=False)
+        except requests.RequestException as exc:
+            return classify_exception(exc, time.monotonic() - started)
+        return self.classify(response, time.monotonic() - started)
+
+    def request(self, method: str, url: str, **kw) -> requests.Response:
+        """A status or lookup request (idempotent); raises requests.RequestException."""
+        headers = {**self.auth_headers(), **kw.pop("headers", {})}
+        return self.session.request(method, url, headers=headers,
+                                    timeout=(self.status_timeout_s, self.status_timeout_s), **kw)
+
+    def close(self) -> None:
+        self.session.close()

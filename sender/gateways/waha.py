@@ -1,0 +1,156 @@
+"""`gateway.kind: waha` — WAHA, the WhatsApp HTTP API (DESIGN.md section 11).
+
+    GET  {base_url}/api/sessions/{session}                 -> {"name", "status": "WORKING" | ...}
+    POST {base_url}/api/sendText  {session, chatId: "<digits>@c.us", text}
+    GET  {base_url}/api/{session}/chats/{chatId}/messages?limit=N   (the evidence lookup)
+
+`X-Api-Key: gateway.api_key`. The session is `gateway.session`; a `{cliente_id}` in
+it names one WAHA session per client (`envios-{cliente_id}`), otherwise every client
+sends through the one session. The message id comes back in one of three shapes,
+depending on WAHA's engine: `id` (string), `id._serialized` (WEBJS), `key.id` (NOWEB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from sender.gateways.api_base import (
+    OK,
+    SERVER_ERRORS,
+    ApiGateway,
+    Rule,
+    anything,
+    is_object,
+    parse_json,
+    text_id,
+)
+from sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, SendResult, SessionStatus
+
+
+def message_id(body: Any) -> str | None:
+    if not isinstance(body, Mapping):
+        return None
+    found = text_id(body.get("id"))
+    if found is None and isinstance(body.get("key"), Mapping):
+        found = text_id(body["key"].get("id"))
+    return found
+
+
+def has_message_id(body: Any) -> bool:
+    return message_id(body) is not None
+
+
+def session_not_working(body: Any) -> bool:
+    """WAHA's 422: {"error": "Session status is not as expected...", "status": "STOPPED", "expected": ["WORKING"]}."""
+    return isinstance(body, Mapping) and ("expected" in body or "not as expected" in str(body.get("error", "")))
+
+
+# -- POST /api/sendText: the answer -> the outcome (first matching row wins) ------------------------
+RULES: tuple[Rule, ...] = (
+    #    HTTP status              the body                      outcome                    meaning
+    Rule(OK,                      has_message_id,               Outcome.SENT,              "sent, with its id"),
+    Rule(OK,                      is_object,                    Outcome.SENT_WITHOUT_ID,   "sent, no id given"),
+    Rule(OK,                      anything,                     Outcome.UNKNOWN,           "2xx that is not a JSON object"),
+    Rule((422,),                  session_not_working,          Outcome.SESSION_NOT_READY, "session is not WORKING"),
+    Rule((400, 422),              anything,                     Outcome.REJECTED,          "WAHA refused the request"),
+    Rule((401, 403),              anything,                     Outcome.UNREACHABLE,       "WAHA refused our API key"),
+    Rule((404,),                  anything,                     Outcome.UNREACHABLE,       "no such WAHA session or route"),
+    Rule((429,),                  anything,                     Outcome.RATE_LIMITED,      "WAHA asks us to slow down"),
+    Rule(SERVER_ERRORS,           anything,                     Outcome.UNKNOWN,           "WAHA failed while sending"),
+)
+
+# WAHA session status -> the sender's session states (DESIGN.md section 9 names)
+SESSION_STATES: dict[str, str] = {
+    "WORKING": "READY",
+    "STARTING": "CONNECTING",
+    "SCAN_QR_CODE": "AWAITING_QR",
+    "STOPPED": "DISCONNECTED",
+    "FAILED": "ERROR",
+}
+
+LOOKUP_LIMIT = 50  # messages of the chat read when looking for evidence
+
+
+def chat_id(to: str) -> str:
+    return f"{to}@c.us"
+
+
+class WahaGateway(ApiGateway):
+    kind = "waha"
+    RULES = RULES
+    REASON_PATHS = (("error",), ("message",), ("exception", "message"))
+
+    def __init__(self, base_url: str, *, session: str = "default", **kw):
+        super().__init__(base_url, **kw)
+        self.session_name = session
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"X-Api-Key": self._api_key} if self._api_key else {}
+
+    def message_id(self, body: Any) -> str | None:
+        return message_id(body)
+
+    def session_for(self, cliente_id: int) -> str:
+        return self.session_name.replace("{cliente_id}", str(int(cliente_id)))
+
+    def status(self, cliente_id: int) -> SessionStatus:
+        name = self.session_for(cliente_id)
+        try:
+            response = self.request("GET", f"{self.base_url}/api/sessions/{name}")
+        except requests.RequestException as exc:
+            return SessionStatus("UNREACHABLE", f"WAHA {self.base_url} unreachable ({type(exc).__name__})")
+        if response.status_code in (401, 403):
+            return SessionStatus("UNREACHABLE", f"WAHA refused our API key (HTTP {response.status_code})")
+        if response.status_code == 404:
+            return SessionStatus("ERROR", f"WAHA has no session {name!r}")
+        body = parse_json(response)
+        status = body.get("status") if isinstance(body, Mapping) else None
+        if response.status_code != 200 or not isinstance(status, str):
+            return SessionStatus("ERROR", f"GET /api/sessions/{name} answered HTTP {response.status_code}")
+        state = SESSION_STATES.get(status.upper(), "ERROR")
+        return SessionStatus(state, "" if state == "READY" else f"WAHA session {name!r} is {status}")
+
+    def send(self, cliente_id: int, to: str, message: str) -> SendResult:
+        payload = {"session": self.session_for(cliente_id), "chatId": chat_id(to), "text": message}
+        return self.post_send(f"{self.base_url}/api/sendText", payload)
+
+    def find_sent(self, cliente_id: int, to: str, message: str, since_epoch: float) -> Evidence | None:
+        name = self.session_for(cliente_id)
+        url = f"{self.base_url}/api/{name}/chats/{chat_id(to)}/messages"
+        try:
+            response = self.request("GET", url, params={"limit": LOOKUP_LIMIT, "downloadMedia": "false"})
+        except requests.RequestException as exc:
+            raise EvidenceUnavailable(f"WAHA unreachable ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise EvidenceUnavailable(f"WAHA chat messages lookup answered HTTP {response.status_code}")
+        try:
+            messages = response.json()
+        except ValueError:
+            raise EvidenceUnavailable("WAHA chat messages lookup: not JSON") from None
+        if not isinstance(messages, list):
+            raise EvidenceUnavailable("WAHA chat messages lookup: not a list")
+        for item in messages:
+            if not isinstance(item, Mapping) or item.get("fromMe") is not True or item.get("body") != message:
+                continue
+            sent = _epoch(item.get("timestamp"))
+            found = message_id(item)
+            if found and sent is not None and sent >= since_epoch:
+                return Evidence(found, sent, "waha chat messages lookup")
+        return None
+
+
+def _epoch(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number / 1000.0 if number > 1e11 else number  # seconds or milliseconds
+
+
+def build(config, client_id: str = "", pool_size: int = 32) -> WahaGateway:
+    gw = config.gateway
+    return WahaGateway(gw.base_url, session=gw.session, api_key=gw.api_key, send_timeout_s=gw.send_timeout_s,
+                       status_timeout_s=gw.status_timeout_s, client_id=client_id, pool_size=pool_size)
