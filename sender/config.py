@@ -91,7 +91,7 @@ _NUMBER_RULES: dict[str, tuple[type, float, float]] = {
     "sender.max_attempts": (int, 1, 1000),
     "sender.retry_after_s": (float, 0.0, 7 * _DAY),
     "sender.metrics_port": (int, 0, 65535),
-    "sender.settle_within_s": (float, 0.0, None),
+    "sender.settle_within_s": (float, 0.0, 30 * _DAY),
     "webhooks.port": (int, 0, 65535),
     "monitor.port": (int, 0, 65535),
     "monitor.refresh_s": (float, 0.01, _DAY),
