@@ -53,31 +53,31 @@ EXPECTED_STUCK_CAMPAIGNS = {n for n, row in enumerate(ROWS, start=1) if row[3]}
 
 @pytest.fixture
 def seeded(upgraded, clock):
-    seed(upgraded, clock.now())
+    seed(upgraded, clock.db_now(upgraded))  # claim times follow the database's clock (DESIGN.md section 10)
     return upgraded
 
 
-def cutoff(clock) -> dt.datetime:
-    return clock.now() - dt.timedelta(seconds=STUCK_AFTER_S)
+def cutoff(clock, conn) -> dt.datetime:
+    return clock.db_now(conn) - dt.timedelta(seconds=STUCK_AFTER_S)
 
 
 def test_watcher_query_stuck_at_its_boundaries(seeded, clock):
     """monitor.queries.stuck: `claimed_at < cutoff OR claimed_at IS NULL`, exactly."""
-    got = q.stuck(seeded, cutoff(clock))
+    got = q.stuck(seeded, cutoff(clock, seeded))
     assert set(got) == EXPECTED_STUCK_CAMPAIGNS
-    assert got[1] == q.Stuck(1, clock.now() - dt.timedelta(seconds=STUCK_AFTER_S + 1))
+    assert got[1] == q.Stuck(1, clock.db_now(seeded) - dt.timedelta(seconds=STUCK_AFTER_S + 1))
     assert got[5] == q.Stuck(1, None)  # only a row without a claim time: no oldest claim
 
 
 def test_campaign_command_stuck_count_at_its_boundaries(seeded, clock):
     """monitor.campaigns.stuck_count (the warning of `envios campaign resume`)."""
-    got = {n: campaigns.stuck_count(seeded, n, cutoff(clock)) for n in range(1, len(ROWS) + 1)}
+    got = {n: campaigns.stuck_count(seeded, n, cutoff(clock, seeded)) for n in range(1, len(ROWS) + 1)}
     assert got == {n: int(n in EXPECTED_STUCK_CAMPAIGNS) for n in got}
 
 
 def test_reconcile_list_stuck_rows_at_their_boundaries(seeded, clock):
     """sender.outbox.stuck_rows (`envios reconcile list`)."""
-    assert {int(r["campania_id"]) for r in outbox.stuck_rows(seeded, cutoff(clock))} == EXPECTED_STUCK_CAMPAIGNS
+    assert {int(r["campania_id"]) for r in outbox.stuck_rows(seeded, cutoff(clock, seeded))} == EXPECTED_STUCK_CAMPAIGNS
 
 
 def test_exported_gauge_at_the_boundaries(seeded, db_url, clock, watchers):

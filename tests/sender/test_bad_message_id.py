@@ -38,7 +38,7 @@ def test_a_message_id_longer_than_the_column_leaves_the_row_flagged_and_never_re
     r1 = row(upgraded, first)
     assert r1["estado"] == "enviando" and r1["message_id"] is None
     assert "message id of 300 characters" in r1["last_error"]
-    assert history(upgraded, first) == [("pendiente", "enviando", "sender")]
+    assert history(upgraded, first) == [("pendiente", "enviando", "envios-sender")]
     assert row(upgraded, second)["estado"] == "pendiente"  # the session stopped: a gateway fault
     assert report.outcomes[Outcome.BAD_MESSAGE_ID] == 1
 

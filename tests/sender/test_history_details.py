@@ -39,7 +39,7 @@ def test_history_detail_and_last_error_of_each_outcome(db_url, upgraded, clock, 
     ]
     day = upgraded.query_one("SELECT enviados, actualizado_en FROM ll_programacion_envios_diarios"
                              " WHERE programacion_id = 47")
-    assert day == {"enviados": 1, "actualizado_en": clock.now()}
+    assert day == {"enviados": 1, "actualizado_en": clock.db_now(upgraded)}  # the database's clock
 
 
 def test_the_log_says_what_the_gateway_confirmed_and_warns_on_doubt(db_url, upgraded, clock, gateway, caplog):

@@ -52,7 +52,7 @@ def test_a_confirmed_send_lost_in_an_outage_is_recorded_when_the_database_is_bac
 
     r = row(upgraded, first)
     assert r["estado"] == "enviado" and r["message_id"] == message_id
-    assert history(upgraded, first) == [("pendiente", "enviando", "sender"), ("enviando", "enviado", "sender")]
+    assert history(upgraded, first) == [("pendiente", "enviando", "envios-sender"), ("enviando", "enviado", "envios-sender")]
     assert row(upgraded, second)["estado"] == "enviado"
     assert len(gateway.ledger) == 2 and max(gateway.delivered_to().values()) == 1  # never sent twice
     assert sent_today(upgraded, 47, clock.today()) == 2
@@ -86,7 +86,7 @@ def test_a_claim_that_never_left_goes_back_to_pendiente_and_one_that_left_stays_
     run_once(make_config(db_url, gateway.base_url, **{"sender.journal_dir": str(journal_dir),
                                                       "sender.lease_ttl_s": 5.0}), clock=clock, sender_id="b:2:0002")
 
-    assert history(upgraded, never_left)[0] == ("enviando", "pendiente", "sender")
+    assert history(upgraded, never_left)[0] == ("enviando", "pendiente", "envios-sender")
     assert row(upgraded, never_left)["estado"] == "enviado"  # then sent, once, by the live sender
     r = row(upgraded, left)
     assert r["estado"] == "enviando" and "stopped after sending" in r["last_error"]
@@ -181,6 +181,6 @@ def test_a_live_senders_claim_that_never_left_goes_back_to_pendiente(db_url, upg
         sender.run_once()
     finally:
         sender.close()
-    assert history(upgraded, orphan)[0] == ("enviando", "pendiente", "sender")
+    assert history(upgraded, orphan)[0] == ("enviando", "pendiente", "envios-sender")
     assert row(upgraded, orphan)["estado"] == "enviado" and len(gateway.ledger) == 1
     assert row(upgraded, in_doubt)["estado"] == "enviando"  # never guessed

@@ -27,7 +27,7 @@ def test_one_person_written_three_ways_gets_one_message(db_url, upgraded, clock,
         r = row(upgraded, dup)
         assert r["estado"] == "error"
         assert r["last_error"] == f"duplicate of row {ids[0]}: same recipient, number written another way"
-        assert history(upgraded, dup) == [("pendiente", "error", "sender")]
+        assert history(upgraded, dup) == [("pendiente", "error", "envios-sender")]
     assert row(upgraded, ids[3])["estado"] == "enviado"
 
 
@@ -35,7 +35,7 @@ def test_an_earlier_row_waiting_for_its_retry_goes_first(db_url, upgraded, clock
     add_campaign(upgraded, 47)
     add_schedule(upgraded, 47, 47, 51)
     first, second = add_rows(upgraded, 47, 2, phone=lambda i: ANA[i])
-    later = clock.now() + dt.timedelta(hours=1)
+    later = clock.db_now(upgraded) + dt.timedelta(hours=1)  # next_attempt_at follows the database's clock
     upgraded.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE id = %s", (later, first))
     run_once(make_config(db_url, gateway.base_url), clock=clock, sender_id="dedup:1")
 
@@ -79,6 +79,6 @@ def test_a_text_longer_than_the_gateway_takes_is_an_error_and_never_sent(db_url,
     r = row(upgraded, too_long)
     assert r["estado"] == "error"
     assert r["last_error"] == "message too long: 60000 characters, the gateway accepts at most 4096"
-    assert history(upgraded, too_long) == [("pendiente", "error", "sender")]
+    assert history(upgraded, too_long) == [("pendiente", "error", "envios-sender")]
     assert row(upgraded, at_limit)["estado"] == "enviado"
     assert [len(e["text"]) for e in gateway.ledger] == [4096]

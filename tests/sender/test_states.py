@@ -167,12 +167,14 @@ def test_a_transition_whose_expectations_hold_moves_the_row(upgraded, row, clock
     assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
 
 
-def test_history_detail_is_empty_when_none_is_given_and_cut_to_500(upgraded, row, clock):
+def test_history_detail_is_null_when_none_is_given_and_cut_to_500(upgraded, row, clock):
+    """No detail is NULL, as the application writes it; envios's origins say envios and the part."""
     with upgraded.transaction():
         transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
     with upgraded.transaction():
         transition(upgraded, row, S, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600)
-    assert [(h["detalle"], h["origen"]) for h in history(upgraded, row)] == [("", "sender"), ("x" * 500, "reconcile")]
+    assert [(h["detalle"], h["origen"]) for h in history(upgraded, row)] == [
+        (None, "envios-sender"), ("x" * 500, "envios-reconcile")]
 
 
 def test_transition_outside_a_transaction_is_refused(upgraded, row, clock):

@@ -56,7 +56,7 @@ def test_a_bug_after_a_delivery_leaves_the_row_enviando_and_it_is_never_sent_aga
     assert report.sessions_worked[51].stop_reason == "crashed: Bug"
     assert gateway.sends_received == 1 and len(gateway.ledger) == 1
     assert estados(upgraded) == {"enviando": 1, "pendiente": 1}
-    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "sender")]
+    assert history(upgraded, ids[0]) == [("pendiente", "enviando", "envios-sender")]
     assert leases(upgraded) == 0
 
     monkeypatch.undo()

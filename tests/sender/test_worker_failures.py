@@ -26,7 +26,7 @@ def test_an_adapter_exception_after_the_post_is_an_unknown_outcome(db_url, upgra
     r1 = row(upgraded, first)
     assert r1["estado"] == "enviando"  # never guessed: stuck, for envios reconcile
     assert "gateway adapter failed (KeyError)" in r1["last_error"]
-    assert history(upgraded, first) == [("pendiente", "enviando", "sender")]
+    assert history(upgraded, first) == [("pendiente", "enviando", "envios-sender")]
     assert row(upgraded, second)["estado"] == "pendiente"
     assert report.outcomes[Outcome.UNKNOWN] == 1
     assert not any(r.failed for r in report.sessions_worked.values())
