@@ -198,6 +198,11 @@ class Connection:
         with contextlib.suppress(Exception):
             self._raw.close()
 
+    @property
+    def in_transaction(self) -> bool:
+        """True inside `transaction()`: state transitions refuse to run outside one."""
+        return self._in_transaction
+
     def __enter__(self) -> Connection:
         return self
 

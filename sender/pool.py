@@ -39,7 +39,7 @@ class ConnectionPool:
         return conn or self.database.connect()
 
     def put(self, conn: Connection, broken: bool = False) -> None:
-        if broken or getattr(conn, "_in_transaction", False):
+        if broken or conn.in_transaction:
             conn.close()
             return
         with self._lock:

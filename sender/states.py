@@ -97,8 +97,14 @@ DETAIL_MAX = 500
 # The application's history columns (created_at is its time column), plus envios's optional campania_id.
 _HISTORY_SQL = (
     "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at{person})"
-    " SELECT id, campania_id, %s, %s, %s, %s, %s{person_value} FROM ll_envios_whatsapp WHERE id = %s"
+    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at)"
+    " SELECT id, campania_id, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
+)
+# The later schema's usuario_id: written only for a named person (the column may not exist).
+_HISTORY_BY_PERSON_SQL = (
+    "INSERT INTO ll_envios_whatsapp_historial"
+    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at, usuario_id)"
+    " SELECT id, campania_id, %s, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
 )
 
 
@@ -135,7 +141,7 @@ def transition(
     is written only when given: the column exists only on the later schema.
     """
     check_allowed(from_state, to_state)
-    if not getattr(conn, "_in_transaction", False):
+    if not conn.in_transaction:
         raise DatabaseError("state transitions must run inside a transaction")
     detail, columns = fit.transition_texts(conn, detail, columns or {})  # never a failed write (latin1)
     expected = dict(expect or {})
@@ -162,7 +168,7 @@ def transition(
         )
     person = usuario_id is not None
     conn.execute(
-        _HISTORY_SQL.format(person=", usuario_id" if person else "", person_value=", %s" if person else ""),
+        _HISTORY_BY_PERSON_SQL if person else _HISTORY_SQL,
         (
             Estado(from_state).value,
             Estado(to_state).value,

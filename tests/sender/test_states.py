@@ -177,6 +177,22 @@ def test_history_detail_is_null_when_none_is_given_and_cut_to_500(upgraded, row,
         (None, "envios-sender"), ("x" * 500, "envios-reconcile")]
 
 
+def test_a_named_person_is_written_in_usuario_id_only_when_given(upgraded, row, clock):
+    """The later schema's `usuario_id` (the application's users): filled for a named person, else left NULL."""
+    upgraded.execute("ALTER TABLE ll_envios_whatsapp_historial ADD COLUMN usuario_id INTEGER DEFAULT NULL")
+    with upgraded.transaction():
+        transition(upgraded, row, P, E, origin=Origin.SENDER, at=clock.now(), detail="bad number")
+    with upgraded.transaction():
+        transition(upgraded, row, E, P, origin=Origin.RECONCILE, at=clock.now(), detail="number fixed by the client",
+                   usuario_id=7)
+    got = upgraded.query("SELECT estado_anterior, estado_nuevo, origen, detalle, usuario_id"
+                         " FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id", (row,))
+    assert [tuple(r.values()) for r in got] == [
+        ("pendiente", "error", "envios-sender", "bad number", None),
+        ("error", "pendiente", "envios-reconcile", "number fixed by the client", 7),
+    ]
+
+
 def test_transition_outside_a_transaction_is_refused(upgraded, row, clock):
     with pytest.raises(DatabaseError) as refused:
         transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now())
