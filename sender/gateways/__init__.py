@@ -36,7 +36,9 @@ def build_gateway(config, client_id: str = "", pool_size: int = 32) -> Gateway:
                 f"(built: {', '.join(sorted(REGISTRY))})"
             )
         raise ConfigError(f"config key gateway.kind: unknown gateway {kind!r}")
-    return factory(config, client_id=client_id, pool_size=pool_size)
+    gateway = factory(config, client_id=client_id, pool_size=pool_size)
+    gateway.max_retry_after_s = float(config.gateway.max_retry_after_s)  # every adapter obeys the cap
+    return gateway
 
 
 __all__ = ["Gateway", "Outcome", "SendResult", "SessionStatus", "build_gateway", "REGISTRY", "NOT_BUILT"]

@@ -25,7 +25,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from sender.gateways.base import Gateway, Outcome, SendResult
+from sender.gateways import retry_after
+from sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
 from sender.gateways.session_manager import classify_exception
 from sender.phones import scrub
 
@@ -86,21 +87,13 @@ def error_text(status: int, body: Any, response: requests.Response, *paths: tupl
     return scrub(f"HTTP {status}: {found}".strip().rstrip(":"))[:REASON_MAX]
 
 
-def retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return None if seconds is None or seconds < 0 else seconds
-
-
 class ApiGateway(Gateway):
     """One `requests.Session` for every session worker; timeouts as the session manager's."""
 
     kind = ""
     RULES: tuple[Rule, ...] = ()
     REASON_PATHS: tuple[tuple[str, ...], ...] = (("message",), ("error",))
+    max_retry_after_s = retry_after.DEFAULT_MAX_S  # gateway.max_retry_after_s (build_gateway sets it)
 
     def __init__(self, base_url: str, *, api_key: str = "", send_timeout_s: float = 60.0,
                  status_timeout_s: float = 5.0, client_id: str = "", pool_size: int = 32):
@@ -137,9 +130,32 @@ class ApiGateway(Gateway):
             if rule.outcome in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
                 return SendResult.sent(self.message_id(body), **common)
             reason = f"{rule.meaning} ({error_text(status, body, response, *self.REASON_PATHS)})"
-            wait = retry_after(response) if rule.outcome is Outcome.RATE_LIMITED else None
+            wait = self.retry_after(response) if rule.outcome is Outcome.RATE_LIMITED else None
             return SendResult(rule.outcome, reason=reason[:REASON_MAX], retry_after_s=wait, **common)
         return SendResult(Outcome.UNKNOWN, reason=error_text(status, body, response, *self.REASON_PATHS), **common)
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        """RFC 9110 (seconds or an HTTP date against the gateway's Date), capped; None: the configured wait."""
+        seconds = retry_after.parse(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
+        return None if seconds is None else min(seconds, self.max_retry_after_s)
+
+    def session_status(self, path: str, state_of: Callable[[Any], Any], states: Mapping[str, str], *,
+                       label: str, key_name: str, what: str) -> SessionStatus:
+        """GET `path` and map the gateway's own session state (`state_of(body)`, looked up
+        upper- or lower-case in `states`) onto ours; every failure is a state, never an exception."""
+        try:
+            response = self.request("GET", f"{self.base_url}{path}")
+        except requests.RequestException as exc:
+            return SessionStatus("UNREACHABLE", f"{label} {self.base_url} unreachable ({type(exc).__name__})")
+        if response.status_code in (401, 403):
+            return SessionStatus("UNREACHABLE", f"{label} refused our {key_name} (HTTP {response.status_code})")
+        if response.status_code == 404:
+            return SessionStatus("ERROR", f"{label} has no {what}")
+        state = state_of(parse_json(response))
+        if response.status_code != 200 or not isinstance(state, str):
+            return SessionStatus("ERROR", f"GET {path} answered HTTP {response.status_code}")
+        mapped = states.get(state.upper(), states.get(state.lower(), "ERROR"))
+        return SessionStatus(mapped, "" if mapped == "READY" else f"{label} {what} is {state}")
 
     # -- HTTP ----------------------------------------------------------------------------------
     def post_send(self, url: str, payload: dict) -> SendResult:

@@ -97,6 +97,11 @@ def _records(body: Any) -> list:
     raise EvidenceUnavailable("Evolution findMessages: unexpected answer shape")
 
 
+def _instance_state(body: Any) -> Any:
+    instance = body.get("instance") if isinstance(body, Mapping) else None
+    return instance.get("state") if isinstance(instance, Mapping) else None
+
+
 class EvolutionGateway(ApiGateway):
     kind = "evolution"
     RULES = RULES
@@ -117,21 +122,8 @@ class EvolutionGateway(ApiGateway):
 
     def status(self, cliente_id: int) -> SessionStatus:
         name = self.instance_for(cliente_id)
-        try:
-            response = self.request("GET", f"{self.base_url}/instance/connectionState/{name}")
-        except requests.RequestException as exc:
-            return SessionStatus("UNREACHABLE", f"Evolution {self.base_url} unreachable ({type(exc).__name__})")
-        if response.status_code in (401, 403):
-            return SessionStatus("UNREACHABLE", f"Evolution refused our apikey (HTTP {response.status_code})")
-        if response.status_code == 404:
-            return SessionStatus("ERROR", f"Evolution has no instance {name!r}")
-        body = parse_json(response)
-        instance = body.get("instance") if isinstance(body, Mapping) else None
-        state = instance.get("state") if isinstance(instance, Mapping) else None
-        if response.status_code != 200 or not isinstance(state, str):
-            return SessionStatus("ERROR", f"GET /instance/connectionState/{name} answered HTTP {response.status_code}")
-        mapped = SESSION_STATES.get(state.lower(), "ERROR")
-        return SessionStatus(mapped, "" if mapped == "READY" else f"Evolution instance {name!r} is {state}")
+        return self.session_status(f"/instance/connectionState/{name}", _instance_state, SESSION_STATES,
+                                   label="Evolution", key_name="apikey", what=f"instance {name!r}")
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
         return self.post_send(f"{self.base_url}/message/sendText/{self.instance_for(cliente_id)}",

@@ -24,7 +24,6 @@ from sender.gateways.api_base import (
     Rule,
     anything,
     is_object,
-    parse_json,
     text_id,
 )
 from sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, SendResult, SessionStatus
@@ -78,6 +77,10 @@ def chat_id(to: str) -> str:
     return f"{to}@c.us"
 
 
+def _session_status(body: Any) -> Any:
+    return body.get("status") if isinstance(body, Mapping) else None
+
+
 class WahaGateway(ApiGateway):
     kind = "waha"
     RULES = RULES
@@ -98,20 +101,8 @@ class WahaGateway(ApiGateway):
 
     def status(self, cliente_id: int) -> SessionStatus:
         name = self.session_for(cliente_id)
-        try:
-            response = self.request("GET", f"{self.base_url}/api/sessions/{name}")
-        except requests.RequestException as exc:
-            return SessionStatus("UNREACHABLE", f"WAHA {self.base_url} unreachable ({type(exc).__name__})")
-        if response.status_code in (401, 403):
-            return SessionStatus("UNREACHABLE", f"WAHA refused our API key (HTTP {response.status_code})")
-        if response.status_code == 404:
-            return SessionStatus("ERROR", f"WAHA has no session {name!r}")
-        body = parse_json(response)
-        status = body.get("status") if isinstance(body, Mapping) else None
-        if response.status_code != 200 or not isinstance(status, str):
-            return SessionStatus("ERROR", f"GET /api/sessions/{name} answered HTTP {response.status_code}")
-        state = SESSION_STATES.get(status.upper(), "ERROR")
-        return SessionStatus(state, "" if state == "READY" else f"WAHA session {name!r} is {status}")
+        return self.session_status(f"/api/sessions/{name}", _session_status, SESSION_STATES,
+                                   label="WAHA", key_name="API key", what=f"session {name!r}")
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
         payload = {"session": self.session_for(cliente_id), "chatId": chat_id(to), "text": message}

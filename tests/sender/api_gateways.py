@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
         self.send_header("Content-Length", str(len(data)))
         if code == 429:
-            self.send_header("Retry-After", "7")
+            self.send_header("Retry-After", self.fake.retry_after)
         try:
             self.end_headers()
             self.wfile.write(data)
@@ -173,6 +173,7 @@ class FakeApi:
         self.script: collections.deque = collections.deque()
         self.default = "ok"
         self.hang_s = 3.0
+        self.retry_after = "7"  # the Retry-After header of a 429
         self.released = threading.Event()
         self.ledger: list[dict] = []
         self.sends: list[dict] = []
