@@ -113,21 +113,44 @@ _MYSQL_CONVERSIONS = dict(pymysql.converters.conversions)
 _MYSQL_CONVERSIONS[FIELD_TYPE.TIME] = _mysql_time  # TIME as time-of-day, like SQLite
 
 
+def sender_timeouts(lease_ttl_s: float) -> tuple[int, float]:
+    """(lock wait limit, socket read/write timeout) of the sender's database sessions.
+
+    The longest a sender's statement may rightly block is a lock wait: a tenth of the
+    lease, 1 to 10 s. The socket waits three times that, but at most half the lease
+    (never under the lock wait plus a second), so a server frozen with our connection
+    open is noticed as `DatabaseNotAnswering` long before a lease could expire under
+    a send we believe in flight (defaults: lease 300 s -> 10 s and 30 s).
+    """
+    lock_wait_s = max(1, min(10, int(lease_ttl_s / 10)))
+    return lock_wait_s, min(3.0 * lock_wait_s, max(lease_ttl_s / 2, lock_wait_s + 1.0))
+
+
 class Database:
     """A URL plus the means to open connections to it (one per thread/process)."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 10.0, read_timeout_s: float = 120.0):
+    def __init__(self, url: str, connect_timeout_s: float = 10.0, read_timeout_s: float = 120.0,
+                 lock_wait_s: int | None = None):
         self.url = DatabaseUrl.parse(url)
         self.dialect = self.url.dialect
         self.connect_timeout_s = connect_timeout_s
         # A server that stops answering on an open connection must not block a
         # caller for ever: past this, the call fails as DatabaseUnavailable.
         self.read_timeout_s = read_timeout_s
+        # MySQL/MariaDB: innodb_lock_wait_timeout of every session (server default 50 s).
+        self.lock_wait_s = lock_wait_s
+
+    @classmethod
+    def for_sender(cls, url: str, lease_ttl_s: float) -> Database:
+        """The sender's database: every wait bounded well under its lease (see sender_timeouts)."""
+        lock_wait_s, read_timeout_s = sender_timeouts(lease_ttl_s)
+        return cls(url, connect_timeout_s=min(10.0, read_timeout_s), read_timeout_s=read_timeout_s,
+                   lock_wait_s=lock_wait_s)
 
     def connect(self) -> Connection:
         if self.dialect == SQLITE:
             return SqliteConnection(self.url, self.connect_timeout_s)
-        return MysqlConnection(self.url, self.connect_timeout_s, self.read_timeout_s)
+        return MysqlConnection(self.url, self.connect_timeout_s, self.read_timeout_s, self.lock_wait_s)
 
     def describe(self) -> str:
         return self.url.describe()
@@ -293,13 +316,22 @@ class SqliteConnection(Connection):
 class MysqlConnection(Connection):
     dialect = MYSQL
 
-    def __init__(self, url: DatabaseUrl, timeout_s: float, read_timeout_s: float = 120.0):
+    def __init__(self, url: DatabaseUrl, timeout_s: float, read_timeout_s: float = 120.0,
+                 lock_wait_s: int | None = None):
         self.url = url
         self._timeout_s = timeout_s
         self._read_timeout_s = read_timeout_s
+        self._lock_wait_s = lock_wait_s
         self._raw = self._open()
 
     def _open(self) -> Any:
+        raw = self._connect()
+        if self._lock_wait_s is not None:
+            with self._translate_errors(), raw.cursor() as cur:
+                cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (int(self._lock_wait_s),))
+        return raw
+
+    def _connect(self) -> Any:
         url = self.url
         with self._translate_errors():
             return pymysql.connect(

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import random
+import shutil
 import socket
 import sys
 import time
@@ -219,6 +220,10 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     rng = random.Random(7)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    # The sender's journal beside the database, as a deployment keeps it; an earlier
+    # demo's journal speaks of a database just replaced, so it goes with it.
+    journal_dir = Path(f"{db_path}.journal")
+    shutil.rmtree(journal_dir, ignore_errors=True)
     sim = SimulatorServer(host="127.0.0.1", port=0, seed=7).start()
     sim.state.set_faults(**FAULTS, slow_s=speed.slow_s)
     hook_secret = "demo-webhook-secret"
@@ -235,6 +240,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
         "sender.delay_max_s": speed.delay_s[1],
         "sender.lease_ttl_s": 10.0,
         "sender.retry_after_s": 1.0,
+        "sender.journal_dir": str(journal_dir),
         "sender.metrics_port": free_port(),
         "monitor.port": free_port(),
         "monitor.refresh_s": 1.0,
@@ -311,7 +317,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     print("", file=out)
     print(summary(verdict, time.monotonic() - started, speed.drop_s, drop, watcher_url(cfg)), file=out)
     print(f"database: {db_path} (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
-          f"gateway ledger: {db_path}.ledger.json", file=out)
+          f"gateway ledger: {db_path}.ledger.json; sender journal: {journal_dir}/", file=out)
     return 0 if verdict.consistent else 1
 
 

@@ -108,7 +108,7 @@ class Sender:
     ):
         self.config = config
         self.sender_id = (sender_id or make_sender_id())[:64]
-        self.database = database or Database(config.database.url)
+        self.database = database or Database.for_sender(config.database.url, float(config.sender.lease_ttl_s))
         self.clock = clock or Clock(config.tz)
         self.metrics = metrics or SenderMetrics()
         self._own_gateway = gateway is None

@@ -135,6 +135,21 @@ def mask(raw: object) -> str:
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
+# In a WhatsApp id the number is the digit run right before '@' (or before '-' in an old
+# group id, 'creator-timestamp@g.us'); the suffix after it is the unique part of the id.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{6,}(?=[-@])")
+
+
+def mask_message_id(message_id: object) -> str:
+    """The number inside a WhatsApp id masked, the unique suffix kept whole:
+    'true_5491140100001@c.us_3EB0123456789A' -> 'true_*********0001@c.us_3EB0123456789A'.
+    An id of another shape is scrubbed like free text."""
+    text = "" if message_id is None else str(message_id)
+    if "@" not in text:
+        return scrub(text)
+    return _ID_NUMBER.sub(lambda m: mask(m.group(0)), text)
+
+
 def scrub(text: str) -> str:
     """Mask every run of 6+ digits in free text (gateway error messages may echo the number)."""
     return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text or "")

@@ -27,6 +27,7 @@ _RATE_FLAGS = {
     "garbage_rate": "delivered, answered 200 with a non-JSON body",
     "no_message_id_rate": "delivered, answered 200 without message_id",
     "drop_connection_rate": "delivered, connection closed without an answer",
+    "stall_rate": "NOT delivered, connection closed without an answer after --slow-s (a timeout)",
     "session_drop_rate": "session falls to DISCONNECTED for --session-drop-s (that send is a 409)",
 }
 
@@ -112,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--slow-s",
         type=_seconds,
         default=Faults.slow_s,
-        help="how late a slow send answers (default 3)",
+        help="how late a slow send answers, and how long a stalled one hangs (default 3)",
     )
     parser.add_argument(
         "--session-drop-s",

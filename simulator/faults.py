@@ -24,6 +24,7 @@ OUTCOME_RATES = (
     ("garbage", "garbage_rate"),
     ("no_message_id", "no_message_id_rate"),
     ("dropped", "drop_connection_rate"),
+    ("stalled", "stall_rate"),  # last, so adding it moved no earlier band
 )
 
 
@@ -39,6 +40,7 @@ class Faults:
     garbage_rate: float = 0.0  # delivered, answered 200 with a non-JSON body
     no_message_id_rate: float = 0.0  # delivered, answered 200 {"ok": true} without an id
     drop_connection_rate: float = 0.0  # delivered, socket closed with no answer
+    stall_rate: float = 0.0  # NOT delivered, socket closed with no answer after slow_s (a timeout)
     session_drop_rate: float = 0.0  # session falls to session_drop_state: this send is a 409
     session_drop_s: float = 5.0
     session_drop_state: str = "DISCONNECTED"

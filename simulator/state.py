@@ -303,6 +303,11 @@ class SimState:
                     f"session {cid} is {faults.session_drop_state}",
                     delay_s=delay,
                 )
+            if outcome == "stalled":
+                # A gateway that hangs and gives up: the client sees a timeout, yet
+                # nothing was sent. Never in the ledger.
+                self._count("stalled")
+                return Reply(0, drop=True, delay_s=delay + faults.slow_s)
             # Delivered: from here on the message exists, whatever the client hears.
             message_id = f"true_{to}@c.us_3EB0{draw.id_bits:016X}"
             self._ledger.append(

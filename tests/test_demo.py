@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     db = tmp_path / "demo.db"
+    journal = tmp_path / "demo.db.journal"  # beside the database, as a deployment keeps it
+    journal.mkdir()
+    (journal / "an-earlier-demo.journal").write_text('{"ev": "open"}\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
@@ -57,6 +60,10 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     assert "session 51 drops to DISCONNECTED" in output
     assert "READY again" in output
     assert "recipients in" in output and "Duplicates: 0" in output
+    # The demo's sender kept a journal there; the earlier demo's went with its database,
+    # and a clean stop leaves nothing unrecorded in it.
+    assert f"sender journal: {journal}/" in output
+    assert journal.is_dir() and list(journal.iterdir()) == []
     acked = re.search(r"acknowledged by the gateway: (\d+) delivered, (\d+) read; (\d+) unknown outcomes settled", output)
     assert acked and int(acked.group(1)) > 250, output  # the simulator's webhooks reached `envios webhooks`
 

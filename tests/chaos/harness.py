@@ -28,9 +28,9 @@ TZ = "America/Argentina/Buenos_Aires"
 SESSIONS = (51, 52, 53)
 ALL_DAYS = "mon,tue,wed,thu,fri,sat,sun"
 FAULTS = {"error_5xx_rate": 0.04, "rate_limit_rate": 0.04, "slow_rate": 0.03, "slow_s": 1.6,
-          "drop_connection_rate": 0.03, "session_drop_rate": 0.01, "session_drop_s": 1.0}
+          "drop_connection_rate": 0.03, "stall_rate": 0.03, "session_drop_rate": 0.01, "session_drop_s": 1.0}
 NO_FAULTS = {"error_5xx_rate": 0.0, "rate_limit_rate": 0.0, "slow_rate": 0.0, "drop_connection_rate": 0.0,
-             "session_drop_rate": 0.0}
+             "stall_rate": 0.0, "session_drop_rate": 0.0}
 COLUMNS = ("phantom", "duplicate", "lost", "unknown", "over_quota", "no_history")
 
 

@@ -1,7 +1,7 @@
 """A bounded chaos soak: several real `envios send` processes on MariaDB and the simulator, mixed faults.
 
-Faults, all real: 5xx, 429, session drops, timeouts that delivered, connections dropped
-after delivery (simulator), refused connections (the simulator stops listening), SIGKILL
+Faults, all real: 5xx, 429, session drops, timeouts that delivered and timeouts that did
+not (stalled), connections dropped after delivery (simulator), refused connections (the simulator stops listening), SIGKILL
 of a sender and its restart at random moments, `KILL CONNECTION` from the server side,
 and one database outage longer than the sender's 30 s retry window (the senders reach
 MariaDB through a proxy that is cut). Then the faults stop, one `envios send --once`
@@ -127,7 +127,10 @@ def run_envios(db_url: str, tmp_path) -> tuple[dict, dict, int]:
     ledger = sim.state.ledger
     sim.stop()
     proxy.stop()
-    faults = dict(chaos.done) | {"sends_received": sim.state.sends_received}
+    outcomes = sim.state.stats()["outcomes"]
+    faults = dict(chaos.done) | {"sends_received": sim.state.sends_received,
+                                 "timeouts_delivered": outcomes.get("slow", 0) + outcomes.get("dropped", 0),
+                                 "timeouts_not_delivered": outcomes.get("stalled", 0)}
     assert final.returncode in (0, 1), final.stderr[-2000:]
     return tally(db_url, ledger, QUOTA), faults, stuck_seen_by_watcher(db_url)
 
@@ -192,3 +195,4 @@ def test_chaos_soak(databases, tmp_path, capsys):
     assert envios_table["no_history"] == 0
     assert watched_stuck == envios_table["unknown"]  # every unknown row is counted by the watcher
     assert faults.get("sigkill_restart", 0) > 0 and faults.get("kill_connection", 0) > 0
+    assert faults["timeouts_delivered"] > 0 and faults["timeouts_not_delivered"] > 0

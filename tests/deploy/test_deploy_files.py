@@ -325,6 +325,20 @@ def test_compose_env_vars_are_real_config_keys(services):
             assert not unknown, f"{name}: {sorted(unknown)} are not config keys (typo?)"
 
 
+def test_sender_keeps_its_journal_on_a_volume_the_image_lets_it_write(compose, services):
+    env = env_of(services["sender"])
+    journal = env.get("ENVIOS_SENDER_JOURNAL_DIR", "")
+    assert journal.startswith("/"), "the sender runs without a journal (docs/RELIABILITY.md)"
+    mounts = {target: source for source, target in (v.split(":")[:2] for v in services["sender"].get("volumes", [])
+                                                   if isinstance(v, str))}
+    assert mounts.get(journal) in (compose.get("volumes") or {}), "the journal must be on a declared named volume"
+    assert mounts[journal] not in {n for name, svc in services.items() if name != "sender" for n in named_volumes(svc)}
+    assert env_of(services["sender"])["ENVIOS_DATABASE_URL"] == env_of(services["watcher"])["ENVIOS_DATABASE_URL"]
+    # A new named volume takes the owner of the image's directory: it must exist there, owned by envios.
+    run_lines = " ".join(arg for op, arg in dockerfile_instructions() if op == "RUN")
+    assert re.search(rf"install -d -o envios -g envios\b[^&]*\s{re.escape(journal)}\b", run_lines)
+
+
 def test_sender_stop_grace_exceeds_send_timeout(services, defaults):
     sender = services["sender"]
     assert sender.get("stop_signal", "SIGTERM") == "SIGTERM"
@@ -508,6 +522,17 @@ def test_sender_stop_timeout_lets_a_send_finish(defaults):
     unit = parse_unit(UNITS["send"])
     assert duration_s(last(unit, "Service", "TimeoutStopSec")) > defaults["gateway"]["send_timeout_s"]
     assert last(unit, "Service", "KillMode") in (None, "control-group", "mixed"), "KillMode must not skip SIGTERM"
+
+
+def test_sender_unit_keeps_its_journal_in_its_state_directory():
+    unit = parse_unit(UNITS["send"])
+    env = dict(item.split("=", 1) for value in unit["Service"].get("Environment", []) for item in shlex.split(value))
+    journal = PurePosixPath(env.get("ENVIOS_SENDER_JOURNAL_DIR", ""))
+    assert journal.is_absolute(), "the sender runs without a journal (docs/RELIABILITY.md)"
+    # ProtectSystem=strict: only the state directory is writable, and it outlives restarts.
+    state = PurePosixPath("/var/lib") / last(unit, "Service", "StateDirectory")
+    assert state in journal.parents
+    assert "ENVIOS_SENDER_JOURNAL_DIR" in valid_env_names()
 
 
 def test_watcher_does_not_depend_on_the_sender():

@@ -206,6 +206,12 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
     assert r["estado"] == "enviando" and r["message_id"] is None and r["fecha_envio"] is None
     assert history(upgraded, ids[0]) == [("pendiente", "enviando", "envios-sender")]
     assert f"event=record_failed envio_id={ids[0]} outcome=sent" in caplog.text
+    # The log line is the operator's record of the message: its unique suffix whole, the number masked.
+    delivered_id = gateway.ledger[0]["message_id"]
+    number, suffix = delivered_id.removeprefix("true_").split("@", 1)
+    [failed] = [line for line in caplog.text.splitlines() if "event=record_failed" in line]
+    assert f"message_id=true_{'*' * (len(number) - 4)}{number[-4:]}@{suffix} " in failed
+    assert number not in failed
 
     clock.advance(10)  # the dead worker could not release its lease: it expires
     second = Sender(make_config(db_url, gateway.base_url), clock=clock)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
 import pytest
 import requests
 
+from simulator import command
 from simulator.server import SimulatorServer
 
 NUMBER = "5491123456789"
@@ -96,6 +98,31 @@ def test_dropped_connection_after_delivery_is_in_ledger(sim, send):
     assert (entry["to"], entry["text"], entry["outcome"]) == (NUMBER, "colgado", "dropped")
     sim.state.set_faults(drop_connection_rate=0.0)
     assert send(51).status_code == 200  # the gateway itself is fine afterwards
+
+
+# ----- a timeout that did NOT deliver -----------------------------------------------
+
+
+def test_stalled_send_times_out_and_is_not_delivered(sim, send):
+    sim.state.set_faults(stall_rate=1.0, slow_s=0.6)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        send(51, NUMBER, "nunca llega", timeout=0.2)
+    with requests.Session() as s:  # a patient client sees the hang-up, still no answer
+        with pytest.raises(requests.exceptions.ConnectionError):
+            send(51, NUMBER, "nunca llega", session=s, timeout=5)
+    assert sim.state.ledger == []
+    assert sim.state.stats()["outcomes"] == {"stalled": 2}
+    sim.state.set_faults(stall_rate=0.0)
+    assert send(51).status_code == 200  # the gateway itself is fine afterwards
+
+
+def test_stall_rate_through_control_api_and_flag(sim):
+    r = requests.post(f"{sim.base_url}/_sim/faults", json={"stall_rate": 0.25}, timeout=5)
+    assert r.status_code == 200 and r.json()["stall_rate"] == 0.25
+    assert requests.post(f"{sim.base_url}/_sim/faults", json={"stall_rate": 1.5}, timeout=5).status_code == 400
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.faults_from_args(parser.parse_args(["--stall-rate", "0.3"])).stall_rate == 0.3
 
 
 def test_latency_setting_still_delivers(sim, send):
