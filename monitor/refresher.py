@@ -262,7 +262,7 @@ class Refresher:
 
     def _read_all(self, conn: Connection, local, errors, last_ok, durations, fresh) -> None:
         epoch = self.clock.to_epoch(local)
-        now = self.clock.to_db(conn, local)  # what the database's NOW() says: reads compare with its times
+        now = self.clock.to_db(conn, local)  # the database server's wall clock: reads compare with its times
         self.db_shift = now - local
         for name in QUERY_NAMES:
             campaigns = self._results.get("campaigns", {})

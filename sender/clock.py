@@ -2,10 +2,10 @@
 
 - `now()` / `today()`: wall clock in the configured `timezone`. Schedule windows
   (`hora_inicio..hora_fin`, `dias_semana`) and which day a quota belongs to.
-- `db_now(conn)`: the DATABASE's wall clock, what `NOW()` there would say at this
+- `db_now(conn)`: the DATABASE's wall clock, what its own clock function would say at this
   instant. Every time envios writes into the tables (`fecha_envio`, the history's
   `created_at`, `claimed_at`, leases, pauses) and every time it compares with one,
-  so rows written by envios and by the original application (which uses `NOW()`)
+  so rows written by envios and by the original application (which uses the server's clock)
   compare (DESIGN.md section 10).
 
 The instant still comes from Python; only the server's UTC offset is asked,
@@ -44,7 +44,7 @@ class Clock:
         return (dt.datetime.fromtimestamp(epoch, dt.timezone.utc) + offset).replace(tzinfo=None)
 
     def db_now(self, conn) -> dt.datetime:
-        """What `NOW()` on `conn`'s server says at this instant (from Python's clock)."""
+        """What `conn`'s server clock says at this instant (from Python's clock)."""
         return self.to_db(conn, self.now())
 
     def db_to_epoch(self, conn, value: dt.datetime) -> float:

@@ -356,7 +356,7 @@ class MysqlConnection(Connection):
     _offset: tuple[float, dt.timedelta] | None = None
 
     def utc_offset(self, epoch: float) -> dt.timedelta:
-        """What this session's NOW() is ahead of UTC at `epoch` (its time_zone, DST included).
+        """How far this session's server clock is ahead of UTC at `epoch` (its time_zone, DST included).
 
         Asked as FROM_UNIXTIME(epoch) with Python's epoch: the instant is Python's,
         only the server's zone is learnt.

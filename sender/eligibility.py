@@ -91,7 +91,7 @@ ENVIOS_LOCK_PREFIX = "envios"  # envios never takes the legacy lock; a locked_by
 def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str | None:
     """Why not to send a schedule the original scheduler has locked recently (DESIGN.md section 10).
 
-    The legacy scheduler sets `locked_at` (its server's NOW()) and `locked_by` while
+    The legacy scheduler sets `locked_at` (its server's clock) and `locked_by` while
     it works a schedule and never expires them: a lock younger than `ttl_s` (on
     the database's clock, `db_now`) means it is still running; an older one is dead.
     """

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, config) -> int:
 
 def render(conn, now: dt.datetime, config, *, include_finished: bool = False, where: str = "",
            local: dt.datetime | None = None) -> str:
-    """`now` is the database's clock (what its NOW() says); `local` the configured zone's, when known."""
+    """`now` is the database server's wall clock; `local` the configured zone's, when known."""
     monitor = config.monitor
     camps = q.campaigns(conn, include_finished=include_finished)
     ids = sorted(camps)

@@ -24,7 +24,7 @@ LEASE_TTL_S = 6.0
 @pytest.mark.parametrize("lease_ttl_s", [1.0, 4.0, 6.0, 30.0, 300.0, 86400.0])
 def test_the_senders_waits_are_bounded_by_its_lease(lease_ttl_s):
     lock_wait_s, read_timeout_s = sender_timeouts(lease_ttl_s)
-    assert 1 <= lock_wait_s < read_timeout_s <= 30.0  # a lock wait ends as a conflict, not as "frozen"
+    assert lock_wait_s >= 1 and lock_wait_s < read_timeout_s <= 30.0  # a lock wait ends as a conflict, not as "frozen"
     if lease_ttl_s >= 4:
         assert read_timeout_s <= lease_ttl_s / 2  # noticed well before the lease could lapse
 

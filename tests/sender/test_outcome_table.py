@@ -118,7 +118,7 @@ def test_outcome_row(case, db_url, upgraded, clock):
         assert [(row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) for i in every] == [(P, 0)] * 4
         histories = [history(upgraded, i) for i in every]
         assert all(h in ([], [(P, E, SENDER), (E, P, SENDER)]) for h in histories)
-        assert 1 <= len(fake.posts) == sum(1 for h in histories if h) <= 2  # one request per session at most
+        assert len(fake.posts) >= 1 and len(fake.posts) == sum(1 for h in histories if h) <= 2  # one request per session at most
         return
     # the row (stored times follow the database's clock, DESIGN.md section 10)
     db_now = clock.to_db(upgraded, clock.now())
@@ -208,5 +208,5 @@ def test_no_route_stops_the_gateway_across_ticks_of_a_long_running_sender(db_url
         sender.stop(timeout=10)
         sender.close()
         fake.stop()
-    assert 1 <= posts <= 2
+    assert posts >= 1 and posts <= 2
     assert all((row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) == (P, 0) for i in rows[51] + rows[52])

@@ -123,7 +123,7 @@ def test_whatsapp_web_js_build_has_no_send_route_one_line_nothing_stuck(db_url, 
     assert last == (f"envios send: gateway {wwebjs.base_url}: the gateway has no POST /send route (HTTP 404); "
                     "nothing is sent through it (is it the whatsapp-web.js build?)")
     assert "Traceback" not in result.stderr and "<html" not in result.stderr
-    assert 1 <= wwebjs.sends_received <= len(CLIENTS)  # at most the request each session had started
+    assert wwebjs.sends_received >= 1 and wwebjs.sends_received <= len(CLIENTS)  # at most the request each session had started
     assert all((row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) == ("pendiente", 0) for i in ids)
 
 
