@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mutation import scratch_copy  # noqa: E402
+from mutation import in_scratch, scratch_copy  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Mutant:
 
 
 MUTANTS = [
-    Mutant("states: allow pendiente -> enviado (the incident's edge)", "sender/states.py",
+    Mutant("states: allow pendiente -> enviado (the incident's edge)", "envios/domain.py",
            "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n",
            "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n        (Estado.PENDIENTE, Estado.ENVIADO),\n",
            ("tests/sender/test_states.py",)),
@@ -62,7 +62,7 @@ MUTANTS = [
     Mutant("outbox retry time: `<=` -> `<`", "sender/outbox.py",
            "OR next_attempt_at <= %s)", "OR next_attempt_at < %s)",
            ("tests/sender/test_loop.py",)),
-    Mutant("db: MySQL statement time limit made a no-op", "sender/db.py",
+    Mutant("db: MySQL statement time limit made a no-op", "envios/store/connector.py",
            "        # MariaDB: max_statement_time (seconds); MySQL: max_execution_time (ms).\n",
            "        yield\n        return\n",
            ("tests/sender/test_db.py",), needs_mysql=True),
@@ -78,7 +78,7 @@ def pytest(copy: Path, mutant: Mutant, env: dict[str, str]) -> int:
 
 def run_one(copy: Path, mutant: Mutant, env: dict[str, str]) -> str:
     """'killed', 'SURVIVED', 'STALE' (the text to change is not in the file) or 'FAILS UNMUTATED'."""
-    target = copy / mutant.path
+    target = copy / in_scratch(mutant.path)
     original = target.read_text(encoding="utf-8")
     if original.count(mutant.old) != 1:
         return "STALE"

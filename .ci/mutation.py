@@ -2,7 +2,7 @@
 """Mutation testing with mutmut (configured in pyproject.toml, [tool.mutmut]); prints the score.
 
     .venv/bin/python .ci/mutation.py              full run: the promise-holding modules (docs/MUTATION.md)
-    .venv/bin/python .ci/mutation.py --ci         the fast subset CI runs: sender/states.py against
+    .venv/bin/python .ci/mutation.py --ci         the fast subset CI runs: envios/store/transitions.py against
                                                   tests/sender/test_states.py; fails under --min-score
 
 It works in a scratch copy of the tracked files (mutmut writes mutants/ and its
@@ -29,7 +29,7 @@ KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 NOT_COUNTED = {"skipped", "not checked"}  # "not checked": outside the names asked for
 
 # --ci: the subset (one module, its own test file; about a minute on 2 cores).
-CI_ONLY_MUTATE = ["sender/states.py"]
+CI_ONLY_MUTATE = ["envios/store/transitions.py"]
 CI_TESTS = ["tests/sender/test_states.py"]
 CI_MIN_SCORE = 0.96  # measured 78/81 = 0.963 (the 3 survivors, equivalent mutants, are explained in docs/MUTATION.md)
 
@@ -39,10 +39,22 @@ def tracked_files() -> list[str]:
     return [name for name in out.decode().split("\0") if name]
 
 
+# pyproject.toml maps these folders into the `envios` namespace (package-dir). A scratch copy
+# is not installed, so it is assembled the way a wheel installs it: sender/ as envios/sender/...
+# Otherwise `envios.sender` would resolve, through the editable install, to the unmutated tree.
+MAPPED = {"sender": "envios/sender", "monitor": "envios/monitor", "simulator": "envios/simulator"}
+
+
+def in_scratch(name: str) -> str:
+    """Where a tracked file lands in the scratch copy."""
+    top, sep, rest = name.partition("/")
+    return f"{MAPPED[top]}/{rest}" if sep and top in MAPPED else name
+
+
 def scratch_copy(where: Path) -> Path:
     copy = where / "repo"
     for name in tracked_files():
-        src, dst = ROOT / name, copy / name
+        src, dst = ROOT / name, copy / in_scratch(name)
         if src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
@@ -106,7 +118,7 @@ def main() -> int:
     parser.add_argument("--min-score", type=float, default=None, help=f"fail below this (--ci: {CI_MIN_SCORE})")
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutant runs (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy (to `mutmut show` a mutant)")
-    parser.add_argument("mutants", nargs="*", help="only these mutant names (globs), e.g. 'sender.states.*'")
+    parser.add_argument("mutants", nargs="*", help="only these mutant names (globs), e.g. 'envios.store.transitions.*'")
     args = parser.parse_args()
     min_score = args.min_score if args.min_score is not None else (CI_MIN_SCORE if args.ci else 0.0)
 

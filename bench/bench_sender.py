@@ -32,10 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sender import schema  # noqa: E402
-from sender.clock import Clock  # noqa: E402
-from sender.db import Database  # noqa: E402
-from simulator.server import SimulatorServer  # noqa: E402
+from envios.sender import schema  # noqa: E402
+from envios.simulator.server import SimulatorServer  # noqa: E402
+
+from envios.clock import Clock  # noqa: E402
+from envios.store.connector import Database  # noqa: E402
 
 
 def seed(url: str, sessions: int, rows: int) -> None:
@@ -94,7 +95,7 @@ def main() -> int:
                 "ENVIOS_SENDER_DELAY_MIN_S": "0", "ENVIOS_SENDER_DELAY_MAX_S": "0", "ENVIOS_SENDER_METRICS_PORT": "0",
                 "ENVIOS_SENDER_TICK_S": "0.2"})
     started = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-m", "sender.cli", "send", "--log-level", "WARNING"], cwd=tmp,
+    procs = [subprocess.Popen([sys.executable, "-m", "envios", "send", "--log-level", "WARNING"], cwd=tmp,
                               env=env) for _ in range(args.procs)]
     try:
         while len(sim.state.ledger) < total and time.monotonic() - started < 600:

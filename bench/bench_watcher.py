@@ -46,13 +46,14 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from monitor import queries as q  # noqa: E402
-from monitor.refresher import QUERY_NAMES  # noqa: E402
-from monitor.watcher import Watcher  # noqa: E402
-from sender import config as config_module  # noqa: E402
-from sender import schema  # noqa: E402
-from sender.clock import Clock  # noqa: E402
-from sender.db import Database  # noqa: E402
+from envios.monitor import queries as q  # noqa: E402
+from envios.monitor.refresher import QUERY_NAMES  # noqa: E402
+from envios.monitor.watcher import Watcher  # noqa: E402
+from envios.sender import schema  # noqa: E402
+
+from envios import config as config_module  # noqa: E402
+from envios.clock import Clock  # noqa: E402
+from envios.store.connector import Database  # noqa: E402
 
 TZ = "America/Argentina/Buenos_Aires"
 

@@ -24,13 +24,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monitor.campaigns import WATCHER, pause
+from envios.monitor.campaigns import WATCHER, pause
 
 if TYPE_CHECKING:
     import datetime as dt
 
-    from monitor.refresher import Snapshot
-    from sender.db import Connection
+    from envios.monitor.refresher import Snapshot
+
+    from envios.store.connector import Connection
 
 log = logging.getLogger("envios.watch")
 

@@ -26,9 +26,10 @@ import os
 import socket
 from dataclasses import dataclass
 
-from monitor import queries as q
-from sender.db import Connection
-from sender.errors import EnviosError
+from envios.monitor import queries as q
+
+from envios.errors import EnviosError
+from envios.store.connector import Connection
 
 # paused_reason values (and the `reason` label of envios_schedule_paused)
 AUTO_REASONS = ("stuck", "missing_message_id", "error_ratio")  # the auto-pause's, in priority order

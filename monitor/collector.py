@@ -15,15 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from envios.monitor import queries as q
+from envios.monitor.campaigns import reason_label
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from monitor import queries as q
-from monitor.campaigns import reason_label
-
 if TYPE_CHECKING:
-    from monitor.refresher import Refresher
+    from envios.monitor.refresher import Refresher
 
 HELP = {
     "envios_stuck_sending": "Rows in enviando whose claim is older than monitor.stuck_after_s.",

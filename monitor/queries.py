@@ -28,8 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sender.db import MYSQL, SQLITE, Connection, placeholders
-from sender.gateways.base import NO_ID_FROM_GATEWAY
+from envios.sender.gateways.base import NO_ID_FROM_GATEWAY
+
+from envios.store.connector import MYSQL, SQLITE, Connection, placeholders
 
 ESTADOS = ("pendiente", "enviando", "enviado", "error")
 FINISHED = ("enviado", "error")

@@ -28,12 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from monitor import autopause
-from monitor import queries as q
-from monitor.campaigns import AUTO_REASONS, watcher_identity
-from sender.clock import Clock
-from sender.db import MYSQL, Connection, Database
-from sender.errors import DatabaseNotAnswering, DatabaseUnavailable
+from envios.monitor import autopause
+from envios.monitor import queries as q
+from envios.monitor.campaigns import AUTO_REASONS, watcher_identity
+
+from envios.clock import Clock
+from envios.errors import DatabaseNotAnswering, DatabaseUnavailable
+from envios.store.connector import MYSQL, Connection, Database
 
 log = logging.getLogger("envios.watch")
 

@@ -2,7 +2,7 @@
 
 In-process use (demo, end-to-end tests):
 
-    from monitor.watcher import Watcher
+    from envios.monitor.watcher import Watcher
     watcher = Watcher(config, port=0).start()   # binds 127.0.0.1:<free port>, starts refreshing
     watcher.wait_for_refreshes(1)               # optional: until the first refresh is done
     print(watcher.url)                          # http://127.0.0.1:PORT  (/metrics, /healthz)
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 
-from monitor.collector import exposition, make_registry
-from monitor.http import HttpServer, make_app
-from monitor.refresher import Refresher
-from sender.errors import ConfigError
+from envios.monitor.collector import exposition, make_registry
+from envios.monitor.http import HttpServer, make_app
+from envios.monitor.refresher import Refresher
+
+from envios.errors import ConfigError
 
 log = logging.getLogger("envios.watch")
 

@@ -27,14 +27,16 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sender import outbox
-from sender.clock import Clock
-from sender.db import Connection
-from sender.errors import StaleTransition
-from sender.logfmt import kv
-from sender.messages import personalise
-from sender.phones import InvalidPhone, normalise, scrub
-from sender.states import Estado, Origin, transition
+from envios.sender import outbox
+from envios.sender.messages import personalise
+
+from envios.clock import Clock
+from envios.domain import Estado, Origin
+from envios.errors import StaleTransition
+from envios.logfmt import kv
+from envios.phones import InvalidPhone, normalise, scrub
+from envios.store.connector import Connection
+from envios.store.transitions import transition
 
 log = logging.getLogger("envios.delivery")
 
@@ -254,7 +256,7 @@ def settle_by_evidence(conn: Connection, clock: Clock, gateway, *, within_s: flo
     A row older than `within_s` is not asked about again: it stays for a person. A row claimed
     less than `in_flight_s` ago may still be waiting for its answer: it is left to its sender.
     """
-    from sender.gateways.base import EvidenceUnavailable
+    from envios.sender.gateways.base import EvidenceUnavailable
 
     report = SettleReport([], [], [], 0)
     now = clock.db_now(conn)

@@ -36,7 +36,7 @@ import re
 import threading
 from pathlib import Path
 
-from sender.gateways.base import SendResult
+from envios.sender.gateways.base import SendResult
 
 SUFFIX = ".journal"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

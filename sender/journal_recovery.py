@@ -16,14 +16,16 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from sender import journal as journal_module
-from sender import outbox
-from sender.db import Connection
-from sender.errors import ConfigError, DatabaseError, StaleTransition
-from sender.gateways.base import Outcome, SendResult
-from sender.logfmt import kv
-from sender.session_worker import Claimed, Context, record_outcome, retrying
-from sender.states import Estado, Increment, Origin, transition
+from envios.sender import journal as journal_module
+from envios.sender import outbox
+from envios.sender.gateways.base import Outcome, SendResult
+from envios.sender.session_worker import Claimed, Context, record_outcome, retrying
+
+from envios.domain import Estado, Origin
+from envios.errors import ConfigError, DatabaseError, StaleTransition
+from envios.logfmt import kv
+from envios.store.connector import Connection
+from envios.store.transitions import Increment, transition
 
 log = logging.getLogger("envios.sender")
 

@@ -15,8 +15,8 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 
-from sender import config as config_module
-from sender.errors import ConfigError
+from envios import config as config_module
+from envios.errors import ConfigError
 
 log = logging.getLogger("envios.sender")
 

@@ -34,18 +34,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sender import delivery, outbox, schema
-from sender.clock import Clock
-from sender.db import Database
-from sender.errors import DatabaseError, EnviosError
-from sender.gateways import build_gateway
-from sender.gateways.base import Gateway, Outcome
-from sender.journal_recovery import journal_tick, open_journal
-from sender.killswitch import KillSwitch, static
-from sender.logfmt import kv
-from sender.metrics import SenderMetrics
-from sender.pool import ConnectionPool
-from sender.session_worker import (
+from envios.sender import delivery, outbox
+from envios.sender.gateways import build_gateway
+from envios.sender.gateways.base import Gateway, Outcome
+from envios.sender.journal_recovery import journal_tick, open_journal
+from envios.sender.killswitch import KillSwitch, static
+from envios.sender.metrics import SenderMetrics
+from envios.sender.pool import ConnectionPool
+from envios.sender.session_worker import (
     Context,
     SessionWorker,
     Settings,
@@ -53,6 +49,12 @@ from sender.session_worker import (
     eligible_work,
     retrying,
 )
+
+from envios.clock import Clock
+from envios.errors import DatabaseError, EnviosError
+from envios.logfmt import kv
+from envios.store import schema
+from envios.store.connector import Database
 
 log = logging.getLogger("envios.sender")
 

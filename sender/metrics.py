@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 
+from envios.sender.gateways.base import SESSION_STATES, Outcome
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from sender.errors import ConfigError
-from sender.gateways.base import SESSION_STATES, Outcome
+from envios.errors import ConfigError
 
 log = logging.getLogger("envios.sender")
 

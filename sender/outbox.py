@@ -19,8 +19,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-from sender import fit
-from sender.db import MYSQL, Connection, placeholders
+from envios.sender import fit
+
+from envios.store.connector import MYSQL, Connection, placeholders
 
 # -- dialect pieces ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sender.db import Connection, Database
+from envios.store.connector import Connection, Database
 
 
 class ConnectionPool:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable
 
-from sender.db import Connection, placeholders
-from sender.messages import personalise
-from sender.phones import InvalidPhone, normalise
+from envios.sender.messages import personalise
+
+from envios.phones import InvalidPhone, normalise
+from envios.store.connector import Connection, placeholders
 
 COUNT = "SELECT COUNT(*) AS n FROM ll_envios_whatsapp WHERE campania_id = %s"
 PHONES_AFTER = ("SELECT id, telefono_wapp FROM ll_envios_whatsapp"

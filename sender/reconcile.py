@@ -24,14 +24,16 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sender import outbox
-from sender.clock import Clock
-from sender.db import Connection
-from sender.errors import EnviosError, ForbiddenTransition, StaleTransition
-from sender.logfmt import kv
-from sender.phones import mask
-from sender.schema_view import column_details
-from sender.states import Estado, Origin, check_allowed, transition
+from envios.sender import outbox
+
+from envios.clock import Clock
+from envios.domain import Estado, Origin
+from envios.errors import EnviosError, ForbiddenTransition, StaleTransition
+from envios.logfmt import kv
+from envios.phones import mask
+from envios.store.connector import Connection
+from envios.store.schema_view import column_details
+from envios.store.transitions import check_allowed, transition
 
 
 @dataclass

@@ -29,27 +29,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sender import outbox
-from sender.clock import Clock
-from sender.db import Connection, Database
-from sender.eligibility import closed_reason, legacy_lock_reason, quota_remaining
-from sender.errors import (
+from envios.sender import outbox
+from envios.sender.eligibility import closed_reason, legacy_lock_reason, quota_remaining
+from envios.sender.gateways.base import NO_ID_FROM_GATEWAY, Gateway, Outcome, SendResult
+from envios.sender.gateways.guarded import send_guarded
+from envios.sender.messages import personalise
+from envios.sender.metrics import SenderMetrics
+from envios.sender.pool import ConnectionPool
+from envios.sender.recipients import duplicate_problem
+from envios.sender.text_limits import too_long
+
+from envios.clock import Clock
+from envios.domain import Estado, Origin
+from envios.errors import (
     DatabaseError,
     DatabaseUnavailable,
     EnviosError,
     StaleTransition,
     TransactionConflict,
 )
-from sender.gateways.base import NO_ID_FROM_GATEWAY, Gateway, Outcome, SendResult
-from sender.gateways.guarded import send_guarded
-from sender.logfmt import kv
-from sender.messages import personalise
-from sender.metrics import SenderMetrics
-from sender.phones import InvalidPhone, mask, normalise
-from sender.pool import ConnectionPool
-from sender.recipients import duplicate_problem
-from sender.states import Estado, Increment, Origin, transition
-from sender.text_limits import too_long
+from envios.logfmt import kv
+from envios.phones import InvalidPhone, mask, normalise
+from envios.store.connector import Connection, Database
+from envios.store.transitions import Increment, transition
 
 log = logging.getLogger("envios.sender")
 

@@ -24,17 +24,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from envios.sender import delivery
+from envios.sender.delivery import Ack
+from envios.sender.pool import ConnectionPool
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from sender import delivery
-from sender.clock import Clock
-from sender.db import Database
-from sender.delivery import Ack
-from sender.errors import EnviosError
-from sender.logfmt import kv
-from sender.phones import scrub
-from sender.pool import ConnectionPool
+from envios.clock import Clock
+from envios.errors import EnviosError
+from envios.logfmt import kv
+from envios.phones import scrub
+from envios.store.connector import Database
 
 log = logging.getLogger("envios.webhooks")
 

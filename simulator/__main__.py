@@ -1,4 +1,4 @@
-"""python -m simulator [--port N] [--seed S] ...: same flags as `envios gateway-sim`."""
+"""python -m envios.simulator [--port N] [--seed S] ...: same flags as `envios gateway-sim`."""
 
 import argparse
 import sys
@@ -7,7 +7,7 @@ from .command import HELP, add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulator", description=HELP)
+    parser = argparse.ArgumentParser(prog="python -m envios.simulator", description=HELP)
     add_arguments(parser)
     # `envios gateway-sim` gets --log-level from the shared CLI; the module form adds its own.
     parser.add_argument("--log-level", default=None, help="DEBUG shows each request (numbers masked)")

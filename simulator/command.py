@@ -1,4 +1,4 @@
-"""`envios gateway-sim` and `python -m simulator`: the simulated gateway as a process.
+"""`envios gateway-sim` and `python -m envios.simulator`: the simulated gateway as a process.
 
 Prints exactly one line on stdout, ``gateway-sim listening on http://HOST:PORT``,
 then serves until SIGTERM or SIGINT and exits 0. Logs go to stderr.

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from .state import Reply, json_reply
 
-log = logging.getLogger("simulator.dialects")
+log = logging.getLogger("envios.simulator.dialects")
 
 KINDS = ("session_manager", "waha", "evolution", "cloud_api")
 _WAHA_STATES = {"READY": "WORKING", "CONNECTING": "STARTING", "AWAITING_QR": "SCAN_QR_CODE",

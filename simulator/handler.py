@@ -18,7 +18,7 @@ from . import control
 from .dialects import Dialects
 from .state import Reply, error_reply
 
-log = logging.getLogger("simulator.http")
+log = logging.getLogger("envios.simulator.http")
 
 MAX_BODY = 1 << 20  # a WhatsApp text is far smaller; refuse anything absurd
 PHRASES = {s.value: s.phrase for s in HTTPStatus}

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from sender import schema
-from sender.clock import FixedClock
-from sender.db import Database, split_statements
-from sender.errors import DatabaseError
+from envios.clock import FixedClock
+from envios.errors import DatabaseError
+from envios.store import schema
+from envios.store.connector import Database, split_statements
 
 MYSQL_ENV = "ENVIOS_TEST_MYSQL_URL"
 TZ = "America/Argentina/Buenos_Aires"
@@ -188,7 +188,7 @@ def load_legacy(conn, schema_name: str = "2026-02") -> None:
 @pytest.fixture
 def sim():
     """The gateway simulator on a free loopback port."""
-    from simulator.server import SimulatorServer
+    from envios.simulator.server import SimulatorServer
 
     server = SimulatorServer(host="127.0.0.1", port=0, seed=1)
     server.start()

@@ -17,7 +17,7 @@ def envios(*args, cwd, env=None, timeout=60):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "sender.cli", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", "envios", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from sender.phones import normalise
+from envios.phones import normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sender.cli", "demo", "--duration", "20", "--speed", "fast", "--db", str(db)],
+        [sys.executable, "-m", "envios", "demo", "--duration", "20", "--speed", "fast", "--db", str(db)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sender import schema
+from envios.store import schema
 from tests.conftest import load_legacy
 from tests.sender.conftest import envios, sender_env
 

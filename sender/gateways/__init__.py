@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sender.errors import ConfigError
-from sender.gateways import cloud_api, evolution, session_manager, waha
-from sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
+from envios.sender.gateways import cloud_api, evolution, session_manager, waha
+from envios.sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
+
+from envios.errors import ConfigError
 
 # gateway.kind -> factory(config, client_id, pool_size)
 REGISTRY: dict[str, Callable[..., Gateway]] = {

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from envios.sender.gateways import retry_after
+from envios.sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
+from envios.sender.gateways.session_manager import classify_exception
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from sender.gateways import retry_after
-from sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
-from sender.gateways.session_manager import classify_exception
-from sender.phones import scrub
+from envios.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sender.errors import ConfigError
-from sender.gateways.api_base import (
+from envios.sender.gateways.api_base import (
     OK,
     SERVER_ERRORS,
     ApiGateway,
@@ -32,7 +31,9 @@ from sender.gateways.api_base import (
     is_object,
     text_id,
 )
-from sender.gateways.base import Outcome, SendResult, SessionStatus
+from envios.sender.gateways.base import Outcome, SendResult, SessionStatus
+
+from envios.errors import ConfigError
 
 
 def message_id(body: Any) -> str | None:

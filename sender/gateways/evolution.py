@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-
-from sender.gateways.api_base import (
+from envios.sender.gateways.api_base import (
     OK,
     SERVER_ERRORS,
     ApiGateway,
@@ -25,7 +24,13 @@ from sender.gateways.api_base import (
     parse_json,
     text_id,
 )
-from sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, SendResult, SessionStatus
+from envios.sender.gateways.base import (
+    Evidence,
+    EvidenceUnavailable,
+    Outcome,
+    SendResult,
+    SessionStatus,
+)
 
 
 def message_id(body: Any) -> str | None:

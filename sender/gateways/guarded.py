@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sender.gateways.base import Gateway, Outcome, SendResult
+from envios.sender.gateways.base import Gateway, Outcome, SendResult
 
 log = logging.getLogger("envios.sender.gateway")
 

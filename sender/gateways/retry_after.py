@@ -18,7 +18,7 @@ import datetime as dt
 import email.utils
 import re
 
-from sender.gateways.base import SendResult
+from envios.sender.gateways.base import SendResult
 
 DEFAULT_MAX_S = 3600.0
 _DELAY_SECONDS = re.compile(r"[0-9]{1,20}")  # 1*DIGIT; 20 digits is past any sane wait already

@@ -26,11 +26,8 @@ from typing import Any
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
-from sender.gateways import retry_after
-from sender.gateways.base import (
+from envios.sender.gateways import retry_after
+from envios.sender.gateways.base import (
     NO_ID_FROM_GATEWAY,
     READY,
     SESSION_STATES,
@@ -39,7 +36,10 @@ from sender.gateways.base import (
     SendResult,
     SessionStatus,
 )
-from sender.phones import scrub
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from envios.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from sender import schema
-from sender.clock import Clock
-from sender.db import Database
+from envios.clock import Clock
+from envios.store import schema
+from envios.store.connector import Database
 from tests.alerts import prom
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,9 +136,9 @@ def test_incident_fires_alerts_and_dashboard_has_data(tmp_path):
                    env, tmp_path / "sim.log")]
     try:
         wait_http(f"{sim_url}/_sim/stats")
-        procs.append(spawn(["-m", "sender.cli", "watch"], env, tmp_path / "watch.log"))
-        procs.append(spawn(["-m", "sender.cli", "send"], env, tmp_path / "send.log"))
-        procs.append(spawn(["-m", "sender.cli", "webhooks"], env, tmp_path / "webhooks.log"))
+        procs.append(spawn(["-m", "envios", "watch"], env, tmp_path / "watch.log"))
+        procs.append(spawn(["-m", "envios", "send"], env, tmp_path / "send.log"))
+        procs.append(spawn(["-m", "envios", "webhooks"], env, tmp_path / "webhooks.log"))
         wait_http(f"http://127.0.0.1:{watcher_port}/metrics")
         wait_http(f"http://127.0.0.1:{hooks_port}/metrics")
         wait_http(f"http://127.0.0.1:{sender_port}/metrics")

@@ -17,8 +17,8 @@ import time
 
 import requests
 
-from sender.db import Database
-from sender.errors import EnviosError
+from envios.errors import EnviosError
+from envios.store.connector import Database
 
 NEXT = ("SELECT e.id, e.telefono_wapp FROM ll_envios_whatsapp e"
         " JOIN ll_programaciones p ON p.campania_id = e.campania_id"

@@ -20,9 +20,9 @@ import time
 
 import pymysql
 
-from sender import schema
-from sender.clock import Clock
-from sender.db import Database
+from envios.clock import Clock
+from envios.store import schema
+from envios.store.connector import Database
 
 TZ = "America/Argentina/Buenos_Aires"
 SESSIONS = (51, 52, 53)

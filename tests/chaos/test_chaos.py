@@ -22,10 +22,10 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from envios.monitor.watcher import Watcher
+from envios.simulator.server import SimulatorServer
 
-from monitor.watcher import Watcher
-from sender import config as config_module
-from simulator.server import SimulatorServer
+from envios import config as config_module
 from tests.chaos.harness import (
     FAULTS,
     NO_FAULTS,

@@ -7,10 +7,10 @@ import datetime as dt
 import itertools
 
 import pytest
+from envios.monitor.watcher import Watcher
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.watcher import Watcher
-from sender import config as config_module
+from envios import config as config_module
 
 
 def make_config(db_url: str, **overrides):

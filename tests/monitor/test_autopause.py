@@ -6,9 +6,9 @@ import logging
 import threading
 
 import pytest
+from envios.monitor import campaigns
+from envios.monitor import refresher as refresher_module
 
-from monitor import campaigns
-from monitor import refresher as refresher_module
 from tests.monitor.conftest import labels, make_config, parse, series
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from envios.monitor import refresher as refresher_module
 
-from monitor import refresher as refresher_module
 from tests.monitor.conftest import labels, parse, series
 from tests.monitor.test_autopause import audit_rows, autopauses, schedule_states, setup_campaign
 
@@ -86,7 +86,7 @@ def test_a_database_never_upgraded_is_named_once_and_picked_up_after_the_upgrade
                                                                                  caplog):
     """The watcher's "schema not upgraded" path: one clear line (not one per refresh), reads counted
     as failed, nothing paused, and once `envios db upgrade` ran the next refresh is complete."""
-    from sender import schema
+    from envios.store import schema
     from tests.monitor.conftest import make_config
 
     conn.execute("CREATE TABLE unrelated (id INTEGER PRIMARY KEY)")  # a database, just not ours yet

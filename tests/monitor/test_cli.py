@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from monitor.commands import status
-from sender.cli import main
+from envios.cli import main
+from envios.commands import status
 from tests.monitor.conftest import labels, make_config, parse, series
 from tests.monitor.test_metrics import seed_known
 
@@ -25,7 +25,7 @@ TIMING = {"envios_watcher_refresh_duration_seconds", "envios_watcher_query_durat
 def envios(*args: str, url: str, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     env.update(ENVIOS_DATABASE_URL=url, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "sender.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "envios", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -177,7 +177,7 @@ def test_watch_serves_on_a_free_port_and_stops_on_sigterm(build, db_url, tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     env.update(ENVIOS_DATABASE_URL=db_url, ENVIOS_MONITOR_PORT="0", ENVIOS_MONITOR_REFRESH_S="0.2",
                PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "sender.cli", "watch"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "envios", "watch"], cwd=tmp_path, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
         port = None

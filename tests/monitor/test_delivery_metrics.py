@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.commands import status as status_command
+from envios.commands import status as status_command
 from tests.monitor.conftest import labels, parse, series
 
 

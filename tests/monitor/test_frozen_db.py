@@ -16,10 +16,10 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from envios.monitor.refresher import default_query_timeout, io_timeout
 
-from monitor.refresher import default_query_timeout, io_timeout
-from sender import schema
-from sender.db import Database
+from envios.store import schema
+from envios.store.connector import Database
 from tests.monitor.conftest import Builder, make_config, parse, series
 from tests.monitor.test_metrics import seed_known
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.monitor import refresher as refresher_module
+from envios.monitor.refresher import ERROR_LABELS, QUERY_NAMES
 
-from monitor import refresher as refresher_module
-from monitor.refresher import ERROR_LABELS, QUERY_NAMES
 from tests.monitor.conftest import FakeMonotonic, labels, parse, series
 
 STUCK_AFTER_S = 300

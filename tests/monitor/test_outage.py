@@ -10,8 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from sender import schema
-from sender.db import Database
+from envios.store import schema
+from envios.store.connector import Database
 from tests.monitor.conftest import Builder, FakeMonotonic, labels, make_config, parse, series
 from tests.monitor.test_metrics import seed_known
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from monitor import queries as q
+from envios.monitor import queries as q
+
 from tests.monitor.test_metrics import seed_known
 
 BIG_TABLES = {"ll_envios_whatsapp", "ll_envios_whatsapp_historial", "e", "h"}

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from monitor import autopause
-from monitor import queries as q
-from monitor.refresher import CampaignStats, Snapshot
-from sender import schema
+from envios.monitor import autopause
+from envios.monitor import queries as q
+from envios.monitor.refresher import CampaignStats, Snapshot
+
+from envios.store import schema
 from tests.monitor.conftest import make_config
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.monitor import campaigns
+from envios.monitor import queries as q
+from envios.sender import outbox
 
-from monitor import campaigns
-from monitor import queries as q
-from sender import outbox
 from tests.monitor.conftest import labels, make_config, parse, series
 
 STUCK_AFTER_S = 300
@@ -62,7 +62,7 @@ def cutoff(clock, conn) -> dt.datetime:
 
 
 def test_watcher_query_stuck_at_its_boundaries(seeded, clock):
-    """monitor.queries.stuck: `claimed_at < cutoff OR claimed_at IS NULL`, exactly."""
+    """envios.monitor.queries.stuck: `claimed_at < cutoff OR claimed_at IS NULL`, exactly."""
     got = q.stuck(seeded, cutoff(clock, seeded))
     assert set(got) == EXPECTED_STUCK_CAMPAIGNS
     assert got[1] == q.Stuck(1, clock.db_now(seeded) - dt.timedelta(seconds=STUCK_AFTER_S + 1))

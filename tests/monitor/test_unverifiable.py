@@ -10,8 +10,8 @@ multi-client build that answers ok without an id is an id lost: paused as before
 from __future__ import annotations
 
 import pytest
+from envios.sender.loop import run_once
 
-from sender.loop import run_once
 from tests.monitor.conftest import labels, parse, series
 from tests.monitor.conftest import make_config as watcher_config
 from tests.sender.conftest import make_config as sender_config
@@ -59,7 +59,7 @@ def test_unverifiable_sends_are_shown_and_paused_only_on_request(
 
 
 def test_a_resume_starts_the_unverifiable_count_afresh(db_url, upgraded, clock, watchers):
-    from monitor import campaigns
+    from envios.monitor import campaigns
 
     send_through("venom", db_url, upgraded, clock)
     config = watcher_config(db_url, **{"monitor.autopause.count_unverifiable": True})

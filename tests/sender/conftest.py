@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from sender import config as config_module
+from envios import config as config_module
 from tests.sender.gateway import ScriptedGateway
 
 ALL_DAYS = "mon,tue,wed,thu,fri,sat,sun"
@@ -130,7 +130,7 @@ def envios(*args: str, env: dict[str, str], cwd, timeout: float = 120):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "sender.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "envios", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -140,7 +140,7 @@ def spawn_sender(*args: str, env: dict[str, str], cwd, log_path):
     import sys
 
     log = open(log_path, "w")  # noqa: SIM115 - closed by the caller via proc.log.close()
-    proc = subprocess.Popen([sys.executable, "-m", "sender.cli", "send", *args], cwd=cwd, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "envios", "send", *args], cwd=cwd, env=env,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     proc.log = log
     return proc

@@ -13,13 +13,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.monitor.watcher import Watcher
+from envios.sender import reconcile
+from envios.sender.loop import run_once
 
-from monitor.commands import status
-from monitor.watcher import Watcher
-from sender import reconcile, schema
-from sender.clock import FixedClock
-from sender.db import split_statements
-from sender.loop import run_once
+from envios.clock import FixedClock
+from envios.commands import status
+from envios.store import schema
+from envios.store.connector import split_statements
 from tests.conftest import TZ, legacy_file, load_legacy
 from tests.sender.conftest import make_config
 

@@ -7,9 +7,9 @@ session stops, and the row is never sent again.
 from __future__ import annotations
 
 import pytest
+from envios.sender.gateways.base import MESSAGE_ID_MAX, Outcome, SendResult
+from envios.sender.loop import run_once
 
-from sender.gateways.base import MESSAGE_ID_MAX, Outcome, SendResult
-from sender.loop import run_once
 from tests.sender.conftest import history, make_config, row, seed_session
 
 

@@ -14,9 +14,9 @@ import datetime as dt
 import logging
 
 import pytest
+from envios.sender import session_worker
+from envios.sender.loop import run_once
 
-from sender import session_worker
-from sender.loop import run_once
 from tests.conftest import TZ
 from tests.sender.conftest import estados, history, make_config, seed_session
 
@@ -25,7 +25,7 @@ CLIENTE, CAMPANIA, PROGRAMACION = 51, 47, 47
 
 def _db_time(conn, today, at):
     """A wall-clock time of the configured zone, as the database's clock writes it (DESIGN.md section 10)."""
-    from sender.clock import FixedClock
+    from envios.clock import FixedClock
 
     return FixedClock(TZ, dt.datetime.combine(today, at)).db_now(conn)
 

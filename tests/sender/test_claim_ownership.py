@@ -13,10 +13,10 @@ import threading
 import time
 
 import pytest
+from envios.sender import outbox, reconcile
+from envios.sender.loop import Sender, run_once
+from envios.sender.session_worker import Claimed, LeaseLost, claim_next, record_outcome
 
-from sender import outbox, reconcile
-from sender.loop import Sender, run_once
-from sender.session_worker import Claimed, LeaseLost, claim_next, record_outcome
 from tests.sender.conftest import add_schedule, history, make_config, row, seed_session
 
 
@@ -184,7 +184,7 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
     """
     from urllib.parse import urlsplit, urlunsplit
 
-    from sender import session_worker
+    from envios.sender import session_worker
 
     monkeypatch.setattr(session_worker, "RECORD_PATIENCE_S", 2.0)  # the outage outlasts our patience
     ids = seed_session(upgraded, cliente_id=51, campania_id=47, rows=3)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sender import config
-from sender.errors import ConfigError
+from envios import config
+from envios.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

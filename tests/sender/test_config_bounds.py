@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sender import config
-from sender.errors import ConfigError
+from envios import config
+from envios.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER_KEYS = sorted(config._NUMBER_RULES)

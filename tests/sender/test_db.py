@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from sender.db import Database, DatabaseUrl
-from sender.errors import ConfigError, DatabaseUnavailable, QueryTimeout
+from envios.errors import ConfigError, DatabaseUnavailable, QueryTimeout
+from envios.store.connector import Database, DatabaseUrl
 
 
 def test_mysql_url_is_parsed_and_described_without_password():
@@ -100,7 +100,7 @@ def test_killed_connection_is_reopened_before_the_next_transaction(database, upg
 
 
 def test_driver_errors_become_database_errors(upgraded):
-    from sender.errors import DatabaseError
+    from envios.errors import DatabaseError
 
     with pytest.raises(DatabaseError, match="no_such_table"):
         upgraded.query("SELECT * FROM no_such_table")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.sender.loop import run_once
 
-from monitor.commands import status
-from sender.clock import Clock, FixedClock
-from sender.loop import run_once
+from envios.clock import Clock, FixedClock
+from envios.commands import status
 from tests.conftest import TZ
 from tests.sender.conftest import ALL_DAYS, add_campaign, add_rows, add_schedule, make_config, row
 
@@ -53,7 +53,7 @@ def test_the_servers_offset_is_learnt_per_instant(database, clock):
 
 
 def test_sqlite_keeps_the_configured_zone_as_its_clock(tmp_path):
-    from sender.db import Database
+    from envios.store.connector import Database
 
     with Database(f"sqlite:///{tmp_path / 'x.db'}").connect() as conn:
         clock = FixedClock(FAR_ZONE, dt.datetime(2026, 2, 9, 10, 0))

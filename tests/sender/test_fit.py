@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from envios.sender import outbox
+from envios.sender.fit import Column, column_of, fit
+from envios.sender.loop import run_once
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sender import outbox, schema
-from sender.fit import Column, column_of, fit
-from sender.loop import run_once
-from sender.states import Estado, Origin, transition
+from envios.domain import Estado, Origin
+from envios.store import schema
+from envios.store.transitions import transition
 from tests.conftest import load_legacy
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, make_config, row
 

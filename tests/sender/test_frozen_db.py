@@ -11,10 +11,10 @@ import threading
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from envios.sender.loop import Sender
 
-from sender.db import sender_timeouts
-from sender.errors import DatabaseNotAnswering
-from sender.loop import Sender
+from envios.errors import DatabaseNotAnswering
+from envios.store.connector import sender_timeouts
 from tests.monitor.test_frozen_db import FreezableProxy
 from tests.sender.conftest import make_config, seed_session
 

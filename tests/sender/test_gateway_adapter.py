@@ -7,10 +7,10 @@ import logging
 import pytest
 import requests
 import responses
+from envios.sender.gateways import build_gateway
+from envios.sender.gateways.base import Outcome
+from envios.sender.gateways.session_manager import SessionManagerGateway
 
-from sender.gateways import build_gateway
-from sender.gateways.base import Outcome
-from sender.gateways.session_manager import SessionManagerGateway
 from tests.conftest import free_port
 from tests.sender.conftest import make_config
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sender.loop import run_once
+from envios.sender.loop import run_once
+
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, make_config
 
 SENDER = "sender-under-test"

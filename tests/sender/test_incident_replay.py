@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sender import schema
-from sender.clock import FixedClock
-from sender.loop import Sender
+from envios.sender.loop import Sender
+
+from envios.clock import FixedClock
+from envios.store import schema
 from tests.conftest import TZ, load_legacy
 from tests.sender.conftest import estados, make_config
 

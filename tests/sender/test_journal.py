@@ -14,12 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from envios.sender import journal as journal_module
+from envios.sender import session_worker
+from envios.sender.journal_recovery import database_identity
+from envios.sender.loop import Sender, run_once
 
-from sender import journal as journal_module
-from sender import session_worker
-from sender.db import Database
-from sender.journal_recovery import database_identity
-from sender.loop import Sender, run_once
+from envios.store.connector import Database
 from tests.sender.conftest import history, make_config, row, seed_session, sent_today
 from tests.sender.test_claim_ownership import _CuttableProxy
 

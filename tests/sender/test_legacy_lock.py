@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from monitor.commands import status
-from sender import schema
-from sender.clock import FixedClock
-from sender.loop import run_once
+from envios.sender.loop import run_once
+
+from envios.clock import FixedClock
+from envios.commands import status
+from envios.store import schema
 from tests.conftest import TZ, load_legacy
 from tests.sender.conftest import make_config
 

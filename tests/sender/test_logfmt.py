@@ -1,6 +1,6 @@
 """Log lines never carry a full phone number, even inside a message id or a gateway's text."""
 
-from sender.logfmt import kv
+from envios.logfmt import kv
 
 
 def test_message_id_and_detail_are_scrubbed_but_ids_are_not():

@@ -8,11 +8,11 @@ import time
 import urllib.request
 
 import pytest
+from envios.sender import outbox
+from envios.sender.killswitch import KillSwitch
+from envios.sender.loop import Sender, run_once
 
-from sender import outbox
-from sender.clock import Clock
-from sender.killswitch import KillSwitch
-from sender.loop import Sender, run_once
+from envios.clock import Clock
 from tests.conftest import free_port
 from tests.sender.conftest import (
     add_campaign,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from envios.sender.gateways.base import Outcome
+from envios.sender.loop import run_once
 
-from sender.clock import Clock
-from sender.gateways.base import Outcome
-from sender.loop import run_once
+from envios.clock import Clock
 from tests.sender.conftest import (
     envios,
     estados,

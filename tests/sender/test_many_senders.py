@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from sender.clock import Clock
-from sender.db import Database
+from envios.clock import Clock
+from envios.store.connector import Database
 from tests.conftest import drop_mysql_database, make_mysql_database
 from tests.sender.conftest import (
     add_campaign,
@@ -56,7 +56,7 @@ def mysql_url(mysql_server_url):
 @pytest.mark.mysql
 @pytest.mark.slow
 def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(mysql_url, gateway, tmp_path):
-    from sender import schema
+    from envios.store import schema
 
     sessions, per_session, cupo, extra = 20, 100, 100, 5
     db = Database(mysql_url)

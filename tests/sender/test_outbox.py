@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.sender import outbox
 
-from sender import outbox
 from tests.sender.conftest import seed_session
 
 

@@ -21,8 +21,8 @@ import datetime as dt
 import time
 
 import pytest
+from envios.sender.loop import Sender, run_once
 
-from sender.loop import Sender, run_once
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, history, make_config, row
 from tests.sender.gateway import ScriptedGateway
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.sender.loop import Sender, run_once
 
-from sender.loop import Sender, run_once
 from tests.sender.conftest import history, make_config, row, seed_session, sent_today
 
 P, E, OK, ERR = "pendiente", "enviando", "enviado", "error"

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sender.phones import InvalidPhone, keeps_digits, normalise
+from envios.phones import InvalidPhone, keeps_digits, normalise
 
 
 @pytest.mark.parametrize("raw,expected", [

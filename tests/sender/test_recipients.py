@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sender.loop import run_once
-from sender.recipients import RecipientIndex
+from envios.sender.loop import run_once
+from envios.sender.recipients import RecipientIndex
+
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, history, make_config, row
 
 ANA = ["+54 9 11 4010-0001", "5491140100001", "011 15 4010-0001"]  # one person, three spellings

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.sender import reconcile
+from envios.sender.reconcile import ReconcileError, RetryRuleBroken
 
-from sender import reconcile, schema
-from sender.reconcile import ReconcileError, RetryRuleBroken
+from envios.store import schema
 from tests.conftest import load_legacy
 from tests.sender.conftest import envios, history, row, seed_session, sender_env, sent_today
 

@@ -12,12 +12,12 @@ from email.utils import format_datetime
 
 import pytest
 import responses
+from envios.sender.gateways import retry_after
+from envios.sender.gateways.base import Outcome, SendResult
+from envios.sender.loop import run_once
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sender.gateways import retry_after
-from sender.gateways.base import Outcome, SendResult
-from sender.loop import run_once
 from tests.sender.conftest import make_config, row, seed_session
 
 NOW = dt.datetime(2026, 10, 21, 7, 27, tzinfo=dt.timezone.utc)
@@ -96,7 +96,7 @@ def test_a_429_with_an_http_date_waits_until_that_date(db_url, upgraded, clock, 
 @responses.activate
 def test_the_adapter_reads_an_http_date_against_the_gateways_own_date_header():
     """Unit level: a gateway whose clock is days behind ours still gets its 30 s."""
-    from sender.gateways.session_manager import SessionManagerGateway
+    from envios.sender.gateways.session_manager import SessionManagerGateway
 
     responses.add(responses.POST, "http://gw.test:3002/send", status=429, json={"error": True},
                   headers={"Retry-After": "Sat, 07 Feb 2026 12:02:00 GMT", "Date": "Sat, 07 Feb 2026 12:01:30 GMT"})

@@ -13,8 +13,9 @@ import dataclasses
 
 import pytest
 
-from sender import schema
-from sender.states import Estado, Origin, transition
+from envios.domain import Estado, Origin
+from envios.store import schema
+from envios.store.transitions import transition
 from tests.conftest import load_legacy
 from tests.sender.conftest import envios, sender_env
 

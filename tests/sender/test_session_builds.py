@@ -9,8 +9,8 @@ The whatsapp-web.js build has no POST /send: nothing may be left `enviando`.
 from __future__ import annotations
 
 import pytest
+from envios.sender import outbox
 
-from sender import outbox
 from tests.sender.conftest import (
     add_campaign,
     add_rows,
@@ -77,7 +77,8 @@ def test_three_clients_share_the_one_admin_session_one_send_at_a_time(db_url, up
 
 def test_single_lane_is_shared_by_two_senders_through_one_lease(db_url, upgraded, venom, clock):
     """A second sender finds the gateway's one lease taken: it works no client at all."""
-    from sender.loop import Sender
+    from envios.sender.loop import Sender
+
     from tests.sender.conftest import make_config
 
     seed_three_clients(upgraded, rows_each=1)
@@ -130,9 +131,9 @@ def test_whatsapp_web_js_build_has_no_send_route_one_line_nothing_stuck(db_url, 
 @pytest.mark.parametrize("state", ["READY", "QR_REQUIRED"])
 def test_the_one_session_state_is_exported_for_every_client_it_serves(state, db_url, upgraded, venom, clock):
     """The alerts join session state and pending work on cliente_id: lane 0 alone would blind them."""
+    from envios.sender.loop import Sender
     from prometheus_client import generate_latest
 
-    from sender.loop import Sender
     from tests.sender.conftest import make_config
 
     seed_three_clients(upgraded, rows_each=1)

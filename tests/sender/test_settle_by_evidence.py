@@ -12,11 +12,11 @@ import datetime as dt
 import random
 
 import pytest
+from envios.sender import delivery
+from envios.sender.gateways import build_gateway
+from envios.sender.loop import run_once
 
-from sender import delivery
-from sender.gateways import build_gateway
-from sender.loop import run_once
-from sender.phones import normalise
+from envios.phones import normalise
 from tests.sender.api_gateways import FakeApi
 from tests.sender.conftest import (
     add_campaign,

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from sender.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from sender.states import ALLOWED, Estado, Increment, Origin, transition
+from envios.domain import ALLOWED, Estado, Origin
+from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
+from envios.store.transitions import Increment, transition
 
 P, S, D, E = Estado.PENDIENTE, Estado.ENVIANDO, Estado.ENVIADO, Estado.ERROR
 STATE_NAMES = ("pendiente", "enviando", "enviado", "error")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from envios.sender.eligibility import closed_reason, quota_remaining, weekdays
+from envios.sender.messages import personalise
 
-from sender.eligibility import closed_reason, quota_remaining, weekdays
-from sender.logfmt import kv
-from sender.messages import personalise
-from sender.phones import InvalidPhone, mask, normalise, scrub
-from sender.states import Estado
+from envios.domain import Estado
+from envios.logfmt import kv
+from envios.phones import InvalidPhone, mask, normalise, scrub
 
 
 @pytest.mark.parametrize("raw,expected", [

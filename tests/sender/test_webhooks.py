@@ -8,10 +8,10 @@ import json
 
 import pytest
 import requests
+from envios.sender.loop import run_once
+from envios.sender.webhooks import WebhookApp, serve
 
-from sender.db import Database
-from sender.loop import run_once
-from sender.webhooks import WebhookApp, serve
+from envios.store.connector import Database
 from tests.sender.api_gateways import FakeApi
 from tests.sender.conftest import estados, history, make_config, row, seed_session, sent_today
 
@@ -265,7 +265,7 @@ def test_bad_json_and_unknown_routes(hooks):
 
 def test_an_ack_for_a_send_still_in_flight_is_kept_and_settles_it_only_after_the_timeout(db_url, upgraded, clock):
     """The ack may beat the send's own answer: recorded with its id, never a race with the sender's record."""
-    from sender import delivery
+    from envios.sender import delivery
 
     [envio_id] = seed_session(upgraded, rows=1)
     claimed = clock.to_db(upgraded, clock.now())

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from sender.db import Database
+from envios.store.connector import Database
 from tests.sender.conftest import envios, sender_env
 
 
@@ -23,7 +23,7 @@ def test_refuses_to_start_without_any_secret(db_url, upgraded, tmp_path):
 
 def test_serves_on_loopback_refuses_unauthenticated_calls_and_stops_on_sigterm(db_url, upgraded, tmp_path):
     env = sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_PORT="0", ENVIOS_WEBHOOKS_SECRET="s3cret")
-    proc = subprocess.Popen([sys.executable, "-m", "sender.cli", "webhooks"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "envios", "webhooks"], cwd=tmp_path, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
         url = None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from sender import session_worker
-from sender.loop import run_once
-from sender.metrics import SenderMetrics
+from envios.sender import session_worker
+from envios.sender.loop import run_once
+from envios.sender.metrics import SenderMetrics
+
 from tests.sender.conftest import estados, history, make_config, seed_session
 
 

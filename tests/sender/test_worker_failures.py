@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sender.db import Database
-from sender.gateways.base import Outcome
-from sender.gateways.session_manager import SessionManagerGateway
-from sender.loop import run_once
+from envios.sender.gateways.base import Outcome
+from envios.sender.gateways.session_manager import SessionManagerGateway
+from envios.sender.loop import run_once
+
+from envios.store.connector import Database
 from tests.sender.conftest import envios, history, make_config, row, seed_session, sender_env
 
 

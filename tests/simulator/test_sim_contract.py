@@ -7,8 +7,7 @@ import time
 
 import pytest
 import requests
-
-from simulator.server import SimulatorServer
+from envios.simulator.server import SimulatorServer
 
 NUMBER = "5491123456789"
 MESSAGE_ID = re.compile(r"^true_5491123456789@c\.us_3EB0[0-9A-F]{16}$")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-
-from simulator.server import SimulatorServer
+from envios.simulator.server import SimulatorServer
 
 ROUTES = [("GET", "/_sim/ledger"), ("GET", "/_sim/stats"), ("GET", "/_sim/faults"), ("POST", "/_sim/faults"),
           ("GET", "/_sim/sessions"), ("POST", "/_sim/session"), ("POST", "/_sim/reset"), ("POST", "/_sim/refuse")]

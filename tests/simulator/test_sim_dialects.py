@@ -11,13 +11,13 @@ import ast
 from pathlib import Path
 
 import pytest
+from envios.sender.gateways import build_gateway
+from envios.sender.gateways.base import Outcome
+from envios.sender.loop import run_once
+from envios.sender.webhooks import WebhookApp, serve
+from envios.simulator.dialects import Notifier
 
-from sender.db import Database
-from sender.gateways import build_gateway
-from sender.gateways.base import Outcome
-from sender.loop import run_once
-from sender.webhooks import WebhookApp, serve
-from simulator.dialects import Notifier
+from envios.store.connector import Database
 from tests.sender.conftest import estados, make_config, row, seed_session
 
 SECRET, APP_SECRET = "hook-secret", "app-secret"

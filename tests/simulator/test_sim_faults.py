@@ -8,9 +8,8 @@ import time
 
 import pytest
 import requests
-
-from simulator import command
-from simulator.server import SimulatorServer
+from envios.simulator import command
+from envios.simulator.server import SimulatorServer
 
 NUMBER = "5491123456789"
 

@@ -13,8 +13,7 @@ import time
 
 import pytest
 import requests
-
-from simulator import command
+from envios.simulator import command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r"^gateway-sim listening on http://127\.0\.0\.1:(\d+)$")

@@ -10,10 +10,10 @@ import datetime as dt
 from email.utils import format_datetime
 
 import pytest
+from envios.sender.gateways import build_gateway
+from envios.sender.gateways.base import Outcome
 
-from sender.config import load
-from sender.gateways import build_gateway
-from sender.gateways.base import Outcome
+from envios.config import load
 
 TOO_MANY = {
     "waha": (429, {"statusCode": 429, "message": "Too Many Requests"}),

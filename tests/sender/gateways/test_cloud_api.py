@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from envios.sender.gateways import cloud_api
+from envios.sender.gateways.base import Outcome
 
-from sender.errors import ConfigError
-from sender.gateways import cloud_api
-from sender.gateways.base import Outcome
+from envios.errors import ConfigError
 from tests.sender.conftest import make_config
 from tests.sender.gateways.conftest import every_rule_tested
 

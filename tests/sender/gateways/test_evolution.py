@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from envios.sender.gateways import evolution
+from envios.sender.gateways.base import EvidenceUnavailable, Outcome
 
-from sender.gateways import evolution
-from sender.gateways.base import EvidenceUnavailable, Outcome
 from tests.sender.gateways.conftest import every_rule_tested
 
 NOT_ON_WHATSAPP = {"status": 400, "error": "Bad Request",

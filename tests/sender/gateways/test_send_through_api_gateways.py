@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from envios.sender.loop import run_once
 
-from sender.loop import run_once
 from tests.sender.conftest import estados, make_config, row, seed_session
 
 KINDS = ["waha", "evolution", "cloud_api"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from envios.sender.gateways import waha
+from envios.sender.gateways.base import EvidenceUnavailable, Outcome
 
-from sender.gateways import waha
-from sender.gateways.base import EvidenceUnavailable, Outcome
 from tests.sender.gateways.conftest import every_rule_tested
 
 NOT_WORKING = {"error": "Session status is not as expected. Try again later or restart the session",

@@ -6,12 +6,12 @@ import argparse
 import getpass
 import sys
 
-from sender import reconcile
-from sender.clock import Clock
-from sender.commands.common import common_options
-from sender.db import Database
-from sender.errors import EnviosError
-from sender.phones import mask
+from envios.clock import Clock
+from envios.commands.common import common_options
+from envios.errors import EnviosError
+from envios.phones import mask
+from envios.sender import reconcile
+from envios.store.connector import Database
 
 HELP = "list and resolve stuck (enviando) or doubtful rows"
 

@@ -25,49 +25,13 @@ at all, and the caller adds its own writes (the daily count) to the same unit.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Any
 
-from sender import fit
-from sender.db import Connection
-from sender.errors import DatabaseError, ForbiddenTransition, StaleTransition
-
-
-class Estado(str, enum.Enum):
-    PENDIENTE = "pendiente"
-    ENVIANDO = "enviando"
-    ENVIADO = "enviado"
-    ERROR = "error"
-
-
-class Origin(str, enum.Enum):
-    """Who made a change: the history row's `origen`, "envios-" and the part.
-
-    The application's own rows say 'scheduler', 'manual' or 'sistema'
-    (APPLICATION_ORIGINS); the history table is shared, so the two never collide.
-    """
-
-    SENDER = "envios-sender"
-    WATCHER = "envios-watcher"
-    OPERATOR = "envios-operator"
-    RECONCILE = "envios-reconcile"
-    EVIDENCE = "envios-evidence"  # an unknown outcome settled by the gateway's own evidence (acks, lookups)
-
-
-APPLICATION_ORIGINS = ("scheduler", "manual", "sistema")
-
-
-ALLOWED: frozenset[tuple[Estado, Estado]] = frozenset(
-    {
-        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim
-        (Estado.ENVIANDO, Estado.ENVIADO),  # the gateway confirmed
-        (Estado.ENVIANDO, Estado.PENDIENTE),  # definitely not sent: retry later
-        (Estado.ENVIANDO, Estado.ERROR),  # permanent failure, or out of attempts
-        (Estado.PENDIENTE, Estado.ERROR),  # unsendable, rejected before any request
-        (Estado.ERROR, Estado.PENDIENTE),  # an operator re-queues it
-    }
-)
+from envios.domain import ALLOWED, Estado, Origin
+from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
+from envios.sender import fit
+from envios.store.connector import Connection
 
 
 class Increment:

@@ -7,11 +7,11 @@ import logging
 import signal
 import threading
 
-from sender import schema
-from sender.db import Database
-from sender.errors import DatabaseError, EnviosError
-from sender.logfmt import kv
-from sender.webhooks import WebhookApp, serve
+from envios.errors import DatabaseError, EnviosError
+from envios.logfmt import kv
+from envios.sender.webhooks import WebhookApp, serve
+from envios.store import schema
+from envios.store.connector import Database
 
 HELP = "receive delivery acknowledgements (session manager, WAHA, Evolution, Cloud API) on webhooks.host:port"
 

@@ -31,16 +31,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from monitor import queries as watcher_queries
-from monitor.watcher import Watcher
-from sender import schema
-from sender.clock import Clock
-from sender.db import Database
-from sender.loop import Sender
-from sender.phones import normalise
-from sender.webhooks import WebhookApp, serve
-from simulator.dialects import Notifier
-from simulator.server import SimulatorServer
+from envios.clock import Clock
+from envios.monitor import queries as watcher_queries
+from envios.monitor.watcher import Watcher
+from envios.phones import normalise
+from envios.sender.loop import Sender
+from envios.sender.webhooks import WebhookApp, serve
+from envios.simulator.dialects import Notifier
+from envios.simulator.server import SimulatorServer
+from envios.store import schema
+from envios.store.connector import Database
 
 SESSIONS = (51, 52)
 CAMPAIGNS = {1: ("Demo – Reactivación", 51), 2: ("Demo – Promo otoño", 52)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sender.phones import mask_message_id, scrub
+from envios.phones import mask_message_id, scrub
 
 
 def _value(value: Any) -> str:

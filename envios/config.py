@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from sender.db import DatabaseUrl
-from sender.errors import ConfigError
+from envios.errors import ConfigError
+from envios.store.connector import DatabaseUrl
 
 DEFAULT_PATH = "config.yaml"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from monitor import campaigns
-from monitor.commands._table import format_table, shorten
-from sender.clock import Clock
-from sender.commands.common import common_options
-from sender.db import Database
+from envios.clock import Clock
+from envios.commands._table import format_table, shorten
+from envios.commands.common import common_options
+from envios.monitor import campaigns
+from envios.store.connector import Database
 
 HELP = "operator control: list campaigns and their schedules, pause or resume one"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sender.db import SQLITE, Connection
+from envios.store.connector import SQLITE, Connection
 
 
 def _text(value) -> str:

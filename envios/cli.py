@@ -13,21 +13,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sender import config as config_module
-from sender.commands.common import common_options
-from sender.errors import EnviosError
+from envios import config as config_module
+from envios.commands.common import common_options
+from envios.errors import EnviosError
 
 # subcommand -> module implementing it
 COMMANDS: dict[str, str] = {
-    "db": "sender.commands.db",
-    "send": "sender.commands.send",
-    "watch": "monitor.commands.watch",
-    "demo": "sender.commands.demo",
-    "gateway-sim": "simulator.command",
-    "campaign": "monitor.commands.campaign",
-    "reconcile": "sender.commands.reconcile",
-    "status": "monitor.commands.status",
-    "webhooks": "sender.commands.webhooks",
+    "db": "envios.commands.db",
+    "send": "envios.commands.send",
+    "watch": "envios.commands.watch",
+    "demo": "envios.commands.demo",
+    "gateway-sim": "envios.simulator.command",
+    "campaign": "envios.commands.campaign",
+    "reconcile": "envios.commands.reconcile",
+    "status": "envios.commands.status",
+    "webhooks": "envios.commands.webhooks",
 }
 
 

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 
-from sender.db import MYSQL, SQLITE, Connection, split_statements
-from sender.errors import DatabaseError, EnviosError
-from sender.schema_view import (  # noqa: F401 - re-exported: the schema's readers use schema.*
+from envios.errors import DatabaseError, EnviosError
+from envios.store.connector import MYSQL, SQLITE, Connection, split_statements
+from envios.store.schema_view import (  # noqa: F401 - re-exported: the schema's readers use schema.*
     Column,
     SchemaView,
     TableShape,
@@ -270,7 +270,7 @@ def _base_tables() -> list[Step]:
     """The legacy tables, created where missing (an empty database)."""
     by_table: dict[str, dict[str, list[str]]] = {}
     for dialect in (MYSQL, SQLITE):
-        script = resources.files("sender.migrations").joinpath(f"base_{dialect}.sql").read_text("utf-8")
+        script = resources.files("envios.store.migrations").joinpath(f"base_{dialect}.sql").read_text("utf-8")
         for statement in split_statements(script):
             match = re.search(r"CREATE TABLE (\w+)|CREATE INDEX \w+ ON (\w+)", statement)
             table = match.group(1) or match.group(2)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from monitor import queries as q
-from monitor.campaigns import reason_label
-from monitor.commands._table import format_table, shorten
-from sender.clock import Clock
-from sender.db import Database
-from sender.eligibility import legacy_lock_reason
-from sender.errors import EnviosError
+from envios.clock import Clock
+from envios.commands._table import format_table, shorten
+from envios.errors import EnviosError
+from envios.monitor import queries as q
+from envios.monitor.campaigns import reason_label
+from envios.sender.eligibility import legacy_lock_reason
+from envios.store.connector import Database
 
 HELP = ("per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, delivered/read/failed, "
         "unknowns settled, paused and why")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sender.errors import ConfigError
+from envios.errors import ConfigError
 
 HELP = "everything on SQLite with the simulator: a live demo in the terminal (loopback only)"
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config) -> int:
-    from sender.demo import run_demo  # imports the simulator and watcher only when asked
+    from envios.demo import run_demo  # imports the simulator and watcher only when asked
 
     if args.rows < 10:
         raise ConfigError("--rows: at least 10 recipients")

@@ -1,9 +1,10 @@
 """The one driver-aware module: connects to `mysql://` (pymysql) or `sqlite:///` URLs.
 
-Everything else writes SQL with `%s` placeholders and calls `Connection.query`,
-`Connection.execute` and `Connection.transaction`; this module turns the
-placeholders into the driver's style, converts date/time values both ways, and
-translates driver errors into `sender.errors` types whose messages never carry a
+The store's statements (`envios.store.sql.Statement`, `%(name)s` parameters given as a
+mapping) and the older `%s` strings with a sequence both go through `Connection.query`,
+`Connection.execute` and `Connection.transaction`; this module picks a statement's
+dialect text, turns the placeholders into the driver's style, converts date/time values both ways, and
+translates driver errors into `envios.errors` types whose messages never carry a
 password.
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -22,7 +24,7 @@ import pymysql
 import pymysql.converters
 from pymysql.constants import FIELD_TYPE
 
-from sender.errors import (
+from envios.errors import (
     ConfigError,
     DatabaseError,
     DatabaseNotAnswering,
@@ -30,6 +32,15 @@ from sender.errors import (
     QueryTimeout,
     TransactionConflict,
 )
+from envios.store.sql import Statement
+
+# A statement's parameters: a mapping for `%(name)s` statements, a sequence for `%s` text.
+Params = Mapping[str, Any] | Sequence[Any]
+_NAMED = re.compile(r"%\((\w+)\)s|%%")
+
+
+def _sqlite_placeholder(match: re.Match[str]) -> str:
+    return f":{match.group(1)}" if match.group(1) else "%"
 
 MYSQL = "mysql"
 SQLITE = "sqlite"
@@ -161,21 +172,21 @@ class Connection:
 
     dialect: str
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str | Statement, params: Params = ()) -> list[dict[str, Any]]:
         with self._translate_errors():
             cursor = self._run(sql, params)
             rows = cursor.fetchall()
             return [self._as_dict(cursor, row) for row in rows]
 
-    def query_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+    def query_one(self, sql: str | Statement, params: Params = ()) -> dict[str, Any] | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def scalar(self, sql: str | Statement, params: Params = ()) -> Any:
         row = self.query_one(sql, params)
         return None if row is None else next(iter(row.values()))
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def execute(self, sql: str | Statement, params: Params = ()) -> int:
         """Run one statement; returns the affected row count."""
         with self._translate_errors():
             return self._run(sql, params).rowcount
@@ -184,7 +195,7 @@ class Connection:
         for statement in split_statements(sql):
             self.execute(statement)
 
-    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def insert(self, sql: str | Statement, params: Params = ()) -> int:
         """Run one INSERT; returns the new row's id."""
         with self._translate_errors():
             return int(self._run(sql, params).lastrowid)
@@ -236,7 +247,11 @@ class Connection:
     _raw: Any
     _in_transaction = False
 
-    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+    def _run(self, sql: str | Statement, params: Params) -> Any:
+        text = sql.text(self.dialect) if isinstance(sql, Statement) else sql
+        return self._run_text(text, params)
+
+    def _run_text(self, sql: str, params: Params) -> Any:
         raise NotImplementedError
 
     def _as_dict(self, cursor: Any, row: Any) -> dict[str, Any]:
@@ -277,7 +292,9 @@ class SqliteConnection(Connection):
             raise DatabaseUnavailable(f"cannot open {url.describe()}: {exc}") from None
         self._deadline: float | None = None
 
-    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+    def _run_text(self, sql: str, params: Params) -> Any:
+        if isinstance(params, Mapping):  # `%(name)s` -> `:name`, `%%` -> `%` (pymysql's escaping)
+            return self._raw.execute(_NAMED.sub(_sqlite_placeholder, sql), dict(params))
         return self._raw.execute(sql.replace("%s", "?"), tuple(params))
 
     def _as_dict(self, cursor: Any, row: Any) -> dict[str, Any]:
@@ -376,9 +393,12 @@ class MysqlConnection(Connection):
         """The server's id for this connection (what KILL takes)."""
         return self._raw.thread_id()
 
-    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+    def _run_text(self, sql: str, params: Params) -> Any:
         cursor = self._raw.cursor()
-        cursor.execute(sql, tuple(params) if params else None)
+        if isinstance(params, Mapping):
+            cursor.execute(sql, dict(params))
+        else:
+            cursor.execute(sql, tuple(params) if params else None)
         return cursor
 
     def _as_dict(self, cursor: Any, row: Any) -> dict[str, Any]:

@@ -9,12 +9,12 @@ import signal
 import sys
 import threading
 
-from sender import config as config_module
-from sender.errors import EnviosError
-from sender.gateways.base import Outcome
-from sender.killswitch import KillSwitch
-from sender.logfmt import kv
-from sender.loop import Sender
+from envios import config as config_module
+from envios.errors import EnviosError
+from envios.logfmt import kv
+from envios.sender.gateways.base import Outcome
+from envios.sender.killswitch import KillSwitch
+from envios.sender.loop import Sender
 
 HELP = "the sender loop: claim, send, record (runs until SIGTERM)"
 

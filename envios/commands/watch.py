@@ -8,10 +8,10 @@ import signal
 import sys
 import threading
 
-from monitor import queries as q
-from monitor.refresher import QUERY_NAMES
-from monitor.watcher import Watcher
-from sender.errors import EnviosError
+from envios.errors import EnviosError
+from envios.monitor import queries as q
+from envios.monitor.refresher import QUERY_NAMES
+from envios.monitor.watcher import Watcher
 
 HELP = "the watcher: export gauges on /metrics (+ /healthz) and auto-pause campaigns past thresholds"
 

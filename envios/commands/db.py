@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sender import schema
-from sender.clock import Clock
-from sender.commands.common import common_options
-from sender.db import Database
+from envios.clock import Clock
+from envios.commands.common import common_options
+from envios.store import schema
+from envios.store.connector import Database
 
 HELP = "create or upgrade the database schema (versioned, idempotent, non-destructive)"
 

@@ -1,0 +1,7 @@
+"""`python -m envios ...`: the same as the `envios` console script."""
+
+import sys
+
+from envios.cli import main
+
+sys.exit(main())
