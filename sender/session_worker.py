@@ -187,7 +187,7 @@ def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = N
     """
     day = now.date()
     at = now if at is None else at
-    schedules = outbox.active_schedules(conn, day, cliente_id)
+    schedules = outbox.active_schedules(conn, now, cliente_id)
     open_ones, closed = [], {}
     for s in schedules:
         reason = closed_reason(s, now) or legacy_lock_reason(s, at, lock_ttl_s)

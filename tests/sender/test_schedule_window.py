@@ -30,7 +30,8 @@ def at(day: dt.date, clock_time: str) -> dt.datetime:
 
 CASES = [
     # (what, schedule, now, open)
-    ("last night, after midnight", {**NIGHT, "fecha_fin": str(D)}, at(D + dt.timedelta(days=1), "01:00"), True),
+    ("last night, after midnight", {**NIGHT, "fecha_fin": str(D)},
+     at(D + dt.timedelta(days=1), "01:00"), True),
     ("last night, its end (inclusive)", {**NIGHT, "fecha_fin": str(D)},
      at(D + dt.timedelta(days=1), "02:00:00"), True),
     ("last night, just after its end", {**NIGHT, "fecha_fin": str(D)},
@@ -60,8 +61,8 @@ def test_the_planner_sees_the_window_of_the_day_it_opened(what, schedule, now, i
 
 
 @pytest.mark.parametrize("what,schedule,now,is_open", CASES, ids=[c[0] for c in CASES])
-def test_a_pass_sends_exactly_when_the_window_is_open(what, schedule, now, is_open, db_url, upgraded,
-                                                      gateway):
+def test_a_pass_sends_exactly_when_the_window_is_open(what, schedule, now, is_open, db_url,
+                                                      upgraded, gateway):
     seed_session(upgraded, rows=2, **schedule)
     report = run_once(make_config(db_url, gateway.base_url), clock=FixedClock(TZ, now))
     assert report.sent == (2 if is_open else 0), what
