@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from envios.sender import outbox
-from envios.sender.fit import Column, column_of, fit
+from envios.store.fit import Column, column_of, fit
 from envios.sender.loop import run_once
 from hypothesis import given, settings
 from hypothesis import strategies as st
