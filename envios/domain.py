@@ -30,8 +30,10 @@ class Estado(str, enum.Enum):
     ERROR = "error"
 
 
-ESTADOS: tuple[Estado, ...] = tuple(Estado)
-FINISHED: tuple[Estado, ...] = (Estado.ENVIADO, Estado.ERROR)  # a send's outcome is known
+# Plain strings (not members) where they become dict keys, labels or text: on Python 3.11
+# str() and f-strings of a member give "Estado.ENVIADO", not its value.
+ESTADOS: tuple[str, ...] = tuple(e.value for e in Estado)
+FINISHED: tuple[str, ...] = (Estado.ENVIADO.value, Estado.ERROR.value)  # the outcome is known
 
 
 ALLOWED: frozenset[tuple[Estado, Estado]] = frozenset(
@@ -129,7 +131,7 @@ class CampaniaEstado(str, enum.Enum):
 
 
 # Schedules the watcher and `envios status` follow: those that send or could again.
-LIVE_SCHEDULE_STATES = (ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA)
+LIVE_SCHEDULE_STATES = (ProgramacionEstado.APROBADA.value, ProgramacionEstado.PAUSADA.value)
 
 
 class PauseReason(str, enum.Enum):
@@ -141,12 +143,15 @@ class PauseReason(str, enum.Enum):
     OPERATOR = OPERATOR
 
 
-AUTO_PAUSE_REASONS = (PauseReason.STUCK, PauseReason.MISSING_MESSAGE_ID, PauseReason.ERROR_RATIO)
+# The auto-pause's, in priority order.
+AUTO_PAUSE_REASONS = tuple(r.value for r in (PauseReason.STUCK, PauseReason.MISSING_MESSAGE_ID,
+                                               PauseReason.ERROR_RATIO))
+PAUSE_REASONS = tuple(r.value for r in PauseReason)
 
 
 def pause_reason_label(paused_reason: str | None) -> str:
     """The reason as a metric label: one of PauseReason, or UNKNOWN (a pause by someone else)."""
-    return paused_reason if paused_reason in {r.value for r in PauseReason} else UNKNOWN
+    return paused_reason if paused_reason in PAUSE_REASONS else UNKNOWN
 
 
 # -- stuck ---------------------------------------------------------------------------------

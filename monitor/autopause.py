@@ -24,7 +24,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from envios.monitor.campaigns import WATCHER, pause
+from envios.monitor.campaigns import pause
+
+from envios.domain import WATCHER
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from envios.monitor import queries as q
-from envios.monitor.campaigns import reason_label
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
+
+from envios.domain import pause_reason_label
 
 if TYPE_CHECKING:
     from envios.monitor.refresher import Refresher
@@ -119,7 +120,7 @@ class WatcherCollector:
                 paused = _gauge("envios_schedule_paused", ["programacion_id", "campania_id", "reason"])
                 for s in snap.schedules:
                     if s.estado == "pausada":
-                        paused.add_metric([str(s.id), str(s.campania_id), reason_label(s.paused_reason)], 1)
+                        paused.add_metric([str(s.id), str(s.campania_id), pause_reason_label(s.paused_reason)], 1)
                 yield paused
 
         autopause = CounterMetricFamily("envios_autopause_total", HELP["envios_autopause_total"],

@@ -30,9 +30,10 @@ from typing import Any
 
 from envios.monitor import autopause
 from envios.monitor import queries as q
-from envios.monitor.campaigns import AUTO_REASONS, watcher_identity
+from envios.monitor.campaigns import watcher_identity
 
 from envios.clock import Clock
+from envios.domain import AUTO_PAUSE_REASONS, stuck_cutoff
 from envios.errors import DatabaseNotAnswering, DatabaseUnavailable
 from envios.store.connector import MYSQL, Connection, Database
 
@@ -49,7 +50,7 @@ def _default_queries() -> dict[str, Callable[..., Any]]:
     return {
         "campaigns": lambda conn, r: q.campaigns(conn),
         "messages": lambda conn, r: q.messages(conn, r.campaign_ids),
-        "stuck": lambda conn, r: q.stuck(conn, r.now - dt.timedelta(seconds=r.stuck_after_s)),
+        "stuck": lambda conn, r: q.stuck(conn, stuck_cutoff(r.now, r.stuck_after_s)),
         "missing_message_id": lambda conn, r: q.missing_message_ids(conn, r.campaigns),
         "error_ratio": lambda conn, r: q.finished_in_window(
             conn, r.now - dt.timedelta(seconds=r.window_s), r.now),
@@ -123,7 +124,7 @@ class State:
     query_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_LABELS, 0))
     query_last_success_epoch: dict[str, float] = field(default_factory=dict)
     query_duration_s: dict[str, float] = field(default_factory=dict)
-    autopause_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AUTO_REASONS, 0))
+    autopause_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AUTO_PAUSE_REASONS, 0))
 
 
 def default_query_timeout(refresh_s: float) -> float:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from envios.sender import outbox
 
 from envios.clock import Clock
-from envios.domain import OPERATOR, TEXT_MAX, UNKNOWN, Estado, Origin
+from envios.domain import OPERATOR, TEXT_MAX, UNKNOWN, Estado, Origin, stuck_cutoff
 from envios.errors import EnviosError, ForbiddenTransition, StaleTransition
 from envios.logfmt import kv
 from envios.phones import mask
@@ -43,7 +43,7 @@ class Doubtful:
 
 
 def list_doubtful(conn: Connection, clock: Clock, stuck_after_s: float) -> Doubtful:
-    before = clock.db_now(conn) - dt.timedelta(seconds=stuck_after_s)
+    before = stuck_cutoff(clock.db_now(conn), stuck_after_s)
     return Doubtful(outbox.stuck_rows(conn, before), outbox.sent_without_message_id(conn))
 
 
