@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from envios.domain import GATEWAY_KINDS
 from envios.errors import ConfigError
 from envios.store.connector import DatabaseUrl
 
@@ -73,7 +74,6 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-GATEWAY_KINDS = ("session_manager", "simulator", "waha", "evolution", "cloud_api")
 # auto: one lane when GET /status names one session for every client (DESIGN.md section 9)
 GATEWAY_SESSIONS = ("auto", "per_cliente", "single")
 

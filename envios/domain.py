@@ -110,6 +110,17 @@ SETTLED_BY: Mapping[str, str] = {
 }
 
 
+# -- gateways ------------------------------------------------------------------------------
+#
+# The values of `gateway.kind` (config checks them, the sender builds one adapter each).
+# `simulator` speaks session_manager's contract (DESIGN.md section 9): the same adapter
+# and the same acknowledgement dialect.
+
+GATEWAY_KINDS = ("session_manager", "simulator", "waha", "evolution", "cloud_api")
+SPEAKS_AS: Mapping[str, str] = {"simulator": "session_manager"}
+GATEWAY_DIALECTS = tuple(kind for kind in GATEWAY_KINDS if kind not in SPEAKS_AS)
+
+
 # -- schedules and campaigns ---------------------------------------------------------------
 
 
