@@ -253,7 +253,8 @@ def _to_int(value: Any) -> int:
     return int(str(value).strip()) if isinstance(value, str) else int(value)
 
 
-def _coerce_bool(dotted: str, value: Any) -> bool:
+def coerce_bool(dotted: str, value: Any) -> bool:
+    """A config value as a boolean (true/false, yes/no, 1/0, on/off); ConfigError names the key."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -274,7 +275,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"config key {dotted}: must be <= {high}, got {number}")
         _set_path(raw, dotted, number)
     for dotted in _BOOL_KEYS:
-        _set_path(raw, dotted, _coerce_bool(dotted, _get_path(raw, dotted)))
+        _set_path(raw, dotted, coerce_bool(dotted, _get_path(raw, dotted)))
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
     for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
