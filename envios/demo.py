@@ -135,7 +135,7 @@ def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorS
     for cid, p in progress.items():
         s = p.by_state
         acked = f" delivered {p.acks.delivered:>3} read {p.acks.read:>3}" if p.acks else ""
-        sent, pending, errors = (s[e.value] for e in (Estado.ENVIADO, Estado.PENDIENTE, Estado.ERROR))
+        sent, pending, errors = (s[e] for e in (Estado.ENVIADO, Estado.PENDIENTE, Estado.ERROR))
         parts.append(f"campaign {cid}: sent {sent:>3} pending {pending:>3} "
                      f"errors {errors:>2} stuck {p.stuck:>2}{acked} settled {p.settled:>2}")
     sessions = " ".join(f"{c}={sim.state.session_state(c)}" for c in SESSIONS)

@@ -70,7 +70,7 @@ class Origin(str, enum.Enum):
     WATCHER = "envios-watcher"
     OPERATOR = "envios-operator"
     RECONCILE = "envios-reconcile"
-    EVIDENCE = "envios-evidence"  # an unknown outcome settled by the gateway's evidence (acks, lookups)
+    EVIDENCE = "envios-evidence"  # an unknown outcome settled by the gateway's evidence (acks)
 
     @property
     def role(self) -> str:

@@ -174,7 +174,8 @@ NOTE_UNKNOWN = "UPDATE ll_envios_whatsapp SET last_error = %s WHERE id = %s AND 
 
 def note_on_stuck_row(conn: Connection, envio_id: int, text: str) -> None:
     """Why a row stays `enviando` (an unknown outcome): for `envios reconcile list`."""
-    conn.execute(NOTE_UNKNOWN, (fit.fit_to(conn, fit.OUTBOX, "last_error", text[:TEXT_MAX]), envio_id))
+    fitted = fit.fit_to(conn, fit.OUTBOX, "last_error", text[:TEXT_MAX])
+    conn.execute(NOTE_UNKNOWN, (fitted, envio_id))
 
 
 SET_MISSING_MESSAGE_ID = (
@@ -197,7 +198,8 @@ def set_missing_message_id(conn: Connection, envio_id: int, message_id: str) -> 
 
 def audit(conn: Connection, now: dt.datetime, action: str, *, campania_id: int | None, reason: str,
           detail: str, origin: str, programacion_id: int | None = None) -> None:
-    conn.execute(AUDIT_INSERT, (now, action, campania_id, programacion_id, reason, detail[:TEXT_MAX], origin[:NAME_MAX]))
+    conn.execute(AUDIT_INSERT, (now, action, campania_id, programacion_id, reason,
+                                detail[:TEXT_MAX], origin[:NAME_MAX]))
 
 
 STUCK_ROWS = (

@@ -87,7 +87,8 @@ class RecipientIndex:
                 continue  # the row changed since it was indexed
             if other["estado"] in _STANDS_FOR_THE_PERSON:
                 return int(other["id"])
-            if (other["estado"] == Estado.PENDIENTE and int(other["id"]) < own_id and earlier_pending is None
+            if (other["estado"] == Estado.PENDIENTE and int(other["id"]) < own_id
+                    and earlier_pending is None
                     and personalise(other["mensaje_final"], other["nombre_destino"])):
                 earlier_pending = int(other["id"])
         return earlier_pending

@@ -318,7 +318,8 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
                 try:
                     if problem:
                         transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
-                                   detail=f"not sendable: {problem}", columns={"last_error": problem[:TEXT_MAX]})
+                                   detail=f"not sendable: {problem}",
+                                   columns={"last_error": problem[:TEXT_MAX]})
                         events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
                                               ctx, detail=problem, phone=row.get("telefono_wapp")))
                         skip.append(int(row["id"]))

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace, config) -> int:
         print(f"campaign {args.campaign_id}: resumed schedule(s) {_ids(changed)}; sends finished"
               f" before {_when(now)} no longer count toward the error-ratio and missing-id pauses")
         monitor = config.monitor
-        stuck = campaigns.stuck_count(conn, args.campaign_id, stuck_cutoff(now, monitor.stuck_after_s))
+        cutoff = stuck_cutoff(now, monitor.stuck_after_s)
+        stuck = campaigns.stuck_count(conn, args.campaign_id, cutoff)
         if stuck:
             again = ("; the watcher will pause it again until they are resolved"
                      if monitor.autopause.enabled and stuck > monitor.autopause.max_stuck else "")

@@ -44,7 +44,7 @@ def _sqlite_placeholder(match: re.Match[str]) -> str:
 
 MYSQL = "mysql"
 SQLITE = "sqlite"
-# The URL schemes of a MariaDB/MySQL database: the one rule, `envios.config` asks `DatabaseUrl.parse`.
+# The URL schemes of a MariaDB/MySQL database: the one rule (config asks `DatabaseUrl.parse`).
 MYSQL_SCHEMES = (MYSQL, "mariadb", "mysql+pymysql")
 
 # MySQL/MariaDB error numbers we treat specially.

@@ -122,7 +122,7 @@ class Gateway(abc.ABC):
 
     kind: str = ""
     base_url: str = ""
-    max_text_chars: int = WHATSAPP_TEXT_MAX  # longest text a send accepts; longer rows go to error unsent
+    max_text_chars: int = WHATSAPP_TEXT_MAX  # longest text a send accepts; longer rows: error
 
     @abc.abstractmethod
     def status(self, cliente_id: int) -> SessionStatus:
