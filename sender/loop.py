@@ -156,7 +156,7 @@ class Sender:
         """Connect and verify the schema; raises an EnviosError with one clear line."""
         conn = self._main_conn()
         done = schema.applied_versions(conn)
-        if schema.LATEST not in done:
+        if schema.missing_versions(schema.Process.SENDER, done):
             raise DatabaseError(f"{self.database.describe()}: schema not upgraded "
                                 f"(have {sorted(done) or 'none'}, need v{schema.LATEST}): run `envios db upgrade`")
 

@@ -13,10 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-from envios.sender import fit
-
-from envios.domain import CampaniaEstado, Estado, ProgramacionEstado, opening_days
-from envios.store import sending
+from envios.domain import (
+    NAME_MAX,
+    TEXT_MAX,
+    CampaniaEstado,
+    Estado,
+    ProgramacionEstado,
+    opening_days,
+)
+from envios.store import fit, sending
 from envios.store.connector import Connection
 from envios.store.sql import by_value
 
@@ -126,7 +131,7 @@ def get_row(conn: Connection, envio_id: int) -> dict | None:
 
 def note_on_stuck_row(conn: Connection, envio_id: int, text: str) -> None:
     """Why a row stays `enviando` (an unknown outcome): for `envios reconcile list`."""
-    note = fit.fit_to(conn, fit.OUTBOX, "last_error", text[:500])
+    note = fit.fit_to(conn, fit.OUTBOX, "last_error", text[:TEXT_MAX])
     conn.execute(sending.NOTE_UNKNOWN, {**by_value(Estado.ENVIANDO), "note": note,
                                         "envio_id": envio_id})
 
@@ -144,7 +149,7 @@ def audit(conn: Connection, now: dt.datetime, action: str, *, campania_id: int |
           detail: str, origin: str, programacion_id: int | None = None) -> None:
     conn.execute(sending.AUDIT, {"now": now, "action": action, "campania_id": campania_id,
                                  "programacion_id": programacion_id, "reason": reason,
-                                 "detail": detail[:500], "origin": origin[:120]})
+                                 "detail": detail[:TEXT_MAX], "origin": origin[:NAME_MAX]})
 
 
 def stuck_rows(conn: Connection, claimed_before: dt.datetime) -> list[dict]:

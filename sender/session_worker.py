@@ -37,10 +37,9 @@ from envios.sender.messages import personalise
 from envios.sender.metrics import SenderMetrics
 from envios.sender.pool import ConnectionPool
 from envios.sender.recipients import duplicate_problem
-from envios.sender.text_limits import too_long
 
 from envios.clock import Clock
-from envios.domain import Estado, Origin
+from envios.domain import TEXT_MAX, Estado, Origin, too_long
 from envios.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -319,7 +318,8 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
                 try:
                     if problem:
                         transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
-                                   detail=f"not sendable: {problem}", columns={"last_error": problem[:500]})
+                                   detail=f"not sendable: {problem}",
+                                   columns={"last_error": problem[:TEXT_MAX]})
                         events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
                                               ctx, detail=problem, phone=row.get("telefono_wapp")))
                         skip.append(int(row["id"]))
@@ -393,9 +393,9 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
                 outbox.count_sent(conn, pid, day, now)
                 return
             if to_state is None:  # unknown: stays enviando, never retried automatically
-                outbox.note_on_stuck_row(conn, eid, f"unknown outcome: {result.reason}"[:500])
+                outbox.note_on_stuck_row(conn, eid, f"unknown outcome: {result.reason}"[:TEXT_MAX])
                 return
-            columns: dict = {"last_error": (result.reason or result.outcome.value)[:500]}
+            columns: dict = {"last_error": (result.reason or result.outcome.value)[:TEXT_MAX]}
             if action.give_back_attempt:
                 columns["attempts"] = Increment(-1)
             if result.outcome is Outcome.GATEWAY_ERROR:

@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envios.domain import ALLOWED, Estado, Origin
+from envios.domain import ALLOWED, TEXT_MAX, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from envios.sender import fit
+from envios.store import fit
 from envios.store.connector import Connection
 
 
@@ -55,8 +55,6 @@ SETTABLE_COLUMNS = frozenset(
         "last_error",
     }
 )
-
-DETAIL_MAX = 500
 
 # The application's history columns (created_at is its time column), plus envios's optional campania_id.
 _HISTORY_SQL = (
@@ -137,7 +135,7 @@ def transition(
             Estado(from_state).value,
             Estado(to_state).value,
             Origin(origin).value,
-            (detail or "")[:DETAIL_MAX] or None,
+            (detail or "")[:TEXT_MAX] or None,
             at,
             *([usuario_id] if person else []),
             envio_id,
