@@ -80,12 +80,13 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
         today = clock.today()
         with conn.transaction():
             for campania_id, (name, cliente_id) in CAMPAIGNS.items():
-                conn.execute(seeding.CAMPAIGN, {"campania_id": campania_id, "nombre": name, "mensaje": TEMPLATE,
-                                                "estado": "en_progreso", "cliente_id": cliente_id})
+                conn.execute(seeding.CAMPAIGN, {
+                    "campania_id": campania_id, "nombre": name, "mensaje": TEMPLATE,
+                    "estado": "en_progreso", "cliente_id": cliente_id})
                 conn.execute(seeding.SCHEDULE, {
-                    "campania_id": campania_id, "cliente_id": cliente_id, "hora_inicio": dt.time(0, 0),
-                    "hora_fin": dt.time(23, 59, 59), "cupo_diario": rows, "fecha_inicio": today,
-                    "estado": "aprobada"})
+                    "campania_id": campania_id, "cliente_id": cliente_id,
+                    "hora_inicio": dt.time(0, 0), "hora_fin": dt.time(23, 59, 59),
+                    "cupo_diario": rows, "fecha_inicio": today, "estado": "aprobada"})
             for i in range(rows):
                 campania_id = 1 + i % len(CAMPAIGNS)
                 phone = f"54911{40000000 + i:08d}"
@@ -94,8 +95,9 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
                     phone = [None, f"{i:03d}", f"sin número {i}", f"+54 9 {i}"][(i // 37) % 4]
                 elif i % 11 == 3:  # as production has them: spaces, dashes, +54 9
                     phone = f"+54 9 11 {4000 + i // 10000:04d}-{i % 10000:04d}"
-                conn.execute(seeding.RECIPIENT, {"campania_id": campania_id, "telefono_wapp": phone,
-                                                 "nombre_destino": rng.choice(NAMES), "mensaje_final": TEMPLATE})
+                conn.execute(seeding.RECIPIENT, {
+                    "campania_id": campania_id, "telefono_wapp": phone,
+                    "nombre_destino": rng.choice(NAMES), "mensaje_final": TEMPLATE})
     return rows
 
 
@@ -118,7 +120,8 @@ def read_progress(conn, clock: Clock, stuck_after_s: float) -> dict[int, Progres
     stuck = watcher_queries.stuck(conn, clock.now() - dt.timedelta(seconds=stuck_after_s))
     acks = watcher_queries.delivery(conn, ids)
     settled = watcher_queries.settled_unknowns(conn, ids)
-    settling = {int(r["campania_id"]): int(r["n"]) for r in conn.query(seeding.SETTLING, by_value(Estado.ENVIANDO))}
+    settling = {int(r["campania_id"]): int(r["n"])
+                for r in conn.query(seeding.SETTLING, by_value(Estado.ENVIANDO))}
     return {cid: Progress(Counter(counts[cid]), stuck[cid].count if cid in stuck else 0, acks[cid],
                           settled[cid]["evidence"], settling.get(cid, 0)) for cid in ids}
 

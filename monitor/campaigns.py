@@ -154,7 +154,8 @@ def resume(
 
 
 def stuck_count(conn: Connection, campania_id: int, claimed_before: dt.datetime) -> int:
-    params = {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before, "campania_id": campania_id}
+    params = {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before,
+              "campania_id": campania_id}
     return int(conn.scalar(operating.CAMPAIGN_STUCK_COUNT, params) or 0)
 
 

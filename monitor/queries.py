@@ -81,7 +81,8 @@ def stuck(conn: Connection, claimed_before: dt.datetime) -> dict[int, Stuck]:
     """Rows in `enviando` claimed before the cutoff (or with no claim time at all), per campaign."""
     return {
         int(r["campania_id"]): Stuck(int(r["n"]), _as_datetime(r["oldest"]))
-        for r in conn.query(watching.STUCK, {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before})
+        for r in conn.query(watching.STUCK,
+                            {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before})
     }
 
 
@@ -142,7 +143,8 @@ def finished_in_window(conn: Connection, since: dt.datetime, until: dt.datetime)
     later: sends finished before an operator resumed do not count again.
     """
     counts: dict[int, dict[str, int]] = {}
-    params = {**by_value(Estado.ENVIADO, Estado.ERROR, "finalizado"), "since": since, "until": until}
+    params = {**by_value(Estado.ENVIADO, Estado.ERROR, "finalizado"),
+              "since": since, "until": until}
     for r in conn.query(watching.FINISHED_IN_WINDOW, params):
         counts.setdefault(int(r["campania_id"]), {})[r["estado_nuevo"]] = int(r["n"])
     return {
@@ -171,7 +173,8 @@ def schedules(conn: Connection, include_all: bool = False) -> list[ScheduleRow]:
     """Approved and paused schedules of campaigns not finalizado (every schedule with include_all)."""
     if include_all:
         return [_schedule(r) for r in conn.query(watching.SCHEDULES_ALL)]
-    return [_schedule(r) for r in conn.query(watching.SCHEDULES, by_value("aprobada", "pausada", "finalizado"))]
+    open_states = by_value("aprobada", "pausada", "finalizado")
+    return [_schedule(r) for r in conn.query(watching.SCHEDULES, open_states)]
 
 
 def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:

@@ -116,9 +116,11 @@ def settle(conn: Connection, clock: Clock, row: dict, message_id: str | None, ev
 
 
 def _keep_unmatched(conn: Connection, ack: Ack, now: dt.datetime) -> None:
-    conn.execute(acks.FORGET_OLD_UNMATCHED, {"before": now - dt.timedelta(seconds=UNMATCHED_KEEP_S)})
-    conn.execute(acks.KEEP_UNMATCHED, {"message_id": ack.message_id, "kind": ack.kind, "status": ack.status,
-                                       "error": ack.error[:500] or None, "now": now})
+    conn.execute(acks.FORGET_OLD_UNMATCHED,
+                 {"before": now - dt.timedelta(seconds=UNMATCHED_KEEP_S)})
+    conn.execute(acks.KEEP_UNMATCHED, {"message_id": ack.message_id, "kind": ack.kind,
+                                       "status": ack.status, "error": ack.error[:500] or None,
+                                       "now": now})
 
 
 def _apply_unmatched(conn: Connection, envio_id: int, message_id: str, now: dt.datetime) -> None:
@@ -143,7 +145,8 @@ def _delivery_update(conn: Connection, row: dict, status: str, now: dt.datetime,
                                                            row.get("delivery_error")):
         return False
     conn.execute(acks.SET_DELIVERY, {"delivery_status": new_status, "delivered_at": delivered_at,
-                                     "read_at": read_at, "delivery_error": error_text, "envio_id": row["id"]})
+                                     "read_at": read_at, "delivery_error": error_text,
+                                     "envio_id": row["id"]})
     return True
 
 
@@ -173,8 +176,8 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.
                       and row["claimed_at"] > now - dt.timedelta(seconds=in_flight_s))
         if in_flight and ack.status != "failed":
             if ack.message_id:
-                conn.execute(acks.KEEP_ID, {**by_value(Estado.ENVIANDO), "message_id": ack.message_id,
-                                            "envio_id": row["id"]})
+                conn.execute(acks.KEEP_ID, {**by_value(Estado.ENVIANDO),
+                                            "message_id": ack.message_id, "envio_id": row["id"]})
             _delivery_update(conn, row, ack.status, now, ack.error)
             result = RECORDED
         elif estado == Estado.ENVIANDO.value and ack.status != "failed":
@@ -206,7 +209,8 @@ def settle_acknowledged(conn: Connection, clock: Clock, in_flight_s: float) -> l
     """Rows acknowledged while their send was in flight, whose own answer then never came: enviado."""
     settled = []
     before = clock.db_now(conn) - dt.timedelta(seconds=in_flight_s)
-    for row in conn.query(acks.ACKNOWLEDGED_IN_FLIGHT, {**by_value(Estado.ENVIANDO), "before": before}):
+    in_flight = {**by_value(Estado.ENVIANDO), "before": before}
+    for row in conn.query(acks.ACKNOWLEDGED_IN_FLIGHT, in_flight):
         try:
             with conn.transaction():
                 settle(conn, clock, row, row["message_id"],

@@ -43,7 +43,8 @@ class _CampaignIndex:
 
     def refresh(self, conn: Connection, campania_id: int) -> None:
         total = int(conn.scalar(statements.CAMPAIGN_ROW_COUNT, {"campania_id": campania_id}) or 0)
-        new = conn.query(statements.PHONES_AFTER, {"campania_id": campania_id, "after_id": self.top_id})
+        new = conn.query(statements.PHONES_AFTER,
+                         {"campania_id": campania_id, "after_id": self.top_id})
         if self.rows + len(new) != total:  # rows deleted (or inserted below top_id): start over
             self.rows, self.top_id, self.by_phone = 0, 0, {}
             new = conn.query(statements.PHONES_AFTER, {"campania_id": campania_id, "after_id": 0})

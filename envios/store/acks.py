@@ -9,8 +9,8 @@ from __future__ import annotations
 from envios.store.sql import Statement
 
 _ROW = (
-    "SELECT id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado, message_id, claimed_at,"
-    " claim_programacion_id, delivery_status, delivered_at, read_at, delivery_error"
+    "SELECT id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado, message_id,"
+    " claimed_at, claim_programacion_id, delivery_status, delivered_at, read_at, delivery_error"
     " FROM ll_envios_whatsapp"
 )
 
@@ -19,7 +19,8 @@ def _locked(name: str, where: str) -> Statement:
     return Statement(name, mysql=f"{_ROW} {where} FOR UPDATE", sqlite=f"{_ROW} {where}")
 
 
-ROW_BY_MESSAGE_ID_LOCKED = _locked("acks.row_by_message_id_locked", "WHERE message_id = %(message_id)s")
+ROW_BY_MESSAGE_ID_LOCKED = _locked("acks.row_by_message_id_locked",
+                                   "WHERE message_id = %(message_id)s")
 ROW_LOCKED = _locked("acks.row_locked", "WHERE id = %(envio_id)s")
 ROW = Statement("acks.row", f"{_ROW} WHERE id = %(envio_id)s")
 # Unknown outcomes without an id: an ack naming only the recipient and the text may be theirs.

@@ -1,4 +1,4 @@
-"""The history rows: a send's state change (`ll_envios_whatsapp_historial`) and a schedule's (`envios_audit`).
+"""A send's state change (`ll_envios_whatsapp_historial`), a schedule's (envios_audit).
 
 `transitions.transition` writes HISTORY in the transaction of the state change it records;
 the pause / resume code and the sender's own pauses write AUDIT the same way.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from envios.store.sql import Statement
 
-# The application's history columns (created_at is its time column), plus envios's optional campania_id.
+# The application's history columns (created_at is its time column), plus envios's campania_id.
 HISTORY = Statement(
     "history.insert",
     "INSERT INTO ll_envios_whatsapp_historial"
@@ -20,7 +20,8 @@ HISTORY = Statement(
 HISTORY_BY_PERSON = Statement(
     "history.insert_by_person",
     "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at, usuario_id)"
+    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at,"
+    " usuario_id)"
     " SELECT id, campania_id, %(from_state)s, %(to_state)s, %(origin)s, %(detail)s, %(at)s,"
     " %(usuario_id)s FROM ll_envios_whatsapp WHERE id = %(envio_id)s",
 )

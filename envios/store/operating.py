@@ -37,7 +37,7 @@ LEGACY_LOCKS = Statement(
     " WHERE estado = %(aprobada)s AND locked_at IS NOT NULL ORDER BY id",
 )
 
-# `envios reconcile --usuario-id`: the application's user must exist (its history has a foreign key).
+# `envios reconcile --usuario-id`: the user must exist (the history has a foreign key to it).
 USER_EXISTS = Statement(
     "operating.user_exists",
     "SELECT id FROM usuarios WHERE id = %(usuario_id)s",

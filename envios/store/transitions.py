@@ -109,8 +109,8 @@ def transition(
             f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
         )
     entry = {"from_state": Estado(from_state).value, "to_state": Estado(to_state).value,
-             "origin": Origin(origin).value, "detail": (detail or "")[:DETAIL_MAX] or None, "at": at,
-             "envio_id": envio_id}
+             "origin": Origin(origin).value, "detail": (detail or "")[:DETAIL_MAX] or None,
+             "at": at, "envio_id": envio_id}
     if usuario_id is None:
         conn.execute(history.HISTORY, entry)
     else:

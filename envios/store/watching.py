@@ -15,11 +15,11 @@ the bench prints them on 1M rows):
 | CAMPAIGNS_*            | ll_campanias_whatsapp (a few hundred rows)                          |
 | MESSAGES               | ll_envios_whatsapp (campania_id, estado): covering                  |
 | STUCK                  | ll_envios_whatsapp (estado, claimed_at): range over enviando claims |
-| MISSING_MESSAGE_ID     | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (schema v3) |
-| FINISHED_IN_WINDOW     | ll_envios_whatsapp_historial (campania_id, created_at, estado_nuevo): covering |
+| MISSING_MESSAGE_ID     | ll_envios_whatsapp (estado, message_id, campania_id, claimed_at) (v3) |
+| FINISHED_IN_WINDOW     | ll_envios_whatsapp_historial (campania_id, created_at, estado_nuevo) |
 | SCHEDULES              | ll_programaciones (estado)                                          |
-| DELIVERY               | ll_envios_whatsapp (campania_id, estado, delivery_status) (schema v5): covering |
-| SETTLED                | ll_envios_whatsapp_historial (campania_id, estado_anterior, origen) (schema v5) |
+| DELIVERY               | ll_envios_whatsapp (campania_id, estado, delivery_status) (v5)      |
+| SETTLED                | ll_envios_whatsapp_historial (campania_id, estado_anterior, origen) |
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ STUCK = Statement(
 # NULL) are told apart by the index; the unverifiable ones by their note (a row read each).
 MISSING_MESSAGE_ID = Statement(
     "watching.missing_message_id",
-    "SELECT campania_id, COUNT(*) AS n, SUM(CASE WHEN claimed_at IS NULL THEN 1 ELSE 0 END) AS legacy,"
-    " SUM(CASE WHEN claimed_at IS NOT NULL AND last_error = %(unverifiable_note)s THEN 1 ELSE 0 END)"
-    " AS unverifiable"
+    "SELECT campania_id, COUNT(*) AS n,"
+    " SUM(CASE WHEN claimed_at IS NULL THEN 1 ELSE 0 END) AS legacy,"
+    " SUM(CASE WHEN claimed_at IS NOT NULL AND last_error = %(unverifiable_note)s"
+    " THEN 1 ELSE 0 END) AS unverifiable"
     " FROM ll_envios_whatsapp"
     " WHERE estado = %(enviado)s AND message_id IS NULL AND campania_id IN ({ids})"
     " GROUP BY campania_id",
