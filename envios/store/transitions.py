@@ -30,8 +30,9 @@ from typing import Any
 
 from envios.domain import ALLOWED, TEXT_MAX, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from envios.store import fit
+from envios.store import fit, history
 from envios.store.connector import Connection
+from envios.store.sql import Statement
 
 
 class Increment:
@@ -56,18 +57,6 @@ SETTABLE_COLUMNS = frozenset(
     }
 )
 
-# The application's history columns (created_at is its time column), plus envios's optional campania_id.
-_HISTORY_SQL = (
-    "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at)"
-    " SELECT id, campania_id, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
-)
-# The later schema's usuario_id: written only for a named person (the column may not exist).
-_HISTORY_BY_PERSON_SQL = (
-    "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at, usuario_id)"
-    " SELECT id, campania_id, %s, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
-)
 
 
 def check_allowed(from_state: Estado, to_state: Estado) -> None:
@@ -111,33 +100,43 @@ def transition(
     if unknown:
         raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
 
-    assignments, params = ["estado = %s"], [Estado(to_state).value]
-    for name, value in columns.items():
-        if isinstance(value, Increment):
-            assignments.append(f"{name} = {name} + %s")
-        else:
-            assignments.append(f"{name} = %s")
-        params.append(value.by if isinstance(value, Increment) else value)
-    conditions = "".join(f" AND {name} = %s" for name in expected)
-    # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
-    update = (f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608
-              f" WHERE id = %s AND estado = %s{conditions}")
-    changed = conn.execute(update, [*params, envio_id, Estado(from_state).value, *expected.values()])
+    changed = conn.execute(*_update(envio_id, from_state, to_state, columns, expected))
     if changed != 1:
         also = f" with {', '.join(sorted(expected))} as expected" if expected else ""
         raise StaleTransition(
             f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
         )
-    person = usuario_id is not None
-    conn.execute(
-        _HISTORY_BY_PERSON_SQL if person else _HISTORY_SQL,
-        (
-            Estado(from_state).value,
-            Estado(to_state).value,
-            Origin(origin).value,
-            (detail or "")[:TEXT_MAX] or None,
-            at,
-            *([usuario_id] if person else []),
-            envio_id,
-        ),
+    entry = {"from_state": Estado(from_state).value, "to_state": Estado(to_state).value,
+             "origin": Origin(origin).value, "detail": (detail or "")[:TEXT_MAX] or None,
+             "at": at, "envio_id": envio_id}
+    if usuario_id is None:
+        conn.execute(history.HISTORY, entry)
+    else:
+        conn.execute(history.HISTORY_BY_PERSON, {**entry, "usuario_id": usuario_id})
+
+
+def _update(envio_id: int, from_state: Estado, to_state: Estado, columns: Mapping[str, Any],
+            expected: Mapping[str, Any]) -> tuple[Statement, dict[str, Any]]:
+    """The conditional UPDATE of one transition: `set_<column>` / `expect_<column>` parameters.
+
+    Column names come from SETTABLE_COLUMNS only (checked by the caller); values are parameters.
+    """
+    assignments = ["estado = %(to_state)s"]
+    params: dict[str, Any] = {"to_state": Estado(to_state).value, "envio_id": envio_id,
+                              "from_state": Estado(from_state).value}
+    for name, value in columns.items():
+        if isinstance(value, Increment):
+            assignments.append(f"{name} = {name} + %(set_{name})s")
+        else:
+            assignments.append(f"{name} = %(set_{name})s")
+        params[f"set_{name}"] = value.by if isinstance(value, Increment) else value
+    conditions = ""
+    for name, value in expected.items():
+        conditions += f" AND {name} = %(expect_{name})s"
+        params[f"expect_{name}"] = value
+    update = Statement(
+        "transitions.update",
+        f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608 - fixed names only
+        f" WHERE id = %(envio_id)s AND estado = %(from_state)s{conditions}",
     )
+    return update, params
