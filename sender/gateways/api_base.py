@@ -143,7 +143,9 @@ class ApiGateway(Gateway):
                    **own)
 
     def auth_headers(self) -> dict[str, str]:
-        return {self.AUTH_HEADER: self.AUTH_VALUE.format(key=self._api_key)} if self._api_key else {}
+        if not self._api_key:
+            return {}
+        return {self.AUTH_HEADER: self.AUTH_VALUE.format(key=self._api_key)}
 
     def message_id(self, body: Any) -> str | None:
         """The message id in a 2xx body, or None."""
@@ -221,7 +223,8 @@ class NamedSessionGateway(ApiGateway):
 
     @classmethod
     def from_config(cls, config, client_id: str = "", pool_size: int = 32, **own) -> ApiGateway:
-        return super().from_config(config, client_id, pool_size, session=config.gateway.session, **own)
+        session = config.gateway.session
+        return super().from_config(config, client_id, pool_size, session=session, **own)
 
     def session_for(self, cliente_id: int) -> str:
         return self.session_name.replace("{cliente_id}", str(int(cliente_id)))
@@ -238,8 +241,8 @@ class NamedSessionGateway(ApiGateway):
             return SessionStatus("UNREACHABLE",
                                  f"{label} {self.base_url} unreachable ({type(exc).__name__})")
         if response.status_code in (401, 403):
-            return SessionStatus("UNREACHABLE",
-                                 f"{label} refused our {self.KEY_NAME} (HTTP {response.status_code})")
+            refused = f"{label} refused our {self.KEY_NAME} (HTTP {response.status_code})"
+            return SessionStatus("UNREACHABLE", refused)
         if response.status_code == 404:
             return SessionStatus("ERROR", f"{label} has no {what}")
         state = at_path(parse_json(response), self.STATE_PATH)
