@@ -22,15 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envios.sender.gateways.api_base import (
-    OK,
-    SERVER_ERRORS,
-    ApiGateway,
-    Rule,
-    anything,
-    is_object,
-    text_id,
-)
+from envios.sender.gateways import api_base
+from envios.sender.gateways.api_base import OK, SERVER_ERRORS, Rule, anything, is_object
 from envios.sender.gateways.base import Outcome, SendResult, SessionStatus
 
 from envios.errors import ConfigError
@@ -39,12 +32,11 @@ from envios.errors import ConfigError
 def message_id(body: Any) -> str | None:
     messages = body.get("messages") if isinstance(body, Mapping) else None
     if isinstance(messages, list) and messages and isinstance(messages[0], Mapping):
-        return text_id(messages[0].get("id"))
+        return api_base.text_id(messages[0].get("id"))
     return None
 
 
-def has_message_id(body: Any) -> bool:
-    return message_id(body) is not None
+has_message_id = api_base.finds_id(message_id)
 
 
 def error_code(body: Any) -> int | None:
@@ -86,10 +78,14 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-class CloudApiGateway(ApiGateway):
+class CloudApiGateway(api_base.ApiGateway):
     kind = "cloud_api"
+    LABEL = "Cloud API"
     RULES = RULES
     REASON_PATHS = (("error", "error_data", "details"), ("error", "message"))
+    AUTH_HEADER = "Authorization"
+    AUTH_VALUE = "Bearer {key}"
+    message_id = staticmethod(message_id)
 
     def __init__(self, base_url: str, *, phone_number_id: str, api_version: str = "v21.0", template: str = "",
                  template_language: str = "es_AR", **kw):
@@ -97,12 +93,6 @@ class CloudApiGateway(ApiGateway):
         self.template, self.template_language = template.strip(), template_language.strip()
         self.messages_url = f"{self.base_url}/{api_version.strip('/')}/{phone_number_id}/messages"
         self.blocked: str = ""  # set by an ACCOUNT_BLOCKED answer: the number is not ready any more
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-
-    def message_id(self, body: Any) -> str | None:
-        return message_id(body)
 
     def status(self, cliente_id: int) -> SessionStatus:
         if self.blocked:
@@ -135,8 +125,9 @@ class CloudApiGateway(ApiGateway):
 def build(config, client_id: str = "", pool_size: int = 32) -> CloudApiGateway:
     gw = config.gateway
     if not str(gw.phone_number_id).strip():
-        raise ConfigError("config key gateway.phone_number_id: required when gateway.kind is cloud_api")
-    return CloudApiGateway(gw.base_url, phone_number_id=str(gw.phone_number_id).strip(), api_version=gw.api_version,
-                           template=gw.template, template_language=gw.template_language,
-                           api_key=gw.api_key, send_timeout_s=gw.send_timeout_s,
-                           status_timeout_s=gw.status_timeout_s, client_id=client_id, pool_size=pool_size)
+        raise ConfigError("config key gateway.phone_number_id: required when gateway.kind"
+                          " is cloud_api")
+    return CloudApiGateway.from_config(config, client_id, pool_size,
+                                       phone_number_id=str(gw.phone_number_id).strip(),
+                                       api_version=gw.api_version, template=gw.template,
+                                       template_language=gw.template_language)

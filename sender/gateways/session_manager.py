@@ -39,6 +39,7 @@ from envios.sender.gateways.base import (
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from envios.errors import chain
 from envios.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
@@ -172,22 +173,7 @@ def _never_left(exc: BaseException) -> bool:
     """True when the request certainly did not reach the gateway (refused, DNS, connect timeout)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, _NEVER_LEFT_ERRORS):
-            return True
-        if isinstance(item, urllib3.exceptions.MaxRetryError):
-            stack.append(item.reason)
-        if isinstance(item, BaseException):
-            stack.extend(a for a in item.args if isinstance(a, BaseException))
-            stack.append(item.__cause__)
-            stack.append(item.__context__)
-    return False
+    return any(isinstance(item, _NEVER_LEFT_ERRORS) for item in chain(exc))
 
 
 def classify_exception(exc: requests.RequestException, latency_s: float = 0.0) -> SendResult:

@@ -1,7 +1,7 @@
 """The state machine: forbidden edges refused, every allowed edge leaves one history row.
 
 The contract is pinned here as LITERAL tables written from DESIGN.md section 3 (the
-diagram) plus the two edges documented in sender/states.py (pendiente -> error: a row
+diagram) plus the two edges documented in envios/store/transitions.py (pendiente -> error: a row
 that can never be sent is rejected before any request; error -> pendiente: an operator
 re-queues a failed row). They are never derived from the product's ALLOWED: a change to
 the machine must change these tables too.
