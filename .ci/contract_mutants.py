@@ -40,7 +40,7 @@ MUTANTS = [
     Mutant("states: allow pendiente -> enviado (the incident's edge)", "envios/domain.py",
            "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n",
            "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n        (Estado.PENDIENTE, Estado.ENVIADO),\n",
-           ("tests/sender/test_states.py",)),
+           ("tests/envios/store/test_transitions.py",)),
     Mutant("domain stuck predicate: `<` -> `<=`", "envios/domain.py",
            "(claimed_at is None or claimed_at < cutoff)", "(claimed_at is None or claimed_at <= cutoff)",
            ("tests/envios/test_domain.py",)),
@@ -73,7 +73,7 @@ MUTANTS = [
     Mutant("db: MySQL statement time limit made a no-op", "envios/store/connector.py",
            "        # MariaDB: max_statement_time (seconds); MySQL: max_execution_time (ms).\n",
            "        yield\n        return\n",
-           ("tests/sender/test_db.py",), needs_mysql=True),
+           ("tests/envios/store/test_connector.py",), needs_mysql=True),
 ]
 
 

@@ -3,7 +3,7 @@
 
     .venv/bin/python .ci/mutation.py              full run: the promise-holding modules (docs/MUTATION.md)
     .venv/bin/python .ci/mutation.py --ci         the fast subset CI runs: envios/store/transitions.py against
-                                                  tests/sender/test_states.py; fails under --min-score
+                                                  tests/envios/store/test_transitions.py; fails under --min-score
 
 It works in a scratch copy of the tracked files (mutmut writes mutants/ and its
 stats beside pyproject.toml), on SQLite only (the MariaDB halves are deselected:
@@ -30,7 +30,7 @@ NOT_COUNTED = {"skipped", "not checked"}  # "not checked": outside the names ask
 
 # --ci: the subset (one module, its own test file; about a minute on 2 cores).
 CI_ONLY_MUTATE = ["envios/store/transitions.py"]
-CI_TESTS = ["tests/sender/test_states.py"]
+CI_TESTS = ["tests/envios/store/test_transitions.py"]
 CI_MIN_SCORE = 0.96  # measured 78/81 = 0.963 (the 3 survivors, equivalent mutants, are explained in docs/MUTATION.md)
 
 

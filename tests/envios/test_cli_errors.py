@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.test_cli import envios, one_line_error
+from tests.envios.test_cli import envios, one_line_error
 
 
 @pytest.mark.parametrize("command", [("status",), ("send", "--once"), ("watch", "--once")])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from envios.commands import status
 from tests.monitor.conftest import labels, make_config, parse, series
 from tests.monitor.test_metrics import seed_known
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = str(Path(__file__).resolve().parents[3])  # the repository
 TIMING = {"envios_watcher_refresh_duration_seconds", "envios_watcher_query_duration_seconds",
           "envios_watcher_last_refresh_timestamp_seconds",
           "envios_watcher_query_last_success_timestamp_seconds"}

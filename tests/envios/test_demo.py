@@ -17,7 +17,7 @@ import requests
 
 from envios.phones import normalise
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
