@@ -71,7 +71,8 @@ class WatcherCollector:
                 for c in camps:
                     stuck.add_metric([str(c.campania_id)], c.stuck)
                     if c.stuck and c.oldest_stuck_claim is not None:
-                        claimed = c.oldest_stuck_claim - self.refresher.db_shift  # database clock -> configured zone
+                        # database clock -> configured zone
+                        claimed = c.oldest_stuck_claim - self.refresher.db_shift
                         oldest.add_metric([str(c.campania_id)], clock.to_epoch(claimed))
                 yield stuck
                 yield oldest
@@ -98,7 +99,9 @@ class WatcherCollector:
                 messages = _gauge("envios_messages", ["campania_id", "estado"])
                 for c in camps:
                     for estado in ESTADOS:
-                        messages.add_metric([str(c.campania_id), estado], (c.messages or {}).get(estado, 0))
+                        messages.add_metric(
+                            [str(c.campania_id), estado], (c.messages or {}).get(estado, 0)
+                        )
                 yield messages
             if "delivery" in snap.available:
                 ratio = _gauge("envios_delivery_ratio", ["campania_id", "status"])
@@ -117,15 +120,18 @@ class WatcherCollector:
                         settled.add_metric([str(c.campania_id), by], (c.settled or {}).get(by, 0))
                 yield settled
             if "schedules" in snap.available:
-                paused = _gauge("envios_schedule_paused", ["programacion_id", "campania_id", "reason"])
+                paused = _gauge(
+                    "envios_schedule_paused", ["programacion_id", "campania_id", "reason"]
+                )
                 for s in snap.schedules:
                     if s.estado == ProgramacionEstado.PAUSADA:
                         reason = pause_reason_label(s.paused_reason)
                         paused.add_metric([str(s.id), str(s.campania_id), reason], 1)
                 yield paused
 
-        autopause = CounterMetricFamily("envios_autopause_total", HELP["envios_autopause_total"],
-                                        labels=["reason"])
+        autopause = CounterMetricFamily(
+            "envios_autopause_total", HELP["envios_autopause_total"], labels=["reason"]
+        )
         for reason, value in sorted(state.autopause_total.items()):
             autopause.add_metric([reason], value)
         yield autopause
@@ -141,8 +147,11 @@ class WatcherCollector:
             duration.add_metric([], state.refresh_duration_s)
             yield duration
 
-        errors = CounterMetricFamily("envios_watcher_query_errors_total",
-                                     HELP["envios_watcher_query_errors_total"], labels=["query"])
+        errors = CounterMetricFamily(
+            "envios_watcher_query_errors_total",
+            HELP["envios_watcher_query_errors_total"],
+            labels=["query"],
+        )
         for name, value in sorted(state.query_errors.items()):
             errors.add_metric([name], value)
         yield errors

@@ -5,7 +5,8 @@ recipient, look at the WhatsApp session). These functions record that decision
 through the state machine, with a history row saying who decided and why (in
 `detalle`; in `usuario_id` too when a user of the application's `usuarios` is given):
 
-    mark_sent   enviando -> enviado   (it was delivered; optional message id; counted in the daily quota)
+    mark_sent   enviando -> enviado   (it was delivered; optional message id; counted in the daily
+    quota)
     requeue     enviando -> pendiente (it was NOT delivered: it will be sent again)
                 error    -> pendiente (retry a failed row; its attempt count starts over)
                 both under the application's manual-retry rule: a named person (`by`)
@@ -52,10 +53,19 @@ log = logging.getLogger("envios.reconcile")
 
 
 def _log(before: dict, after: dict, detail: str) -> None:
-    log.info(kv("state_change", envio_id=after["id"], campania_id=after["campania_id"],
-                programacion_id=after.get("claim_programacion_id"), **{"from": before["estado"], "to": after["estado"]},
-                origin="reconcile", message_id=after.get("message_id"), phone=mask(after.get("telefono_wapp")),
-                detail=detail))
+    log.info(
+        kv(
+            "state_change",
+            envio_id=after["id"],
+            campania_id=after["campania_id"],
+            programacion_id=after.get("claim_programacion_id"),
+            **{"from": before["estado"], "to": after["estado"]},
+            origin="reconcile",
+            message_id=after.get("message_id"),
+            phone=mask(after.get("telefono_wapp")),
+            detail=detail,
+        )
+    )
 
 
 class ReconcileError(EnviosError):
@@ -73,11 +83,15 @@ JUSTIFICATION_MIN = 10  # the application's own rule for error -> pendiente
 
 def check_retry_rule(by: str, note: str) -> None:
     if not (by or "").strip():
-        raise RetryRuleBroken("requeue needs the person who decides it (--by NAME), as the application's"
-                              " manual-retry rule does")
+        raise RetryRuleBroken(
+            "requeue needs the person who decides it (--by NAME), as the application's"
+            " manual-retry rule does"
+        )
     if len((note or "").strip()) < JUSTIFICATION_MIN:
-        raise RetryRuleBroken(f"requeue needs a justification of at least {JUSTIFICATION_MIN} characters"
-                              " (--note \"...\"), as the application's manual-retry rule does")
+        raise RetryRuleBroken(
+            f"requeue needs a justification of at least {JUSTIFICATION_MIN} characters"
+            ' (--note "..."), as the application\'s manual-retry rule does'
+        )
 
 
 def check_person(conn: Connection, usuario_id: int | None) -> None:
@@ -85,8 +99,10 @@ def check_person(conn: Connection, usuario_id: int | None) -> None:
     if usuario_id is None:
         return
     if "usuario_id" not in column_details(conn, "ll_envios_whatsapp_historial"):
-        raise ReconcileError("--usuario-id: this database's history table has no usuario_id column;"
-                             " the name given with --by goes into the history detail")
+        raise ReconcileError(
+            "--usuario-id: this database's history table has no usuario_id column;"
+            " the name given with --by goes into the history detail"
+        )
     if conn.query_one(operating.USER_EXISTS, {"usuario_id": usuario_id}) is None:
         raise ReconcileError(f"--usuario-id {usuario_id}: no such user in usuarios")
 
@@ -109,7 +125,9 @@ def _allowed(row: dict, to_state: Estado, action: str, allowed_from: tuple[Estad
     current = Estado(row["estado"])
     if current not in allowed_from:
         names = " or ".join(s.value for s in allowed_from)
-        raise ReconcileError(f"row {row['id']} is {current.value}: {action} only applies to {names} rows")
+        raise ReconcileError(
+            f"row {row['id']} is {current.value}: {action} only applies to {names} rows"
+        )
     try:
         check_allowed(current, to_state)
     except ForbiddenTransition as exc:
@@ -122,8 +140,16 @@ def _detail(action: str, by: str, note: str) -> str:
     return f"{text}: {note}" if note else text
 
 
-def mark_sent(conn: Connection, clock: Clock, envio_id: int, *, message_id: str | None = None,
-              by: str = "", note: str = "", usuario_id: int | None = None) -> dict:
+def mark_sent(
+    conn: Connection,
+    clock: Clock,
+    envio_id: int,
+    *,
+    message_id: str | None = None,
+    by: str = "",
+    note: str = "",
+    usuario_id: int | None = None,
+) -> dict:
     check_person(conn, usuario_id)
     with conn.transaction():
         row = _row(conn, envio_id)
@@ -133,11 +159,21 @@ def mark_sent(conn: Connection, clock: Clock, envio_id: int, *, message_id: str 
         if pid is not None:
             outbox.lock_daily_count(conn, int(pid), day)
         try:
-            transition(conn, envio_id, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.RECONCILE, at=now,
-                       detail=_detail("confirmed sent", by, note), usuario_id=usuario_id,
-                       columns={"message_id": message_id or None, "fecha_envio": now, "last_error": None})
+            transition(
+                conn,
+                envio_id,
+                Estado.ENVIANDO,
+                Estado.ENVIADO,
+                origin=Origin.RECONCILE,
+                at=now,
+                detail=_detail("confirmed sent", by, note),
+                usuario_id=usuario_id,
+                columns={"message_id": message_id or None, "fecha_envio": now, "last_error": None},
+            )
         except StaleTransition:
-            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
+            raise ReconcileError(
+                f"row {envio_id} changed while we looked at it; try again"
+            ) from None
         if pid is not None:
             outbox.count_sent(conn, int(pid), day, now)
         after = outbox.get_row(conn, envio_id)
@@ -145,8 +181,15 @@ def mark_sent(conn: Connection, clock: Clock, envio_id: int, *, message_id: str 
     return after
 
 
-def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note: str = "",
-            usuario_id: int | None = None) -> dict:
+def requeue(
+    conn: Connection,
+    clock: Clock,
+    envio_id: int,
+    *,
+    by: str = "",
+    note: str = "",
+    usuario_id: int | None = None,
+) -> dict:
     """Back to pendiente, under the application's manual-retry rule (a named person, a justification)."""
     check_retry_rule(by, note)
     check_person(conn, usuario_id)
@@ -159,17 +202,35 @@ def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note
             columns["attempts"] = 0
         try:
             what = "checked NOT delivered, requeued" if current is Estado.ENVIANDO else "requeued"
-            transition(conn, envio_id, current, Estado.PENDIENTE, origin=Origin.RECONCILE, at=now,
-                       detail=_detail(what, by, note), columns=columns, usuario_id=usuario_id)
+            transition(
+                conn,
+                envio_id,
+                current,
+                Estado.PENDIENTE,
+                origin=Origin.RECONCILE,
+                at=now,
+                detail=_detail(what, by, note),
+                columns=columns,
+                usuario_id=usuario_id,
+            )
         except StaleTransition:
-            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
+            raise ReconcileError(
+                f"row {envio_id} changed while we looked at it; try again"
+            ) from None
         after = outbox.get_row(conn, envio_id)
     _log(row, after, _detail("requeued", by, note))
     return after
 
 
-def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by: str = "",
-               usuario_id: int | None = None) -> dict:
+def mark_error(
+    conn: Connection,
+    clock: Clock,
+    envio_id: int,
+    *,
+    reason: str,
+    by: str = "",
+    usuario_id: int | None = None,
+) -> dict:
     if not reason or not reason.strip():
         raise ReconcileError("mark-error needs --reason")
     check_person(conn, usuario_id)
@@ -178,32 +239,59 @@ def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by
         row = _row(conn, envio_id)
         current = _allowed(row, Estado.ERROR, "mark-error", (Estado.ENVIANDO, Estado.PENDIENTE))
         try:
-            transition(conn, envio_id, current, Estado.ERROR, origin=Origin.RECONCILE, at=now,
-                       detail=_detail("marked error", by, reason.strip()), usuario_id=usuario_id,
-                       columns={"last_error": reason.strip()[:TEXT_MAX]})
+            transition(
+                conn,
+                envio_id,
+                current,
+                Estado.ERROR,
+                origin=Origin.RECONCILE,
+                at=now,
+                detail=_detail("marked error", by, reason.strip()),
+                usuario_id=usuario_id,
+                columns={"last_error": reason.strip()[:TEXT_MAX]},
+            )
         except StaleTransition:
-            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
+            raise ReconcileError(
+                f"row {envio_id} changed while we looked at it; try again"
+            ) from None
         after = outbox.get_row(conn, envio_id)
     _log(row, after, _detail("marked error", by, reason.strip()))
     return after
 
 
-def set_message_id(conn: Connection, clock: Clock, envio_id: int, message_id: str, *, by: str = "",
-                   note: str = "") -> dict:
+def set_message_id(
+    conn: Connection, clock: Clock, envio_id: int, message_id: str, *, by: str = "", note: str = ""
+) -> dict:
     if not message_id or not message_id.strip():
         raise ReconcileError("set-message-id needs the message id")
     now = clock.db_now(conn)
     with conn.transaction():
         row = _row(conn, envio_id)
         if row["estado"] != Estado.ENVIADO.value or row.get("message_id"):
-            raise ReconcileError(f"row {envio_id} is not a send without a message id "
-                                 f"(estado {row['estado']}, message id {'set' if row.get('message_id') else 'none'})")
+            raise ReconcileError(
+                f"row {envio_id} is not a send without a message id "
+                f"(estado {row['estado']}, message id {'set' if row.get('message_id') else 'none'})"
+            )
         if not outbox.set_missing_message_id(conn, envio_id, message_id.strip()):
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again")
         detail = _detail(f"message id recorded for row {envio_id}", by, note)
-        outbox.audit(conn, now, "set_message_id", campania_id=row["campania_id"], reason="missing_message_id",
-                     detail=detail, origin=f"{OPERATOR}:{by or UNKNOWN}")
+        outbox.audit(
+            conn,
+            now,
+            "set_message_id",
+            campania_id=row["campania_id"],
+            reason="missing_message_id",
+            detail=detail,
+            origin=f"{OPERATOR}:{by or UNKNOWN}",
+        )
         after = outbox.get_row(conn, envio_id)
-    log.info(kv("message_id_recorded", envio_id=envio_id, campania_id=row["campania_id"],
-                message_id=after["message_id"], detail=detail))
+    log.info(
+        kv(
+            "message_id_recorded",
+            envio_id=envio_id,
+            campania_id=row["campania_id"],
+            message_id=after["message_id"],
+            detail=detail,
+        )
+    )
     return after

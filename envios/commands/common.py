@@ -13,11 +13,15 @@ def common_options() -> argparse.ArgumentParser:
     """
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
-        "--config", metavar="PATH", default=argparse.SUPPRESS,
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
         help="config file (default: ./config.yaml if present, else built-in defaults; a named file must exist)",
     )
     parent.add_argument(
-        "--log-level", default=argparse.SUPPRESS, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log verbosity (DEBUG is the legacy DIAG_SENDER; default INFO)",
     )
     return parent

@@ -30,9 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "sql_mode of its own. Running it twice changes nothing."
         ),
     )
-    upgrade.add_argument("--dry-run", action="store_true",
-                         help="print the SQL that would run and what it found and leaves alone; change nothing")
-    actions.add_parser("status", parents=[common_options()], help="show applied and pending schema versions")
+    upgrade.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the SQL that would run and what it found and leaves alone; change nothing",
+    )
+    actions.add_parser(
+        "status", parents=[common_options()], help="show applied and pending schema versions"
+    )
 
 
 def run(args: argparse.Namespace, config) -> int:

@@ -62,8 +62,10 @@ def text_id(value: Any) -> str | None:
 
 def finds_id(message_id: Callable[[Any], str | None]) -> Callable[[Any], bool]:
     """The body test "carries a message id", for an adapter's own `message_id`."""
+
     def has_message_id(body: Any) -> bool:
         return message_id(body) is not None
+
     return has_message_id
 
 
@@ -115,10 +117,19 @@ class ApiGateway(Gateway):
     REASON_PATHS: tuple[tuple[str, ...], ...] = (("message",), ("error",))
     AUTH_HEADER = ""  # the header that carries gateway.api_key ...
     AUTH_VALUE = "{key}"  # ... and how
-    max_retry_after_s = retry_after.DEFAULT_MAX_S  # gateway.max_retry_after_s (build_gateway sets it)
+    # gateway.max_retry_after_s (build_gateway sets it)
+    max_retry_after_s = retry_after.DEFAULT_MAX_S
 
-    def __init__(self, base_url: str, *, api_key: str = "", send_timeout_s: float = 60.0,
-                 status_timeout_s: float = 5.0, client_id: str = "", pool_size: int = 32):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str = "",
+        send_timeout_s: float = 60.0,
+        status_timeout_s: float = 5.0,
+        client_id: str = "",
+        pool_size: int = 32,
+    ):
         self.base_url = base_url.rstrip("/")
         self.send_timeout_s = float(send_timeout_s)
         self.status_timeout_s = float(status_timeout_s)
@@ -126,9 +137,13 @@ class ApiGateway(Gateway):
         self.session = requests.Session()
         self.session.trust_env = False
         no_retry = Retry(total=0, connect=0, read=0, redirect=0, status=0)
-        self.session.mount(self.base_url + "/", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size,
-                                                            max_retries=no_retry))
-        self.session.headers["User-Agent"] = f"envios-sender/{client_id}" if client_id else "envios-sender"
+        self.session.mount(
+            self.base_url + "/",
+            HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=no_retry),
+        )
+        self.session.headers["User-Agent"] = (
+            f"envios-sender/{client_id}" if client_id else "envios-sender"
+        )
         self.session.headers["Accept"] = "application/json"
 
     def __repr__(self) -> str:  # never the key
@@ -138,9 +153,15 @@ class ApiGateway(Gateway):
     def from_config(cls, config, client_id: str = "", pool_size: int = 32, **own) -> ApiGateway:
         """`build(config, client_id, pool_size)` of an adapter; `own`: its own settings."""
         gw = config.gateway
-        return cls(gw.base_url, api_key=gw.api_key, send_timeout_s=gw.send_timeout_s,
-                   status_timeout_s=gw.status_timeout_s, client_id=client_id, pool_size=pool_size,
-                   **own)
+        return cls(
+            gw.base_url,
+            api_key=gw.api_key,
+            send_timeout_s=gw.send_timeout_s,
+            status_timeout_s=gw.status_timeout_s,
+            client_id=client_id,
+            pool_size=pool_size,
+            **own,
+        )
 
     def auth_headers(self) -> dict[str, str]:
         if not self._api_key:
@@ -163,12 +184,18 @@ class ApiGateway(Gateway):
                 return SendResult.sent(self.message_id(body), **common)
             reason = f"{rule.meaning} ({error_text(status, body, response, *self.REASON_PATHS)})"
             wait = self.retry_after(response) if rule.outcome is Outcome.RATE_LIMITED else None
-            return SendResult(rule.outcome, reason=reason[:REASON_MAX], retry_after_s=wait, **common)
-        return SendResult(Outcome.UNKNOWN, reason=error_text(status, body, response, *self.REASON_PATHS), **common)
+            return SendResult(
+                rule.outcome, reason=reason[:REASON_MAX], retry_after_s=wait, **common
+            )
+        return SendResult(
+            Outcome.UNKNOWN, reason=error_text(status, body, response, *self.REASON_PATHS), **common
+        )
 
     def retry_after(self, response: requests.Response) -> float | None:
         """RFC 9110 (seconds or an HTTP date against the gateway's Date), capped; None: the configured wait."""
-        seconds = retry_after.parse(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
+        seconds = retry_after.parse(
+            response.headers.get("Retry-After"), date_header=response.headers.get("Date")
+        )
         return None if seconds is None else min(seconds, self.max_retry_after_s)
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -177,9 +204,13 @@ class ApiGateway(Gateway):
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         started = time.monotonic()
         try:
-            response = self.session.post(url, data=data, headers=headers,
-                                         timeout=(self.status_timeout_s, self.send_timeout_s),
-                                         allow_redirects=False)
+            response = self.session.post(
+                url,
+                data=data,
+                headers=headers,
+                timeout=(self.status_timeout_s, self.send_timeout_s),
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
             return classify_exception(exc, time.monotonic() - started)
         return self.classify(response, time.monotonic() - started)
@@ -187,8 +218,13 @@ class ApiGateway(Gateway):
     def request(self, method: str, url: str, **kw) -> requests.Response:
         """A status or lookup request (idempotent); raises requests.RequestException."""
         headers = {**self.auth_headers(), **kw.pop("headers", {})}
-        return self.session.request(method, url, headers=headers,
-                                    timeout=(self.status_timeout_s, self.status_timeout_s), **kw)
+        return self.session.request(
+            method,
+            url,
+            headers=headers,
+            timeout=(self.status_timeout_s, self.status_timeout_s),
+            **kw,
+        )
 
     def lookup(self, method: str, url: str, what: str, ok: Sequence[int] = (200,), **kw) -> Any:
         """The JSON answer of an evidence lookup; `EvidenceUnavailable` when there is none."""
@@ -238,8 +274,9 @@ class NamedSessionGateway(ApiGateway):
         try:
             response = self.request("GET", f"{self.base_url}{path}")
         except requests.RequestException as exc:
-            return SessionStatus("UNREACHABLE",
-                                 f"{label} {self.base_url} unreachable ({type(exc).__name__})")
+            return SessionStatus(
+                "UNREACHABLE", f"{label} {self.base_url} unreachable ({type(exc).__name__})"
+            )
         if response.status_code in (401, 403):
             refused = f"{label} refused our {self.KEY_NAME} (HTTP {response.status_code})"
             return SessionStatus("UNREACHABLE", refused)

@@ -1,8 +1,11 @@
 """`gateway.kind: evolution` — Evolution API v2 (DESIGN.md section 11).
 
-    GET  {base_url}/instance/connectionState/{instance}  -> {"instance": {"instanceName", "state": "open" | ...}}
-    POST {base_url}/message/sendText/{instance}  {number: "<digits>", text}  -> 201 {"key": {"id", ...}, ...}
-    POST {base_url}/chat/findMessages/{instance}  {where: {key: {remoteJid, fromMe: true}}}  (the evidence lookup)
+    GET  {base_url}/instance/connectionState/{instance}  -> {"instance": {"instanceName", "state":
+    "open" | ...}}
+    POST {base_url}/message/sendText/{instance}  {number: "<digits>", text}  -> 201 {"key": {"id",
+    ...}, ...}
+    POST {base_url}/chat/findMessages/{instance}  {where: {key: {remoteJid, fromMe: true}}}  (the
+    evidence lookup)
 
 `apikey: gateway.api_key`. The instance is `gateway.session` (`{cliente_id}` in it:
 one instance per client). Errors come as {"status", "error", "response": {"message": ...}}.
@@ -30,24 +33,31 @@ def _says(*words: str):
     def test(body: Any) -> bool:
         text = str(body.get("response", "")) if isinstance(body, Mapping) else ""
         return any(w.lower() in text.lower() for w in words)
+
     return test
 
 
 connection_closed = _says("Connection Closed", "not connected")
 
 
-# -- POST /message/sendText/{instance}: the answer -> the outcome (first matching row wins) ----------
+# -- POST /message/sendText/{instance}: the answer -> the outcome (first matching row wins)
+# ----------
 RULES: tuple[Rule, ...] = (
     #    HTTP status       the body                   outcome                    meaning
-    Rule(OK,               has_message_id,            Outcome.SENT,              "sent, key.id is its id"),
-    Rule(OK,               is_object,                 Outcome.SENT_WITHOUT_ID,   "sent, no key.id"),
-    Rule(OK,               anything,                  Outcome.UNKNOWN,           "2xx that is not a JSON object"),
-    Rule((400, 422),       anything,                  Outcome.REJECTED,          "Evolution refused the message"),
-    Rule((401, 403),       anything,                  Outcome.UNREACHABLE,       "Evolution refused our apikey"),
-    Rule((404,),           anything,                  Outcome.UNREACHABLE,       "no such Evolution instance or route"),
-    Rule((429,),           anything,                  Outcome.RATE_LIMITED,      "Evolution asks us to slow down"),
-    Rule(SERVER_ERRORS,    connection_closed,         Outcome.SESSION_NOT_READY, "instance not connected to WhatsApp"),
-    Rule(SERVER_ERRORS,    anything,                  Outcome.UNKNOWN,           "Evolution failed while sending"),
+    Rule(OK, has_message_id, Outcome.SENT, "sent, key.id is its id"),
+    Rule(OK, is_object, Outcome.SENT_WITHOUT_ID, "sent, no key.id"),
+    Rule(OK, anything, Outcome.UNKNOWN, "2xx that is not a JSON object"),
+    Rule((400, 422), anything, Outcome.REJECTED, "Evolution refused the message"),
+    Rule((401, 403), anything, Outcome.UNREACHABLE, "Evolution refused our apikey"),
+    Rule((404,), anything, Outcome.UNREACHABLE, "no such Evolution instance or route"),
+    Rule((429,), anything, Outcome.RATE_LIMITED, "Evolution asks us to slow down"),
+    Rule(
+        SERVER_ERRORS,
+        connection_closed,
+        Outcome.SESSION_NOT_READY,
+        "instance not connected to WhatsApp",
+    ),
+    Rule(SERVER_ERRORS, anything, Outcome.UNKNOWN, "Evolution failed while sending"),
 )
 
 # connectionState -> the sender's session states
@@ -100,15 +110,19 @@ class EvolutionGateway(api_base.NamedSessionGateway):
     message_id = staticmethod(message_id)
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
-        return self.post_send(f"{self.base_url}/message/sendText/{self.session_for(cliente_id)}",
-                              {"number": to, "text": message})
+        return self.post_send(
+            f"{self.base_url}/message/sendText/{self.session_for(cliente_id)}",
+            {"number": to, "text": message},
+        )
 
-    def find_sent(self, cliente_id: int, to: str, message: str,
-                  since_epoch: float) -> Evidence | None:
+    def find_sent(
+        self, cliente_id: int, to: str, message: str, since_epoch: float
+    ) -> Evidence | None:
         url = f"{self.base_url}/chat/findMessages/{self.session_for(cliente_id)}"
         where = {"key": {"remoteJid": remote_jid(to), "fromMe": True}}
-        for record in _records(self.lookup("POST", url, "findMessages", (200, 201),
-                                           json={"where": where})):
+        for record in _records(
+            self.lookup("POST", url, "findMessages", (200, 201), json={"where": where})
+        ):
             if not isinstance(record, Mapping):
                 continue
             key = record.get("key") if isinstance(record.get("key"), Mapping) else {}

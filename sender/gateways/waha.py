@@ -34,21 +34,24 @@ has_message_id = api_base.finds_id(message_id)
 
 def session_not_working(body: Any) -> bool:
     """WAHA's 422: {"error": "Session status is not as expected...", "status": "STOPPED", "expected": ["WORKING"]}."""
-    return isinstance(body, Mapping) and ("expected" in body or "not as expected" in str(body.get("error", "")))
+    return isinstance(body, Mapping) and (
+        "expected" in body or "not as expected" in str(body.get("error", ""))
+    )
 
 
-# -- POST /api/sendText: the answer -> the outcome (first matching row wins) ------------------------
+# -- POST /api/sendText: the answer -> the outcome (first matching row wins)
+# ------------------------
 RULES: tuple[Rule, ...] = (
     #    HTTP status              the body                      outcome                    meaning
-    Rule(OK,                      has_message_id,               Outcome.SENT,              "sent, with its id"),
-    Rule(OK,                      is_object,                    Outcome.SENT_WITHOUT_ID,   "sent, no id given"),
-    Rule(OK,                      anything,                     Outcome.UNKNOWN,           "2xx that is not a JSON object"),
-    Rule((422,),                  session_not_working,          Outcome.SESSION_NOT_READY, "session is not WORKING"),
-    Rule((400, 422),              anything,                     Outcome.REJECTED,          "WAHA refused the request"),
-    Rule((401, 403),              anything,                     Outcome.UNREACHABLE,       "WAHA refused our API key"),
-    Rule((404,),                  anything,                     Outcome.UNREACHABLE,       "no such WAHA session or route"),
-    Rule((429,),                  anything,                     Outcome.RATE_LIMITED,      "WAHA asks us to slow down"),
-    Rule(SERVER_ERRORS,           anything,                     Outcome.UNKNOWN,           "WAHA failed while sending"),
+    Rule(OK, has_message_id, Outcome.SENT, "sent, with its id"),
+    Rule(OK, is_object, Outcome.SENT_WITHOUT_ID, "sent, no id given"),
+    Rule(OK, anything, Outcome.UNKNOWN, "2xx that is not a JSON object"),
+    Rule((422,), session_not_working, Outcome.SESSION_NOT_READY, "session is not WORKING"),
+    Rule((400, 422), anything, Outcome.REJECTED, "WAHA refused the request"),
+    Rule((401, 403), anything, Outcome.UNREACHABLE, "WAHA refused our API key"),
+    Rule((404,), anything, Outcome.UNREACHABLE, "no such WAHA session or route"),
+    Rule((429,), anything, Outcome.RATE_LIMITED, "WAHA asks us to slow down"),
+    Rule(SERVER_ERRORS, anything, Outcome.UNKNOWN, "WAHA failed while sending"),
 )
 
 # WAHA session status -> the sender's session states (DESIGN.md section 9 names)
@@ -83,12 +86,17 @@ class WahaGateway(api_base.NamedSessionGateway):
         payload = {"session": self.session_for(cliente_id), "chatId": chat_id(to), "text": message}
         return self.post_send(f"{self.base_url}/api/sendText", payload)
 
-    def find_sent(self, cliente_id: int, to: str, message: str,
-                  since_epoch: float) -> Evidence | None:
+    def find_sent(
+        self, cliente_id: int, to: str, message: str, since_epoch: float
+    ) -> Evidence | None:
         name = self.session_for(cliente_id)
         url = f"{self.base_url}/api/{name}/chats/{chat_id(to)}/messages"
-        messages = self.lookup("GET", url, "chat messages lookup",
-                               params={"limit": LOOKUP_LIMIT, "downloadMedia": "false"})
+        messages = self.lookup(
+            "GET",
+            url,
+            "chat messages lookup",
+            params={"limit": LOOKUP_LIMIT, "downloadMedia": "false"},
+        )
         if not isinstance(messages, list):
             raise EvidenceUnavailable("WAHA chat messages lookup: not a list")
         for item in messages:

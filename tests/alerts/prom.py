@@ -318,10 +318,16 @@ class _LoopbackBinary:
     def _launch(self, args: Sequence[str]):
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         try:
-            _wait_ready(self.url + "/-/ready", self.proc, self.log_path, self.startup_timeout, self.name)
+            _wait_ready(
+                self.url + "/-/ready", self.proc, self.log_path, self.startup_timeout, self.name
+            )
         except BaseException:
             self.stop()
             raise

@@ -98,7 +98,9 @@ def test_the_socket_timeout_is_under_one_refresh():
 
 
 @pytest.mark.mysql_only
-def test_a_frozen_server_is_shown_down_and_logged_within_two_refreshes(frozen_url, clock, watchers, caplog):
+def test_a_frozen_server_is_shown_down_and_logged_within_two_refreshes(
+    frozen_url, clock, watchers, caplog
+):
     url, proxy = frozen_url
     watcher = watchers(make_config(url, **{"monitor.refresh_s": REFRESH_S}), clock=clock)
     with caplog.at_level(logging.INFO, logger="envios.watch"):

@@ -127,8 +127,11 @@ def test_unreachable_database_then_recovery(breakable, clock, watchers, caplog):
             assert watcher.refresh() is False
     got = parse(watcher.exposition())
     assert series(got, "envios_watcher_up") == {frozenset(): 0}
-    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {frozenset(): good_refresh}
-    assert series(got, "envios_stuck_sending")[labels(campania_id=1)] == 3  # last values still served
+    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
+        frozenset(): good_refresh
+    }
+    # last values still served
+    assert series(got, "envios_stuck_sending")[labels(campania_id=1)] == 3
     # an outage is not a query error: envios_watcher_up says it
     assert set(series(got, "envios_watcher_query_errors_total").values()) == {0}
     outage_lines = [m for m in caplog.messages if "database unreachable" in m]
@@ -142,13 +145,16 @@ def test_unreachable_database_then_recovery(breakable, clock, watchers, caplog):
     got = parse(watcher.exposition())
     assert series(got, "envios_watcher_up") == {frozenset(): 1}
     assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
-        frozenset(): clock.to_epoch(clock.now())}
+        frozenset(): clock.to_epoch(clock.now())
+    }
     assert any("reachable again" in m for m in caplog.messages)
 
 
 def test_the_refresh_thread_survives_an_outage(breakable, clock, watchers):
     url, cut, restore = breakable
-    watcher = watchers(make_config(url, **{"monitor.refresh_s": 0.05}), clock=clock).start(http=False)
+    watcher = watchers(make_config(url, **{"monitor.refresh_s": 0.05}), clock=clock).start(
+        http=False
+    )
     assert watcher.wait_for_refreshes(1, timeout=30)
     assert watcher.state.up
     cut()
