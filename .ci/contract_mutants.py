@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The hand-made mutants of issue 14, kept: each one-line change to the product must make its tests fail.
+"""The hand-made mutants of issue 14, kept: each one-line change to the product must make its
+tests fail.
 
 mutmut (.ci/mutation.py) mutates code inside functions only; the promises that live in
 module-level tables and SQL text (the allowed transitions, the stuck rule, the retry
@@ -41,7 +42,10 @@ MUTANTS = [
         "states: allow pendiente -> enviado (the incident's edge)",
         "envios/domain.py",
         "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n",
-        "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n        (Estado.PENDIENTE, Estado.ENVIADO),\n",
+        (
+            "        (Estado.PENDIENTE, Estado.ENVIANDO),  # claim\n"
+            "        (Estado.PENDIENTE, Estado.ENVIADO),\n"
+        ),
         ("tests/envios/store/test_transitions.py",),
     ),
     Mutant(
@@ -135,7 +139,8 @@ def pytest(copy: Path, mutant: Mutant, env: dict[str, str]) -> int:
 
 
 def run_one(copy: Path, mutant: Mutant, env: dict[str, str]) -> str:
-    """'killed', 'SURVIVED', 'STALE' (the text to change is not in the file) or 'FAILS UNMUTATED'."""
+    """'killed', 'SURVIVED', 'STALE' (the text to change is not in the file) or
+    'FAILS UNMUTATED'."""
     target = copy / in_scratch(mutant.path)
     original = target.read_text(encoding="utf-8")
     if original.count(mutant.old) != 1:
@@ -170,7 +175,8 @@ def main() -> int:
         shutil.rmtree(where, ignore_errors=True)
     if bad:
         print(
-            f"{bad} contract mutant(s) not killed (STALE: the product changed there; update .ci/contract_mutants.py)",
+            f"{bad} contract mutant(s) not killed"
+            " (STALE: the product changed there; update .ci/contract_mutants.py)",
             file=sys.stderr,
         )
     return 1 if bad else 0

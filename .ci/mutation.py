@@ -83,7 +83,8 @@ def narrow_to_ci_subset(pyproject: Path) -> None:
     )
     if (n1, n2) != (1, 1):
         sys.exit(
-            "mutation: pyproject.toml [tool.mutmut] lacks only_mutate or pytest_add_cli_args_test_selection"
+            "mutation: pyproject.toml [tool.mutmut] lacks only_mutate"
+            " or pytest_add_cli_args_test_selection"
         )
     pyproject.write_text(text, encoding="utf-8")
 
@@ -189,7 +190,8 @@ def main() -> int:
     finally:
         if args.keep:
             print(
-                f"\nscratch copy kept: {where / 'repo'} (cd there; {sys.executable} -m mutmut show NAME)"
+                f"\nscratch copy kept: {where / 'repo'}"
+                f" (cd there; {sys.executable} -m mutmut show NAME)"
             )
         else:
             shutil.rmtree(where, ignore_errors=True)

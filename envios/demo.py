@@ -225,12 +225,14 @@ def _reason(last_error: str | None) -> str:
 def summary(v: Verdict, seconds: float, drop_s: float, drop: dict, metrics_url: str) -> str:
     errors = ", ".join(f"{n} {why}" for why, n in v.errors.most_common()) or "none"
     text = (
-        f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the gateway's "
-        f"ledger with its message id; acknowledged by the gateway: {v.delivered} delivered, {v.read} read; "
-        f"{v.settled} unknown outcomes settled by the gateway's acknowledgement (sent, with its id, never "
-        f"retried); {sum(v.errors.values())} rejected before sending ({errors}); "
+        f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the "
+        f"gateway's ledger with its message id; acknowledged by the gateway: {v.delivered} "
+        f"delivered, {v.read} read; {v.settled} unknown outcomes settled by the gateway's "
+        f"acknowledgement (sent, with its id, never retried); {sum(v.errors.values())} "
+        f"rejected before sending ({errors}); "
         f"{v.stuck} stuck in 'enviando' with an unknown outcome (the gateway answered too late; "
-        f"{v.stuck_delivered} of them did deliver) — never retried, listed by `envios reconcile list`; "
+        f"{v.stuck_delivered} of them did deliver) — never retried, listed by "
+        f"`envios reconcile list`; "
         f"{v.pending} still pending. While session 51 was DISCONNECTED for {drop_s:g}s the sender "
         f"stopped its work: {drop['delivered_during']} deliveries for it, {drop['refused_during']} "
         f"attempts refused with 409, and no row marked sent without a delivery. "
@@ -307,7 +309,8 @@ def run_demo(
     )
     print(
         f"watcher metrics: {watcher.url}/metrics (health {watcher.url}/healthz); "
-        f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics; acknowledgements: {hook_url}",
+        f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics; "
+        f"acknowledgements: {hook_url}",
         file=out,
     )
     sender.start()
@@ -347,8 +350,9 @@ def run_demo(
                 settled_now = sum(p.settled for p in progress.values())
                 if settled_now > drop.get("settled_seen", 0):
                     print(
-                        f"-- {settled_now - drop.get('settled_seen', 0)} unknown outcome(s) settled as sent by the "
-                        "gateway's acknowledgement (with its message id; never retried) --",
+                        f"-- {settled_now - drop.get('settled_seen', 0)} unknown outcome(s) settled"
+                        " as sent by the gateway's acknowledgement (with its message id;"
+                        " never retried) --",
                         file=out,
                     )
                     drop["settled_seen"] = settled_now
@@ -381,7 +385,8 @@ def run_demo(
         summary(verdict, time.monotonic() - started, speed.drop_s, drop, watcher_url(cfg)), file=out
     )
     print(
-        f"database: {db_path} (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
+        f"database: {db_path}"
+        f" (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
         f"gateway ledger: {db_path}.ledger.json; sender journal: {journal_dir}/",
         file=out,
     )

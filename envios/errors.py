@@ -32,7 +32,8 @@ class DatabaseUnavailable(DatabaseError):
 
 
 class DatabaseNotAnswering(DatabaseUnavailable):
-    """The server accepted the connection but did not answer within the read/write timeout (frozen?)."""
+    """The server accepted the connection but did not answer within the read/write timeout
+    (frozen?)."""
 
 
 class TransactionConflict(DatabaseError):

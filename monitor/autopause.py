@@ -114,8 +114,10 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
                     "error_ratio",
                     c.error_ratio,
                     settings.max_error_ratio,
-                    f"error_ratio {c.error_ratio:.3f} > max_error_ratio {settings.max_error_ratio:g}"
-                    f" ({c.errors} errors / {c.finished} finished since {c.window_start:%Y-%m-%d %H:%M:%S})",
+                    f"error_ratio {c.error_ratio:.3f}"
+                    f" > max_error_ratio {settings.max_error_ratio:g}"
+                    f" ({c.errors} errors / {c.finished} finished"
+                    f" since {c.window_start:%Y-%m-%d %H:%M:%S})",
                 )
             )
         if crossings:

@@ -27,23 +27,47 @@ if TYPE_CHECKING:
 
 HELP = {
     "envios_stuck_sending": "Rows in enviando whose claim is older than monitor.stuck_after_s.",
-    "envios_oldest_stuck_claim_timestamp_seconds": "Unix time of the oldest stuck claim (absent when none).",
-    "envios_error_ratio": "Errors / finished sends in the last monitor.window_s (after the last resume); 0 when none finished.",
+    "envios_oldest_stuck_claim_timestamp_seconds": (
+        "Unix time of the oldest stuck claim (absent when none)."
+    ),
+    "envios_error_ratio": (
+        "Errors / finished sends in the last monitor.window_s (after the last resume); 0 when none "
+        "finished."
+    ),
     "envios_finished_in_window": "Finished sends (enviado + error) behind envios_error_ratio.",
     "envios_sent_missing_message_id": "Rows envios marked enviado without a message id.",
-    "envios_legacy_sent_without_message_id": "Rows sent before the upgrade (never claimed by envios): no id by construction.",
-    "envios_sent_unverifiable": "Rows envios marked enviado on a placeholder id: the gateway never gives ids, delivery is unverifiable.",
+    "envios_legacy_sent_without_message_id": (
+        "Rows sent before the upgrade (never claimed by envios): no id by construction."
+    ),
+    "envios_sent_unverifiable": (
+        "Rows envios marked enviado on a placeholder id: the gateway never gives ids, delivery is "
+        "unverifiable."
+    ),
     "envios_messages": "Rows per state.",
     "envios_schedule_paused": "1 while a schedule is pausada, with the reason.",
-    "envios_delivery_ratio": "Of the rows sent (enviado), the share the gateway acknowledged as delivered, read or failed.",
-    "envios_delivery_acknowledged": "Rows sent (enviado) per acknowledged delivery status (delivered counts read ones too).",
-    "envios_unknowns_settled": "Rows whose unknown outcome (enviando) was settled, by evidence (automatically) or by a person.",
+    "envios_delivery_ratio": (
+        "Of the rows sent (enviado), the share the gateway acknowledged as delivered, read or "
+        "failed."
+    ),
+    "envios_delivery_acknowledged": (
+        "Rows sent (enviado) per acknowledged delivery status (delivered counts read ones too)."
+    ),
+    "envios_unknowns_settled": (
+        "Rows whose unknown outcome (enviando) was settled, by evidence (automatically) or by a "
+        "person."
+    ),
     "envios_autopause_total": "Campaigns auto-paused by this watcher process, by reason.",
     "envios_watcher_up": "1 when the last refresh reached the database (and none is hung), else 0.",
-    "envios_watcher_last_refresh_timestamp_seconds": "Unix time of the last refresh in which every query succeeded (0: never).",
+    "envios_watcher_last_refresh_timestamp_seconds": (
+        "Unix time of the last refresh in which every query succeeded (0: never)."
+    ),
     "envios_watcher_refresh_duration_seconds": "How long the last refresh took.",
-    "envios_watcher_query_errors_total": "Watcher queries that failed or exceeded their time limit.",
-    "envios_watcher_query_last_success_timestamp_seconds": "Unix time each watcher query last succeeded.",
+    "envios_watcher_query_errors_total": (
+        "Watcher queries that failed or exceeded their time limit."
+    ),
+    "envios_watcher_query_last_success_timestamp_seconds": (
+        "Unix time each watcher query last succeeded."
+    ),
     "envios_watcher_query_duration_seconds": "How long each watcher query took at its last run.",
 }
 

@@ -4,14 +4,20 @@ An acknowledgement (`Ack`) names a message by the gateway's id; Cloud API's also
 by the row's id (`biz_opaque_callback_data`); WAHA's and the session manager's may
 also carry the recipient and the text. `record_ack` finds the row and:
 
-| the row is            | the ack says              | then                                               |
-|-----------------------|---------------------------|----------------------------------------------------|
-| enviado               | sent / delivered / read   | delivery_status moves forward only; times set once |
-| enviado               | failed                    | recorded with its reason (`failed_after_sent`)     |
-| enviando, in flight   | sent / delivered / read   | recorded, and the id kept on the row: the sender records the send's own answer; if that answer is lost, `settle_acknowledged` settles the row once the send has timed out |
-| enviando (unknown)    | sent / delivered / read   | settled: enviado with that id, by the state machine (origin envios-evidence), counted in the day's quota |
-| enviando (unknown)    | failed                    | delivery_status failed recorded; stays for a person |
-| not found             | anything                  | counted as `unknown_message`; the row table is not touched; the ack is kept aside (`envios_unmatched_acks`, UNMATCHED_KEEP_S) and applied if a row is later settled with that id |
+| the row is          | the ack says        | then                                                |
+|---------------------|---------------------|-----------------------------------------------------|
+| enviado             | sent/delivered/read | delivery_status moves forward only; times set once  |
+| enviado             | failed              | recorded with its reason (`failed_after_sent`)      |
+| enviando, in flight | sent/delivered/read | recorded, and the id kept on the row (1)            |
+| enviando (unknown)  | sent/delivered/read | settled: enviado with that id (2)                   |
+| enviando (unknown)  | failed              | delivery_status failed recorded; stays for a person |
+| not found           | anything            | counted as `unknown_message`; no row touched (3)    |
+
+(1) The sender records the send's own answer; if that answer is lost,
+    `settle_acknowledged` settles the row once the send has timed out.
+(2) By the state machine (origin envios-evidence), counted in the day's quota.
+(3) The row table is not touched; the ack is kept aside (`envios_unmatched_acks`,
+    UNMATCHED_KEEP_S) and applied if a row is later settled with that id.
 
 `delivery_status` ranks sent < failed < delivered < read: it never moves backwards,
 so duplicates and out-of-order events (read before delivered) end the same way.
@@ -86,7 +92,8 @@ def _find(conn: Connection, ack: Ack) -> dict | None:
 
 
 def _only_stuck_row_for(conn: Connection, to: str, text: str) -> dict | None:
-    """The one unknown-outcome row to `to` with exactly `text`; None when there are none or several."""
+    """The one unknown-outcome row to `to` with exactly `text`; None when there are none or
+    several."""
     rows = conn.query(acks.UNKNOWN_WITHOUT_ID_LOCKED, by_value(Estado.ENVIANDO))
     matches = []
     for row in rows:
@@ -112,7 +119,8 @@ def quota_day(
 def settle(
     conn: Connection, clock: Clock, row: dict, message_id: str | None, evidence: str
 ) -> None:
-    """enviando -> enviado with `message_id`, in the caller's transaction, counted on the claim's day."""
+    """enviando -> enviado with `message_id`, in the caller's transaction, counted on the claim's
+    day."""
     now, day = quota_day(conn, clock, row.get("claimed_at"))
     pid = row.get("claim_programacion_id")
     if pid is not None:
@@ -150,7 +158,8 @@ def _keep_unmatched(conn: Connection, ack: Ack, now: dt.datetime) -> None:
 
 
 def _apply_unmatched(conn: Connection, envio_id: int, message_id: str, now: dt.datetime) -> None:
-    """Acknowledgements that arrived before the row had its id (its answer was lost): applied now."""
+    """Acknowledgements that arrived before the row had its id (its answer was lost): applied
+    now."""
     kept = conn.query(acks.UNMATCHED_FOR, {"message_id": message_id})
     for ack in kept:
         row = conn.query_one(acks.ROW, {"envio_id": envio_id})
@@ -191,7 +200,8 @@ def _delivery_update(
 
 
 def in_flight_s(config) -> float:
-    """How long after its claim a row may still hear its send's own answer (connect + read timeouts)."""
+    """How long after its claim a row may still hear its send's own answer (connect + read
+    timeouts)."""
     return float(config.gateway.send_timeout_s) + float(config.gateway.status_timeout_s) + 5.0
 
 
@@ -236,7 +246,8 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.
                     clock,
                     row,
                     ack.message_id or None,
-                    f"{ack.kind} acknowledgement '{ack.status}' for message {ack.message_id or '(no id)'}",
+                    f"{ack.kind} acknowledgement '{ack.status}'"
+                    f" for message {ack.message_id or '(no id)'}",
                 )
             except StaleTransition:
                 return IGNORED
@@ -274,7 +285,8 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.
 
 
 def settle_acknowledged(conn: Connection, clock: Clock, in_flight_s: float) -> list[int]:
-    """Rows acknowledged while their send was in flight, whose own answer then never came: enviado."""
+    """Rows acknowledged while their send was in flight, whose own answer then never came:
+    enviado."""
     settled = []
     before = clock.db_now(conn) - dt.timedelta(seconds=in_flight_s)
     in_flight = {**by_value(Estado.ENVIANDO), "before": before}
@@ -286,7 +298,8 @@ def settle_acknowledged(conn: Connection, clock: Clock, in_flight_s: float) -> l
                     clock,
                     row,
                     row["message_id"],
-                    f"the gateway acknowledged message {row['message_id']} ('{row['delivery_status']}')"
+                    f"the gateway acknowledged message {row['message_id']}"
+                    f" ('{row['delivery_status']}')"
                     " while its send was in flight; the send's own answer was lost",
                 )
         except StaleTransition:
@@ -312,8 +325,10 @@ class SettleReport:
 
     def summary(self) -> str:
         return (
-            f"{len(self.settled)} settled by evidence, {len(self.no_evidence)} without evidence yet, "
-            f"{len(self.unavailable)} not checkable now, {self.left_for_a_person} older ones left for a person"
+            f"{len(self.settled)} settled by evidence, "
+            f"{len(self.no_evidence)} without evidence yet, "
+            f"{len(self.unavailable)} not checkable now, "
+            f"{self.left_for_a_person} older ones left for a person"
         )
 
 
@@ -326,7 +341,8 @@ def settle_by_evidence(
     in_flight_s: float = 0.0,
     cliente_of=None,
 ) -> SettleReport:
-    """Ask the gateway about every unknown outcome claimed within `within_s`; settle the ones it sent.
+    """Ask the gateway about every unknown outcome claimed within `within_s`; settle the ones it
+    sent.
 
     `cliente_of(row) -> cliente_id` (default: the claim's schedule's client) names the session
     asked.
@@ -380,8 +396,8 @@ def settle_by_evidence(
                     clock,
                     locked,
                     evidence.message_id,
-                    f"{evidence.source} found message {evidence.message_id} to this number with this text"
-                    " after the claim",
+                    f"{evidence.source} found message {evidence.message_id}"
+                    " to this number with this text after the claim",
                 )
         except StaleTransition:
             continue

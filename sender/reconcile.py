@@ -73,7 +73,8 @@ class ReconcileError(EnviosError):
 
 
 class RetryRuleBroken(ReconcileError):
-    """The application's manual-retry rule: a named person and a justification of at least 10 characters."""
+    """The application's manual-retry rule: a named person and a justification of at least 10
+    characters."""
 
     exit_code = 2
 
@@ -95,7 +96,8 @@ def check_retry_rule(by: str, note: str) -> None:
 
 
 def check_person(conn: Connection, usuario_id: int | None) -> None:
-    """A usuario_id must name a row of the application's `usuarios` (its history has a foreign key to it)."""
+    """A usuario_id must name a row of the application's `usuarios` (its history has a foreign key
+    to it)."""
     if usuario_id is None:
         return
     if "usuario_id" not in column_details(conn, "ll_envios_whatsapp_historial"):
@@ -108,7 +110,8 @@ def check_person(conn: Connection, usuario_id: int | None) -> None:
 
 
 def _times(conn: Connection, clock: Clock, claimed_at) -> tuple[dt.datetime, dt.date]:
-    """The database's now, and the quota day (configured zone) of a claim made on the database's clock."""
+    """The database's now, and the quota day (configured zone) of a claim made on the database's
+    clock."""
     local = clock.now()
     now = clock.to_db(conn, local)
     return now, ((claimed_at - (now - local)) if claimed_at else local).date()
@@ -190,7 +193,8 @@ def requeue(
     note: str = "",
     usuario_id: int | None = None,
 ) -> dict:
-    """Back to pendiente, under the application's manual-retry rule (a named person, a justification)."""
+    """Back to pendiente, under the application's manual-retry rule (a named person, a
+    justification)."""
     check_retry_rule(by, note)
     check_person(conn, usuario_id)
     now = clock.db_now(conn)

@@ -155,8 +155,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--webhook-kind",
         default="session_manager",
         choices=["session_manager", "waha", "evolution", "cloud_api"],
-        help="the shape of the acknowledgements (default session_manager); WAHA, Evolution and Cloud API "
-        "sends are answered in their own shapes whatever this says",
+        help=(
+            "the shape of the acknowledgements (default session_manager); WAHA, Evolution and "
+            "Cloud API sends are answered in their own shapes whatever this says"
+        ),
     )
     parser.add_argument("--webhook-secret", default="", help="sent as X-Webhook-Secret")
     parser.add_argument(

@@ -1,18 +1,21 @@
-"""The simulator speaking WAHA, Evolution API v2 and the WhatsApp Cloud API, and sending their webhooks.
+"""The simulator speaking WAHA, Evolution API v2 and the WhatsApp Cloud API, and sending their
+webhooks.
 
 Every dialect is a translation in front of the one gateway brain (`SimState`): the
 request becomes a session-manager send (so faults, sessions and the ledger are the
 same), and the answer is re-shaped as that gateway answers:
 
-| core answer                  | WAHA                          | Evolution                        | Cloud API                      |
-|------------------------------|-------------------------------|----------------------------------|--------------------------------|
-| 200 with message_id          | 201 {"id"}                    | 201 {"key": {"id"}}              | 200 {"messages": [{"id"}]}     |
-| 200 without id, garbage, drop| the same                      | the same                         | the same                       |
-| 409 SESSION_NOT_READY        | 422 status not as expected    | 500 "Connection Closed"          | 503 code 131016                |
-| 400                          | 400                           | 400                              | 400 code 100                   |
-| 429                          | 429                           | 429                              | 400 code 130429                |
-| 500 WHATSAPP_ERROR           | 500                           | 500                              | 503 code 131016                |
-| 401                          | 401                           | 401                              | 401 code 190                   |
+| core answer                 | WAHA       | Evolution               | Cloud API                  |
+|-----------------------------|------------|-------------------------|----------------------------|
+| 200 with message_id         | 201 {"id"} | 201 {"key": {"id"}}     | 200 {"messages": [{"id"}]} |
+| 200 without id/garbage/drop | the same   | the same                | the same                   |
+| 409 SESSION_NOT_READY       | 422 (1)    | 500 "Connection Closed" | 503 code 131016            |
+| 400                         | 400        | 400                     | 400 code 100               |
+| 429                         | 429        | 429                     | 400 code 130429            |
+| 500 WHATSAPP_ERROR          | 500        | 500                     | 503 code 131016            |
+| 401                         | 401        | 401                     | 401 code 190               |
+
+(1) 422 status not as expected ("Session status is not as expected...").
 
 WAHA session / Evolution instance names map to a cliente_id by their trailing
 digits ("envios-51" -> 51), else 1; the Cloud API number is cliente_id 1. The
@@ -284,7 +287,9 @@ def reshape(kind: str, reply: Reply, to: str, text) -> Reply:
         return json_reply(
             422,
             {
-                "error": "Session status is not as expected. Try again later or restart the session",
+                "error": (
+                    "Session status is not as expected. Try again later or restart the session"
+                ),
                 "status": "STOPPED",
                 "expected": ["WORKING"],
             },

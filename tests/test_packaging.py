@@ -23,7 +23,11 @@ MODULES = (
     "envios.monitor.watcher",
     "envios.simulator",
 )
-PROBE = "import importlib, sys\nfor m in sys.argv[1:]:\n    print(m, importlib.import_module(m).__file__)"
+PROBE = (
+    "import importlib, sys\n"
+    "for m in sys.argv[1:]:\n"
+    "    print(m, importlib.import_module(m).__file__)"
+)
 
 
 def imported_from(python: str, cwd: Path, extra_path: str | None = None) -> dict[str, str]:

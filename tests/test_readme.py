@@ -1,4 +1,7 @@
-"""README.md stays true: the two commands on top, and "Deploy next to production" walked on the real schema."""
+"""README.md stays true.
+
+The two commands on top, and "Deploy next to production" walked on the real schema.
+"""
 
 from __future__ import annotations
 
@@ -48,14 +51,20 @@ def test_incident_query_lists_exactly_the_phantom_rows(conn, clock, schema_name)
 
 
 def _commands(config: Path) -> list[list[str]]:
-    """The section's `envios ... --config /etc/envios/config.yaml` commands, in the order written."""
+    """The section's `envios ... --config /etc/envios/config.yaml` commands.
+
+    In the order written.
+    """
     spans = re.findall(r"`(envios [^`]*--config " + re.escape(CONFIG_PATH) + r")`", DEPLOY)
     return [span.replace(CONFIG_PATH, str(config)).split()[1:] for span in spans]
 
 
 @pytest.mark.mysql_only
 def test_deploy_next_to_production_step_by_step(db_url, conn, sim, tmp_path):
-    """Steps 1 and 3-8 as written, on the production schema at the incident (step 2, the backup, is mysqldump's)."""
+    """Steps 1 and 3-8 as written, on the production schema at the incident.
+
+    Step 2, the backup, is mysqldump's.
+    """
     load_legacy(conn, "2026-02")
     config = tmp_path / "config.yaml"
     # step 3: the repository's config.yaml, secrets in the environment
@@ -88,8 +97,8 @@ def test_deploy_next_to_production_step_by_step(db_url, conn, sim, tmp_path):
     done = envios(*dry_run, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (
-        "ALTER TABLE ll_envios_whatsapp MODIFY COLUMN estado enum('pendiente','enviado','error','enviando')"
-        in done.stdout
+        "ALTER TABLE ll_envios_whatsapp MODIFY COLUMN estado"
+        " enum('pendiente','enviado','error','enviando')" in done.stdout
     )
     assert "-- found, left as it is:" in done.stdout and "keeps 'no_incluido'" in done.stdout
     assert {t: schema.column_details(conn, t) for t in before} == before

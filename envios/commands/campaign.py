@@ -1,4 +1,5 @@
-"""`envios campaign list | pause ID [--reason TEXT] | resume ID [--reason TEXT]`: operator control."""
+"""`envios campaign list | pause ID [--reason TEXT] | resume ID [--reason TEXT]`: operator
+control."""
 
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pause",
         parents=[common_options()],
         help="pause the campaign's approved schedules (reason: operator)",
-        description="Move every aprobada schedule of the campaign to pausada (paused_reason operator, "
-        "paused_by operator) and write an audit row. The sender stops sending them at "
-        "its next check. Pausing a campaign with nothing approved changes nothing.",
+        description=(
+            "Move every aprobada schedule of the campaign to pausada (paused_reason operator, "
+            "paused_by operator) and write an audit row. The sender stops sending them at "
+            "its next check. Pausing a campaign with nothing approved changes nothing."
+        ),
     )
     pause.add_argument("campaign_id", type=int, metavar="ID")
     pause.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit record")
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace, config) -> int:
             )
             if changed:
                 print(
-                    f"campaign {args.campaign_id}: paused schedule(s) {_ids(changed)} (reason operator)"
+                    f"campaign {args.campaign_id}: paused schedule(s) {_ids(changed)}"
+                    " (reason operator)"
                 )
             else:
                 print(
@@ -94,8 +98,9 @@ def run(args: argparse.Namespace, config) -> int:
         )
         if manual:
             print(
-                f"campaign {args.campaign_id}: schedule(s) {_ids(manual)} were paused by the application,"
-                " not by envios: left paused (--include-manual-pauses resumes them too)"
+                f"campaign {args.campaign_id}: schedule(s) {_ids(manual)}"
+                " were paused by the application, not by envios: left paused"
+                " (--include-manual-pauses resumes them too)"
             )
         if not changed:
             print(f"campaign {args.campaign_id}: no paused schedule to resume; nothing changed")

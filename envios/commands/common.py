@@ -16,7 +16,10 @@ def common_options() -> argparse.ArgumentParser:
         "--config",
         metavar="PATH",
         default=argparse.SUPPRESS,
-        help="config file (default: ./config.yaml if present, else built-in defaults; a named file must exist)",
+        help=(
+            "config file (default: ./config.yaml if present, else built-in defaults;"
+            " a named file must exist)"
+        ),
     )
     parent.add_argument(
         "--log-level",

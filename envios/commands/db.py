@@ -22,12 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="apply pending schema versions",
         description=(
             "Apply pending schema versions to database.url. On the production schema it appends "
-            "'enviando' to the estado ENUMs (keeping the rest of their definition), adds message_id, "
-            "claim columns, schedule pause/lease columns, the audit table and the watcher's indexes "
-            "(reusing an index that already covers the columns); on an empty database it creates "
-            "everything. Every step is checked before the first change: a refused upgrade changes "
-            "nothing. It never drops or renames a column, index or ENUM value, and runs in a strict "
-            "sql_mode of its own. Running it twice changes nothing."
+            "'enviando' to the estado ENUMs (keeping the rest of their definition), adds "
+            "message_id, claim columns, schedule pause/lease columns, the audit table and the "
+            "watcher's indexes (reusing an index that already covers the columns); on an empty "
+            "database it creates everything. Every step is checked before the first change: a "
+            "refused upgrade changes nothing. It never drops or renames a column, index or ENUM "
+            "value, and runs in a strict sql_mode of its own. Running it twice changes nothing."
         ),
     )
     upgrade.add_argument(

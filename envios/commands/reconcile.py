@@ -1,4 +1,5 @@
-"""`envios reconcile list|mark-sent|requeue|mark-error|set-message-id`: resolve stuck or doubtful rows."""
+"""`envios reconcile list|mark-sent|requeue|mark-error|set-message-id`: resolve stuck or
+doubtful rows."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ HELP = "list and resolve stuck (enviando) or doubtful rows"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Rows in 'enviando' whose outcome is unknown (the gateway may or may not have delivered them) "
-        "are never retried automatically. Check with the recipient or the WhatsApp session, then record "
-        "the decision here. Every change goes through the state machine with a history row."
+        "Rows in 'enviando' whose outcome is unknown (the gateway may or may not have delivered "
+        "them) are never retried automatically. Check with the recipient or the WhatsApp session, "
+        "then record the decision here. Every change goes through the state machine with a history "
+        "row."
     )
     actions = parser.add_subparsers(dest="reconcile_action", metavar="ACTION")
     actions.required = True
@@ -121,12 +123,14 @@ def _print_rows(title: str, rows: list[dict]) -> None:
     if not rows:
         return
     print(
-        f"  {'id':>8}  {'campaign':>8}  {'phone':<15}  {'claimed_at':<19}  {'claimed_by':<28}  {'att':>3}  last_error"
+        f"  {'id':>8}  {'campaign':>8}  {'phone':<15}  {'claimed_at':<19}  "
+        f"{'claimed_by':<28}  {'att':>3}  last_error"
     )
     for r in rows:
         print(
             f"  {r['id']:>8}  {r['campania_id']:>8}  {mask(r['telefono_wapp']):<15}  "
-            f"{_fmt(r['claimed_at']):<19}  {_fmt(r['claimed_by'])[:28]:<28}  {_fmt(r['attempts']):>3}  "
+            f"{_fmt(r['claimed_at']):<19}  {_fmt(r['claimed_by'])[:28]:<28}  "
+            f"{_fmt(r['attempts']):>3}  "
             f"{_fmt(r['last_error'])[:80]}"
         )
 

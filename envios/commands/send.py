@@ -25,19 +25,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--once",
         action="store_true",
-        help="one pass over all eligible work (every eligible session worked until its queue is empty, "
-        "its quota is used or it stops for a session-level problem), then exit",
+        help=(
+            "one pass over all eligible work (every eligible session worked until its queue is "
+            "empty, its quota is used or it stops for a session-level problem), then exit"
+        ),
     )
     parser.add_argument(
         "--metrics-host",
         default="127.0.0.1",
         metavar="ADDR",
-        help="address for /metrics on sender.metrics_port (default 127.0.0.1; 0.0.0.0 in a container)",
+        help=(
+            "address for /metrics on sender.metrics_port"
+            " (default 127.0.0.1; 0.0.0.0 in a container)"
+        ),
     )
     parser.epilog = (
-        "Kill switch: sender.enabled in the config file (re-read while running) or ENVIOS_SENDER_ENABLED=false. "
-        "Debug logging: --log-level DEBUG or DIAG_SENDER=1. SIGTERM/SIGINT: stop claiming, finish the "
-        "in-flight send, release the session leases; a second signal exits at once."
+        "Kill switch: sender.enabled in the config file (re-read while running) or "
+        "ENVIOS_SENDER_ENABLED=false. Debug logging: --log-level DEBUG or DIAG_SENDER=1. "
+        "SIGTERM/SIGINT: stop claiming, finish the in-flight send, release the session leases; a "
+        "second signal exits at once."
     )
 
 
@@ -71,7 +77,10 @@ def _install_signals(sender: Sender) -> None:
                     "forced_exit",
                     signal=name,
                     sender=sender.sender_id,
-                    detail="in-flight rows stay enviando (envios reconcile); leases expire by themselves",
+                    detail=(
+                        "in-flight rows stay enviando (envios reconcile);"
+                        " leases expire by themselves"
+                    ),
                 )
             )
             os._exit(130)
@@ -131,7 +140,8 @@ def run(args: argparse.Namespace, config) -> int:
 
 
 def _account_blocked(report, config) -> None:
-    """The gateway refused the account itself (Cloud API token expired, account restricted): exit non-zero."""
+    """The gateway refused the account itself (Cloud API token expired, account restricted):
+    exit non-zero."""
     if report.outcomes.get(Outcome.ACCOUNT_BLOCKED):
         raise EnviosError(
             f"gateway {config.gateway.kind} refused the account (expired token or restriction): "

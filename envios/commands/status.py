@@ -22,8 +22,8 @@ from envios.store.connector import Database
 from envios.store.sql import by_value
 
 HELP = (
-    "per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, delivered/read/failed, "
-    "unknowns settled, paused and why"
+    "per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, "
+    "delivered/read/failed, unknowns settled, paused and why"
 )
 
 HEADERS = [
@@ -152,7 +152,8 @@ def render(
 
 
 def _legacy_locks(conn, now: dt.datetime, ttl_s: float) -> list[str]:
-    """Schedules the original scheduler is still working (a fresh lock): envios does not send them."""
+    """Schedules the original scheduler is still working (a fresh lock): envios does not send
+    them."""
     lines = []
     for s in conn.query(operating.LEGACY_LOCKS, by_value(ProgramacionEstado.APROBADA)):
         reason = legacy_lock_reason(s, now, ttl_s)

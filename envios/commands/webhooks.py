@@ -13,7 +13,10 @@ from envios.sender.webhooks import WebhookApp, serve
 from envios.store import schema
 from envios.store.connector import Database
 
-HELP = "receive delivery acknowledgements (session manager, WAHA, Evolution, Cloud API) on webhooks.host:port"
+HELP = (
+    "receive delivery acknowledgements (session manager, WAHA, Evolution, Cloud API)"
+    " on webhooks.host:port"
+)
 
 log = logging.getLogger("envios.webhooks")
 
@@ -26,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=None, metavar="N", help="listen port (default webhooks.port)"
     )
     parser.epilog = (
-        "POST /webhooks/{session_manager|waha|evolution|cloud_api}; GET /webhooks/cloud_api is Meta's "
-        "verification handshake; GET /metrics. Secrets: webhooks.secret (X-Webhook-Secret or ?secret=), "
-        "webhooks.app_secret (X-Hub-Signature-256), webhooks.verify_token."
+        "POST /webhooks/{session_manager|waha|evolution|cloud_api}; GET /webhooks/cloud_api is "
+        "Meta's verification handshake; GET /metrics. Secrets: webhooks.secret (X-Webhook-Secret "
+        "or ?secret=), webhooks.app_secret (X-Hub-Signature-256), webhooks.verify_token."
     )
 
 

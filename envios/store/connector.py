@@ -251,7 +251,8 @@ class Connection:
         raise NotImplementedError
 
     def utc_offset(self, epoch: float) -> dt.timedelta | None:
-        """The server's wall clock minus UTC at `epoch` (None: no server clock, see sender.clock)."""
+        """The server's wall clock minus UTC at `epoch` (None: no server clock, see
+        sender.clock)."""
         return None
 
     def close(self) -> None:
@@ -406,7 +407,8 @@ class MysqlConnection(Connection):
     _offset: tuple[float, dt.timedelta] | None = None
 
     def utc_offset(self, epoch: float) -> dt.timedelta:
-        """How far this session's server clock is ahead of UTC at `epoch` (its time_zone, DST included).
+        """How far this session's server clock is ahead of UTC at `epoch` (its time_zone, DST
+        included).
 
         Asked as FROM_UNIXTIME(epoch) with Python's epoch: the instant is Python's,
         only the server's zone is learnt.

@@ -1,4 +1,5 @@
-"""The live schema as the upgrade sees it: columns with their full definition, indexes with their columns.
+"""The live schema as the upgrade sees it: columns with their full definition, indexes with
+their columns.
 
 MySQL/MariaDB answers from information_schema (COLUMN_TYPE, IS_NULLABLE,
 COLUMN_DEFAULT, COLUMN_COMMENT, charset and collation: everything a

@@ -93,7 +93,8 @@ def at_path(body: Any, path: Sequence[str]) -> Any:
 
 
 def error_text(status: int, body: Any, response: requests.Response, *paths: tuple[str, ...]) -> str:
-    """A short reason: the first text found in the body at one of `paths`, never the phone number."""
+    """A short reason: the first text found in the body at one of `paths`, never the phone
+    number."""
     found = ""
     for path in paths:
         node = at_path(body, path)
@@ -192,7 +193,8 @@ class ApiGateway(Gateway):
         )
 
     def retry_after(self, response: requests.Response) -> float | None:
-        """RFC 9110 (seconds or an HTTP date against the gateway's Date), capped; None: the configured wait."""
+        """RFC 9110 (seconds or an HTTP date against the gateway's Date), capped; None: the
+        configured wait."""
         seconds = retry_after.parse(
             response.headers.get("Retry-After"), date_header=response.headers.get("Date")
         )

@@ -5,19 +5,19 @@ becomes exactly one `Outcome`. The loop *obeys* the table in DESIGN.md section 3
 (see `sender.session_worker.ACTIONS`). The only question that matters for each
 outcome is "could the message have been delivered?":
 
-| Outcome           | delivered?      | examples                                         |
-|-------------------|-----------------|--------------------------------------------------|
-| SENT              | yes             | 2xx with a message id                            |
-| SENT_WITHOUT_ID   | yes             | 2xx saying ok, no message id or a placeholder    |
-| REJECTED          | no, never will  | 400/422 bad number, empty text                   |
-| SESSION_NOT_READY | no              | 409 / 503 SESSION_NOT_READY                      |
-| NO_ROUTE          | no              | 404: the gateway has no POST /send               |
-| RATE_LIMITED      | no              | 429                                              |
-| UNREACHABLE       | no              | connection refused, DNS, connect timeout, 401/403|
-| GATEWAY_ERROR     | no              | 5xx where the gateway says it did not send       |
-| UNKNOWN           | maybe           | read timeout, reset mid-request, bad 2xx, other  |
-| BAD_MESSAGE_ID    | maybe           | 2xx whose message id cannot be stored (> 255...) |
-| ACCOUNT_BLOCKED   | no              | Cloud API token expired (190), account restricted (368, 131031) |
+| Outcome           | delivered?     | examples                                                |
+|-------------------|----------------|---------------------------------------------------------|
+| SENT              | yes            | 2xx with a message id                                   |
+| SENT_WITHOUT_ID   | yes            | 2xx saying ok, no message id or a placeholder           |
+| REJECTED          | no, never will | 400/422 bad number, empty text                          |
+| SESSION_NOT_READY | no             | 409 / 503 SESSION_NOT_READY                             |
+| NO_ROUTE          | no             | 404: the gateway has no POST /send                      |
+| RATE_LIMITED      | no             | 429                                                     |
+| UNREACHABLE       | no             | connection refused, DNS, connect timeout, 401/403       |
+| GATEWAY_ERROR     | no             | 5xx where the gateway says it did not send              |
+| UNKNOWN           | maybe          | read timeout, reset mid-request, bad 2xx, other         |
+| BAD_MESSAGE_ID    | maybe          | 2xx whose message id cannot be stored (> 255...)        |
+| ACCOUNT_BLOCKED   | no             | Cloud API token expired (190), restricted (368, 131031) |
 
 ACCOUNT_BLOCKED stops everything: no session of this sender can send until a
 person renews the token or the account is released (`ACTIONS` in session_worker).
@@ -94,14 +94,18 @@ NO_ID_FROM_GATEWAY = "the gateway gives no message id"
 
 
 def message_id_problem(message_id: str) -> str | None:
-    """Why a message id from the gateway cannot be stored as it is, or None (ids are never altered)."""
+    """Why a message id from the gateway cannot be stored as it is, or None (ids are never
+    altered)."""
     if len(message_id) > MESSAGE_ID_MAX:
         return (
             f"gateway said sent but gave a message id of {len(message_id)} characters"
             f" (at most {MESSAGE_ID_MAX} fit): {message_id[:60]}..."
         )
     if not (message_id.isascii() and message_id.isprintable()):
-        return f"gateway said sent but gave a message id with characters that cannot be stored: {message_id[:60]!r}"
+        return (
+            "gateway said sent but gave a message id with characters that cannot be stored:"
+            f" {message_id[:60]!r}"
+        )
     return None
 
 

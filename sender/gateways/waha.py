@@ -33,7 +33,8 @@ has_message_id = api_base.finds_id(message_id)
 
 
 def session_not_working(body: Any) -> bool:
-    """WAHA's 422: {"error": "Session status is not as expected...", "status": "STOPPED", "expected": ["WORKING"]}."""
+    """WAHA's 422: {"error": "Session status is not as expected...", "status": "STOPPED",
+    "expected": ["WORKING"]}."""
     return isinstance(body, Mapping) and (
         "expected" in body or "not as expected" in str(body.get("error", ""))
     )

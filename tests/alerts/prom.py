@@ -610,7 +610,8 @@ class AlertmanagerServer(_LoopbackBinary):
             )
 
     def alerts(self) -> list[dict]:
-        """GET /api/v2/alerts: [{labels, status: {state: active|suppressed, inhibitedBy, ...}, ...}]."""
+        """GET /api/v2/alerts: [{labels, status: {state: active|suppressed, inhibitedBy, ...},
+        ...}]."""
         status, body = _http("GET", self.url + "/api/v2/alerts")
         if status != 200:
             raise PromAPIError(f"alertmanager alerts: HTTP {status}")

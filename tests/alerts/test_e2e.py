@@ -48,8 +48,8 @@ def seed(db_url: str) -> None:
                     (campania_id, f"e2e {campania_id}", cliente_id),
                 )
                 conn.execute(
-                    "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-                    " cupo_diario, fecha_inicio, estado)"
+                    "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana,"
+                    " hora_inicio, hora_fin, cupo_diario, fecha_inicio, estado)"
                     " VALUES (%s, %s, 'mon,tue,wed,thu,fri,sat,sun', %s, %s, 1000, %s, 'aprobada')",
                     (
                         campania_id,
@@ -63,8 +63,9 @@ def seed(db_url: str) -> None:
                     # one unsendable row
                     phone = "123" if i == 0 else f"5491140{campania_id}{i:05d}"
                     conn.execute(
-                        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
-                        " mensaje_final) VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
+                        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp,"
+                        " nombre_destino, mensaje_final)"
+                        " VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
                         (campania_id, phone),
                     )
 
@@ -230,13 +231,15 @@ def test_incident_fires_alerts_and_dashboard_has_data(tmp_path):
         with Database(db_url).connect() as conn:
             assert (
                 conn.scalar(
-                    "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE campania_id = 1 AND estado = 'enviado'"
+                    "SELECT COUNT(*) FROM ll_envios_whatsapp"
+                    " WHERE campania_id = 1 AND estado = 'enviado'"
                 )
                 == 0
             )
             assert (
                 conn.scalar(
-                    "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE campania_id = 2 AND estado = 'enviando'"
+                    "SELECT COUNT(*) FROM ll_envios_whatsapp"
+                    " WHERE campania_id = 2 AND estado = 'enviando'"
                 )
                 >= 3
             )

@@ -126,7 +126,10 @@ def mount_table(services: dict) -> dict[tuple[str, str], Path]:
 
 
 def container_file_source(services: dict, service: str, container_path: str) -> Path | None:
-    """The host file that appears at container_path in service (a file mount or inside a dir mount)."""
+    """The host file that appears at container_path in service.
+
+    Either a file mount or a file inside a dir mount.
+    """
     path = PurePosixPath(os.path.normpath(container_path))
     best = None
     for src, target, _ in bind_mounts(services[service]):
@@ -301,7 +304,10 @@ def test_named_volumes_are_declared(compose, services):
 
 
 def test_grafana_provisioning_matches_the_mounts(services):
-    """The dashboard provider's path is where the dashboards are mounted; the datasource reaches Prometheus."""
+    """The dashboard provider's path is where the dashboards are mounted.
+
+    The datasource reaches Prometheus.
+    """
     provider_files = sorted((ROOT / "grafana/provisioning/dashboards").glob("*.y*ml"))
     assert provider_files, "grafana/provisioning/dashboards has no provider file"
     dashboards_dir = (ROOT / "grafana/dashboards").resolve()
@@ -412,7 +418,9 @@ def test_sender_stop_grace_exceeds_send_timeout(services, defaults):
 
 
 def compose_cli() -> list[str]:
-    """`docker compose` (v2) or `docker-compose` (Debian package docker-compose, what .ci/run installs).
+    """`docker compose` (v2) or `docker-compose`.
+
+    The latter is the Debian package docker-compose, what .ci/run installs.
 
     Neither needs a Docker engine for `config`: it validates the file against the
     Compose schema and resolves variables, relative paths and anchors.
@@ -439,7 +447,10 @@ def compose_config(path: Path) -> subprocess.CompletedProcess:
 
 
 def test_compose_file_validates_with_the_compose_cli(tmp_path):
-    """Full schema check of deploy/docker-compose.yml; the CLI is proved to reject a bad file first."""
+    """Full schema check of deploy/docker-compose.yml.
+
+    The CLI is proved to reject a bad file first.
+    """
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(
         "services:\n  sender:\n    image: envios:local\n    restart_policy_typo: always\n"
@@ -575,7 +586,8 @@ def test_scrape_and_alerting_targets_are_services_of_the_stack(prom_config, serv
     assert host in services
     if host != "sender":
         assert services["sender"].get("network_mode") == f"service:{host}", (
-            f"{host} forwards to the sender's loopback only if the sender joins its network namespace"
+            f"{host} forwards to the sender's loopback only if the sender joins"
+            " its network namespace"
         )
         forward = " ".join(command_list(services[host]))
         assert f"TCP-LISTEN:{port}," in forward

@@ -1,4 +1,6 @@
-"""Config values that are not finite, out of range, or not even readable: always one ConfigError line.
+"""Config values that are not finite, out of range, or not even readable.
+
+They always give one ConfigError line.
 
 Issue 12: `delay_min_s=nan` switched pacing off, a NaN timeout or lease crashed the worker,
 `max_error_ratio: .nan` loaded, `stuck_after_s: 1e400` crashed `envios status`, a

@@ -62,7 +62,8 @@ class Builder:
 
     def campaign(self, cid: int, estado: str = "en_progreso", nombre: str | None = None) -> int:
         self.conn.execute(
-            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, %s, %s, %s)",
+            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+            " VALUES (%s, %s, %s, %s)",
             (cid, nombre or f"Campaña {cid}", "Hola {nombre}", estado),
         )
         return cid
@@ -144,7 +145,8 @@ class Builder:
     def _history(self, envio_id, cid, before, after, at) -> None:
         self.conn.execute(
             "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
-            " estado_nuevo, origen, detalle, created_at) VALUES (%s, %s, %s, %s, 'envios-sender', NULL, %s)",
+            " estado_nuevo, origen, detalle, created_at)"
+            " VALUES (%s, %s, %s, %s, 'envios-sender', NULL, %s)",
             (envio_id, cid, before, after, at),
         )
 

@@ -1,4 +1,7 @@
-"""Watcher: delivered / read / failed ratios per campaign, unknowns settled by evidence vs by a person."""
+"""Watcher: delivered / read / failed ratios per campaign.
+
+Unknowns settled by evidence vs by a person.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ def _left_enviando(conn, build, campania_id, origen, to_state="enviado"):
     )
     envio_id = conn.scalar("SELECT MAX(id) FROM ll_envios_whatsapp")
     conn.execute(
-        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
-        " origen, detalle, created_at) VALUES (%s, %s, 'enviando', %s, %s, 'x', %s)",
+        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
+        " estado_nuevo, origen, detalle, created_at) VALUES (%s, %s, 'enviando', %s, %s, 'x', %s)",
         (envio_id, campania_id, to_state, origen, build.ago(minutes=5)),
     )
 

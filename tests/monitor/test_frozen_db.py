@@ -27,7 +27,10 @@ REFRESH_S = 4.0
 
 
 class FreezableProxy:
-    """127.0.0.1:<port> -> target; freeze() holds every byte in both directions, thaw() lets them go."""
+    """127.0.0.1:<port> -> target.
+
+    freeze() holds every byte in both directions, thaw() lets them go.
+    """
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -87,7 +90,8 @@ def frozen_url(db_url, clock):
         schema.upgrade(conn, clock.now())
         seed_known(Builder(conn, clock.now()))
     proxy = FreezableProxy((parts.hostname, parts.port or 3306))
-    netloc = f"{parts.username or 'root'}{':' + parts.password if parts.password else ''}@127.0.0.1:{proxy.port}"
+    password = ":" + parts.password if parts.password else ""
+    netloc = f"{parts.username or 'root'}{password}@127.0.0.1:{proxy.port}"
     yield urlunsplit((parts.scheme, netloc, parts.path, "", "")), proxy
     proxy.close()
 

@@ -17,7 +17,10 @@ from tests.monitor.test_metrics import seed_known
 
 
 class TcpProxy:
-    """127.0.0.1:<port> -> target; stop() refuses and cuts every connection, start() serves again."""
+    """127.0.0.1:<port> -> target.
+
+    stop() refuses and cuts every connection, start() serves again.
+    """
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -103,7 +106,8 @@ def breakable(db_url, tmp_path, clock):
     else:
         parts = urlsplit(db_url)
         proxy = TcpProxy((parts.hostname, parts.port or 3306)).start()
-        netloc = f"{parts.username or 'root'}{':' + parts.password if parts.password else ''}@127.0.0.1:{proxy.port}"
+        password = ":" + parts.password if parts.password else ""
+        netloc = f"{parts.username or 'root'}{password}@127.0.0.1:{proxy.port}"
         url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         cut, restore = proxy.stop, proxy.start
     with Database(url).connect() as conn:

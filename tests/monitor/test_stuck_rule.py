@@ -45,8 +45,8 @@ def seed(conn, now: dt.datetime) -> dict[str, int]:
         )
         claimed_at = None if age_s is None else now - dt.timedelta(seconds=age_s)
         conn.execute(
-            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
-            " estado, claimed_at) VALUES (%s, %s, 'Ana', 'hola', %s, %s)",
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+            " mensaje_final, estado, claimed_at) VALUES (%s, %s, 'Ana', 'hola', %s, %s)",
             (n, f"54911000000{n:02d}", estado, claimed_at),
         )
         ids[label] = n
@@ -91,7 +91,10 @@ def test_reconcile_list_stuck_rows_at_their_boundaries(seeded, clock):
 
 
 def test_exported_gauge_at_the_boundaries(seeded, db_url, clock, watchers):
-    """envios_stuck_sending from a refresh with monitor.stuck_after_s = 300: the wiring of the cutoff."""
+    """envios_stuck_sending from a refresh with monitor.stuck_after_s = 300.
+
+    This checks the wiring of the cutoff.
+    """
     watcher = watchers(
         make_config(
             db_url, **{"monitor.stuck_after_s": STUCK_AFTER_S, "monitor.autopause.enabled": False}

@@ -1,4 +1,6 @@
-"""The simulator speaking WAHA, Evolution and Cloud API, and sending their webhooks to `envios webhooks`.
+"""The simulator speaking WAHA, Evolution and Cloud API.
+
+It sends their webhooks to `envios webhooks`.
 
 End to end on both backends: the sender sends through the simulator in each dialect,
 some answers are lost after delivery, the simulator's acknowledgements (and, for

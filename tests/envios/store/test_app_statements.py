@@ -31,7 +31,10 @@ JULIA = "5491160001234"
 
 
 def app_statements(schema_name: str) -> list[str]:
-    """The application's statements for a schema, in order (LAST_INSERT_ID() chains on one connection)."""
+    """The application's statements for a schema, in order.
+
+    LAST_INSERT_ID() chains on one connection.
+    """
     text = legacy_file("app_statements.sql").read_text(encoding="utf-8")
     lines = text.splitlines()
     # the line itself, not its mention

@@ -36,8 +36,9 @@ def test_round_trips_dates_times_and_text(upgraded):
         (3, "Haby – Reactivación ñ", "Hola {nombre} 😀", "en_progreso"),
     )
     upgraded.execute(
-        "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-        " fecha_inicio, estado, paused_at) VALUES (3, 51, 'mon', %s, %s, %s, 'aprobada', %s)",
+        "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio,"
+        " hora_fin, fecha_inicio, estado, paused_at)"
+        " VALUES (3, 51, 'mon', %s, %s, %s, 'aprobada', %s)",
         (dt.time(8, 0), dt.time(20, 30), dt.date(2026, 2, 1), dt.datetime(2026, 2, 7, 12, 11, 49)),
     )
     row = upgraded.query_one(

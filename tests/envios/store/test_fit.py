@@ -1,4 +1,7 @@
-"""Issue 12: gateway and operator text is made to fit the legacy latin1 columns; the write never fails."""
+"""Issue 12: gateway and operator text is made to fit the legacy latin1 columns.
+
+The write never fails.
+"""
 
 from __future__ import annotations
 

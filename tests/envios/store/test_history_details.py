@@ -1,4 +1,7 @@
-"""What the sender writes beside each state change: the history detail, the error text, the day's count."""
+"""What the sender writes beside each state change.
+
+The history detail, the error text, the day's count.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ def details(conn):
     return [
         (r["envio_id"], r["estado_anterior"], r["estado_nuevo"], r["detalle"])
         for r in conn.query(
-            "SELECT envio_id, estado_anterior, estado_nuevo, detalle FROM ll_envios_whatsapp_historial ORDER BY id"
+            "SELECT envio_id, estado_anterior, estado_nuevo, detalle"
+            " FROM ll_envios_whatsapp_historial ORDER BY id"
         )
     ]
 
@@ -60,9 +64,9 @@ def test_history_detail_and_last_error_of_each_outcome(db_url, upgraded, clock, 
 def test_the_log_says_what_the_gateway_confirmed_and_warns_on_doubt(
     db_url, upgraded, clock, gateway, caplog
 ):
-    """A confirmed send is logged (event=gateway_confirmed, with its id) before it is recorded: if the
-    database write is lost, that line is the record. A send without an id and an unknown outcome are
-    warnings; a definite failure is not a confirmation."""
+    """A confirmed send is logged (event=gateway_confirmed, with its id) before it is recorded:
+    if the database write is lost, that line is the record. A send without an id and an unknown
+    outcome are warnings; a definite failure is not a confirmation."""
     import logging
 
     add_campaign(upgraded, 47)

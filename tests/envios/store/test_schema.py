@@ -151,7 +151,8 @@ def test_enviando_is_appended_last_and_in_place(conn, clock, legacy):
     with pytest.raises(schema.DatabaseError):
         conn.execute(
             "ALTER TABLE ll_envios_whatsapp MODIFY COLUMN estado"
-            " enum('pendiente','enviando','enviado','error','x') DEFAULT 'pendiente', ALGORITHM=INSTANT"
+            " enum('pendiente','enviando','enviado','error','x') DEFAULT 'pendiente',"
+            " ALGORITHM=INSTANT"
         )
     schema.upgrade(conn, clock.now())
     assert (
@@ -234,7 +235,10 @@ class Killed(Exception):
 
 @pytest.mark.parametrize("kill_at", [1, 5, 20])
 def test_an_upgrade_killed_midway_finishes_on_the_next_run(conn, clock, legacy, kill_at):
-    """MySQL DDL commits as it goes: a run that dies at any step leaves a schema the next run completes."""
+    """MySQL DDL commits as it goes.
+
+    A run that dies at any step leaves a schema the next run completes.
+    """
     before = shape(conn)
     rows = contents(conn, before)
     everything = [d for _v, d, _s in schema.plan(conn).statements]
@@ -301,7 +305,8 @@ def test_a_refused_upgrade_is_one_line_and_a_nonzero_exit(db_url, conn, tmp_path
 def test_legacy_style_insert_is_pending_after_upgrade(upgraded):
     """The existing application inserts only the legacy columns: such a row must be sendable."""
     upgraded.execute(
-        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (1, 'c', 'm', 'en_progreso')"
+        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+        " VALUES (1, 'c', 'm', 'en_progreso')"
     )
     upgraded.execute(
         "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
@@ -330,7 +335,10 @@ OLD_HISTORY = {  # what envios up to v3 created on an empty database
 
 
 def test_a_history_table_made_by_an_earlier_envios_is_adopted(conn, clock):
-    """Databases that envios itself created (v1-v3) had `creado_en`: it becomes `created_at`, rows kept."""
+    """Databases that envios itself created (v1-v3) had `creado_en`.
+
+    It becomes `created_at`, rows kept.
+    """
     schema.upgrade(conn, clock.now())
     conn.execute("DROP TABLE ll_envios_whatsapp_historial")
     conn.execute(OLD_HISTORY[conn.dialect])
@@ -341,8 +349,9 @@ def test_a_history_table_made_by_an_earlier_envios_is_adopted(conn, clock):
         )
     conn.execute("DELETE FROM envios_schema_version WHERE version = 4")
     conn.execute(
-        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
-        " origen, detalle, creado_en) VALUES (1, 1, 'pendiente', 'enviando', 'sender', '', %s)",
+        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
+        " estado_nuevo, origen, detalle, creado_en)"
+        " VALUES (1, 1, 'pendiente', 'enviando', 'sender', '', %s)",
         (clock.now(),),
     )
     done = schema.upgrade(conn, clock.now())
@@ -363,7 +372,10 @@ PREVIOUS_PARTIAL_UPGRADE = [
     "CREATE TABLE envios_schema_version (version int NOT NULL, name varchar(200) NOT NULL,"
     " applied_at datetime NOT NULL, PRIMARY KEY (version)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     "INSERT INTO envios_schema_version VALUES (1, 'base tables', '2026-02-14 09:00:00')",
-    "ALTER TABLE ll_envios_whatsapp MODIFY estado enum('pendiente','enviado','error','enviando') DEFAULT 'pendiente'",
+    (
+        "ALTER TABLE ll_envios_whatsapp MODIFY estado"
+        " enum('pendiente','enviado','error','enviando') DEFAULT 'pendiente'"
+    ),
     "ALTER TABLE ll_envios_whatsapp ADD COLUMN message_id varchar(255) DEFAULT NULL",
     "ALTER TABLE ll_envios_whatsapp ADD COLUMN claimed_at datetime DEFAULT NULL",
     "ALTER TABLE ll_envios_whatsapp ADD COLUMN claimed_by varchar(64) DEFAULT NULL",
@@ -374,7 +386,10 @@ PREVIOUS_PARTIAL_UPGRADE = [
     "CREATE INDEX idx_envios_message_id ON ll_envios_whatsapp (message_id)",
     "CREATE INDEX idx_envios_estado_claimed ON ll_envios_whatsapp (estado, claimed_at)",
     "CREATE INDEX idx_envios_estado_msgid ON ll_envios_whatsapp (estado, message_id, campania_id)",
-    "CREATE INDEX idx_envios_claim_prog ON ll_envios_whatsapp (claim_programacion_id, estado, claimed_at)",
+    (
+        "CREATE INDEX idx_envios_claim_prog ON ll_envios_whatsapp"
+        " (claim_programacion_id, estado, claimed_at)"
+    ),
     "ALTER TABLE ll_envios_whatsapp_historial ADD COLUMN campania_id int(11) NOT NULL DEFAULT 0",
 ]
 
@@ -389,8 +404,8 @@ def test_the_previous_versions_half_applied_upgrade_is_finished(conn, clock):
     done = schema.upgrade(conn, clock.now())
     described = [d for _v, d, _s in done.statements]
     assert (
-        "make ll_envios_whatsapp_historial.campania_id optional (added NOT NULL by an earlier envios)"
-        in described
+        "make ll_envios_whatsapp_historial.campania_id optional"
+        " (added NOT NULL by an earlier envios)" in described
     )
     assert not any(
         "ll_envios_whatsapp.message_id" in d or "ll_envios_whatsapp.estado" in d for d in described
@@ -402,7 +417,10 @@ def test_the_previous_versions_half_applied_upgrade_is_finished(conn, clock):
 
 @pytest.mark.mysql_only
 def test_the_upgrade_runs_strict_on_a_session_that_is_not(conn, clock):
-    """A server with sql_mode='' would silently truncate: the upgrade sets its own strict mode, then restores."""
+    """A server with sql_mode='' would silently truncate.
+
+    The upgrade sets its own strict mode, then restores.
+    """
     load_legacy(conn, "2026-02")
     before = shape(conn)
     rows = contents(conn, before)

@@ -65,7 +65,8 @@ def test_the_product_allows_exactly_the_contract_edges():
 @pytest.fixture
 def row(upgraded):
     upgraded.execute(
-        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (7, 'c', 'm', 'en_progreso')"
+        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+        " VALUES (7, 'c', 'm', 'en_progreso')"
     )
     return upgraded.insert(
         "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
@@ -81,8 +82,8 @@ def force_state(conn, envio_id, estado):
 
 def history(conn, envio_id):
     return conn.query(
-        "SELECT estado_anterior, estado_nuevo, origen, detalle, campania_id FROM ll_envios_whatsapp_historial"
-        " WHERE envio_id = %s ORDER BY id",
+        "SELECT estado_anterior, estado_nuevo, origen, detalle, campania_id"
+        " FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id",
         (envio_id,),
     )
 
@@ -267,7 +268,10 @@ def test_history_detail_is_null_when_none_is_given_and_cut_to_500(upgraded, row,
 
 
 def test_a_named_person_is_written_in_usuario_id_only_when_given(upgraded, row, clock):
-    """The later schema's `usuario_id` (the application's users): filled for a named person, else left NULL."""
+    """The later schema's `usuario_id` (the application's users).
+
+    Filled for a named person, else left NULL.
+    """
     upgraded.execute(
         "ALTER TABLE ll_envios_whatsapp_historial ADD COLUMN usuario_id INTEGER DEFAULT NULL"
     )
@@ -322,7 +326,9 @@ def test_only_known_columns_can_be_set(upgraded, row, clock):
 
 
 def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgraded, row, clock):
-    """Two real connections both read the row as pendiente, then both claim it: one lands, one is stale.
+    """Two real connections both read the row as pendiente, then both claim it.
+
+    One lands, one is stale.
 
     The barrier sits between the read and the claim, so both reads happen before
     either claim: the check-then-act window a naive claim would lose is open for
