@@ -1,5 +1,5 @@
-"""What the API gateways (`waha`, `evolution`, `cloud_api`) share: one pooled HTTP client and
-outcome tables written as rules.
+"""What the API gateways (`waha`, `evolution`, `cloud_api`) share besides the HTTP client
+(`http.HttpGateway`): outcome tables written as rules, the API key in one header.
 
 Each adapter lists its rules as a literal table, read top to bottom; the first
 rule whose HTTP status and body test match gives the outcome:
@@ -23,16 +23,9 @@ from typing import Any
 
 import requests
 from envios.sender.gateways import retry_after
-from envios.sender.gateways.base import (
-    EvidenceUnavailable,
-    Gateway,
-    Outcome,
-    SendResult,
-    SessionStatus,
-)
+from envios.sender.gateways.base import EvidenceUnavailable, Outcome, SendResult, SessionStatus
+from envios.sender.gateways.http import HttpGateway, parse_json
 from envios.sender.gateways.session_manager import classify_exception
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from envios.phones import scrub
 
@@ -51,15 +44,6 @@ def is_object(body: Any) -> bool:
     return isinstance(body, Mapping)
 
 
-def text_id(value: Any) -> str | None:
-    """A message id given as a string, a number or a whatsapp-web.js id object."""
-    if isinstance(value, Mapping):
-        value = value.get("_serialized")
-    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value).strip()
-    return None
-
-
 def finds_id(message_id: Callable[[Any], str | None]) -> Callable[[Any], bool]:
     """The body test "carries a message id", for an adapter's own `message_id`."""
 
@@ -75,13 +59,6 @@ class Rule:
     test: Callable[[Any], bool]  # on the parsed JSON body (None when not JSON)
     outcome: Outcome
     meaning: str  # for the reason and for people reading the table
-
-
-def parse_json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def at_path(body: Any, path: Sequence[str]) -> Any:
@@ -109,8 +86,8 @@ def error_text(status: int, body: Any, response: requests.Response, *paths: tupl
     return scrub(f"HTTP {status}: {found}".strip().rstrip(":"))[:REASON_MAX]
 
 
-class ApiGateway(Gateway):
-    """One `requests.Session` for every session worker; timeouts as the session manager's."""
+class ApiGateway(HttpGateway):
+    """An HTTP adapter whose outcomes are RULES; the key goes in AUTH_HEADER."""
 
     kind = ""
     LABEL = ""  # the gateway's name in reasons: "WAHA"
@@ -118,51 +95,6 @@ class ApiGateway(Gateway):
     REASON_PATHS: tuple[tuple[str, ...], ...] = (("message",), ("error",))
     AUTH_HEADER = ""  # the header that carries gateway.api_key ...
     AUTH_VALUE = "{key}"  # ... and how
-    # gateway.max_retry_after_s (build_gateway sets it)
-    max_retry_after_s = retry_after.DEFAULT_MAX_S
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str = "",
-        send_timeout_s: float = 60.0,
-        status_timeout_s: float = 5.0,
-        client_id: str = "",
-        pool_size: int = 32,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.send_timeout_s = float(send_timeout_s)
-        self.status_timeout_s = float(status_timeout_s)
-        self._api_key = api_key or ""
-        self.session = requests.Session()
-        self.session.trust_env = False
-        no_retry = Retry(total=0, connect=0, read=0, redirect=0, status=0)
-        self.session.mount(
-            self.base_url + "/",
-            HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=no_retry),
-        )
-        self.session.headers["User-Agent"] = (
-            f"envios-sender/{client_id}" if client_id else "envios-sender"
-        )
-        self.session.headers["Accept"] = "application/json"
-
-    def __repr__(self) -> str:  # never the key
-        return f"{type(self).__name__}({self.base_url!r})"
-
-    @classmethod
-    def from_config(cls, config, client_id: str = "", pool_size: int = 32, **own) -> ApiGateway:
-        """`build(config, client_id, pool_size)` of an adapter; `own`: its own settings."""
-        gw = config.gateway
-        return cls(
-            gw.base_url,
-            api_key=gw.api_key,
-            send_timeout_s=gw.send_timeout_s,
-            status_timeout_s=gw.status_timeout_s,
-            client_id=client_id,
-            pool_size=pool_size,
-            **own,
-        )
 
     def auth_headers(self) -> dict[str, str]:
         if not self._api_key:
@@ -240,9 +172,6 @@ class ApiGateway(Gateway):
             return response.json()
         except ValueError:
             raise EvidenceUnavailable(f"{self.LABEL} {what}: not JSON") from None
-
-    def close(self) -> None:
-        self.session.close()
 
 
 class NamedSessionGateway(ApiGateway):

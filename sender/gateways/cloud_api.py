@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envios.sender.gateways import api_base
+from envios.sender.gateways import api_base, http
 from envios.sender.gateways.api_base import OK, SERVER_ERRORS, Rule, anything, is_object
 from envios.sender.gateways.base import Outcome, SendResult, SessionStatus
 
@@ -33,7 +33,7 @@ from envios.errors import ConfigError
 def message_id(body: Any) -> str | None:
     messages = body.get("messages") if isinstance(body, Mapping) else None
     if isinstance(messages, list) and messages and isinstance(messages[0], Mapping):
-        return api_base.text_id(messages[0].get("id"))
+        return http.text_id(messages[0].get("id"))
     return None
 
 

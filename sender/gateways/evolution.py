@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envios.sender.gateways import api_base
+from envios.sender.gateways import api_base, http
 from envios.sender.gateways.api_base import OK, SERVER_ERRORS, Rule, anything, is_object
 from envios.sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, SendResult
 
 
 def message_id(body: Any) -> str | None:
     key = body.get("key") if isinstance(body, Mapping) else None
-    return api_base.text_id(key.get("id")) if isinstance(key, Mapping) else None
+    return http.text_id(key.get("id")) if isinstance(key, Mapping) else None
 
 
 has_message_id = api_base.finds_id(message_id)
@@ -132,7 +132,7 @@ class EvolutionGateway(api_base.NamedSessionGateway):
                 sent = float(record.get("messageTimestamp"))
             except (TypeError, ValueError):
                 continue
-            found = api_base.text_id(key.get("id"))
+            found = http.text_id(key.get("id"))
             if found and sent >= since_epoch:
                 return Evidence(found, sent, "evolution findMessages lookup")
         return None

@@ -33,13 +33,11 @@ from envios.sender.gateways.base import (
     NO_ID_FROM_GATEWAY,
     READY,
     SESSION_STATES,
-    Gateway,
     Outcome,
     SendResult,
     SessionStatus,
 )
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from envios.sender.gateways.http import HttpGateway, parse_json, text_id
 
 from envios.errors import chain
 from envios.phones import scrub
@@ -105,27 +103,12 @@ def outcome_of(status: int, code: Any) -> Outcome:
     return Outcome.UNKNOWN
 
 
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _raw_message_id(body: Mapping) -> Any:
     data = body.get("data")
     for where in (body, data if isinstance(data, Mapping) else {}):
         for key in ("message_id", "messageId"):
             if where.get(key) is not None:
                 return where[key]
-    return None
-
-
-def _message_id(value: Any) -> str | None:
-    if isinstance(value, Mapping):  # whatsapp-web.js id object
-        value = value.get("_serialized")
-    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value).strip()
     return None
 
 
@@ -151,7 +134,7 @@ def _said_not_ok(body: Mapping) -> bool:
 def classify_response(response: requests.Response, latency_s: float = 0.0) -> SendResult:
     """The outcome of an answered POST /send."""
     status = response.status_code
-    body = _json(response)
+    body = parse_json(response)
     common: dict[str, Any] = {"http_status": status, "latency_s": latency_s}
     if 200 <= status < 300:
         if not isinstance(body, Mapping):
@@ -162,7 +145,7 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
             )
         if _said_not_ok(body):
             return SendResult(Outcome.UNKNOWN, reason=_error_text(status, body, response), **common)
-        message_id = _message_id(_raw_message_id(body))
+        message_id = text_id(_raw_message_id(body))
         if message_id in PLACEHOLDER_IDS:
             return SendResult(
                 Outcome.SENT_WITHOUT_ID,
@@ -219,49 +202,11 @@ def classify_exception(exc: requests.RequestException, latency_s: float = 0.0) -
     )
 
 
-class SessionManagerGateway(Gateway):
+class SessionManagerGateway(HttpGateway):
+    """The key goes in X-Api-Key, the client in X-Cliente-Id; GET /status is retried once."""
+
     kind = "session_manager"
-    max_retry_after_s = retry_after.DEFAULT_MAX_S
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str = "",
-        send_timeout_s: float = 60.0,
-        status_timeout_s: float = 5.0,
-        client_id: str = "",
-        pool_size: int = 32,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.send_timeout_s = float(send_timeout_s)
-        self.status_timeout_s = float(status_timeout_s)
-        self._api_key = api_key or ""
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy from the environment between us and the gateway
-        # /send: no retry of any kind. /status is idempotent: one retry of a
-        # connection that the gateway closed while idle is harmless.
-        self._send_adapter = HTTPAdapter(
-            pool_connections=1,
-            pool_maxsize=pool_size,
-            max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0),
-        )
-        self.session.mount(self.base_url + "/", self._send_adapter)
-        self._status_adapter = HTTPAdapter(
-            pool_connections=1,
-            pool_maxsize=pool_size,
-            max_retries=Retry(
-                total=1, connect=1, read=1, redirect=0, status=0, allowed_methods={"GET"}
-            ),
-        )
-        self.session.mount(self.base_url + "/status", self._status_adapter)
-        self.session.headers["User-Agent"] = (
-            f"envios-sender/{client_id}" if client_id else "envios-sender"
-        )
-        self.session.headers["Accept"] = "application/json"
-
-    def __repr__(self) -> str:  # never the key
-        return f"SessionManagerGateway({self.base_url!r})"
+    RETRIED_ONCE = ("/status",)
 
     def _headers(self, cliente_id: int) -> dict[str, str]:
         headers = {"X-Cliente-Id": str(int(cliente_id))}
@@ -282,7 +227,7 @@ class SessionManagerGateway(Gateway):
             return SessionStatus(
                 "UNREACHABLE", f"gateway {self.base_url} unreachable ({type(exc).__name__})"
             )
-        body = _json(response)
+        body = parse_json(response)
         if response.status_code in (401, 403):
             return SessionStatus(
                 "UNREACHABLE", f"gateway refused our API key (HTTP {response.status_code})"
@@ -325,20 +270,10 @@ class SessionManagerGateway(Gateway):
             classify_response(response, time.monotonic() - started), self.max_retry_after_s
         )
 
-    def close(self) -> None:
-        self.session.close()
-
 
 def build(config, client_id: str = "", pool_size: int = 32) -> SessionManagerGateway:
     gw = config.gateway
-    gateway = SessionManagerGateway(
-        gw.base_url,
-        api_key=gw.api_key,
-        send_timeout_s=gw.send_timeout_s,
-        status_timeout_s=gw.status_timeout_s,
-        client_id=client_id,
-        pool_size=pool_size,
-    )
+    gateway = SessionManagerGateway.from_config(config, client_id, pool_size)
     gateway.kind = gw.kind
     gateway.max_retry_after_s = float(gw.max_retry_after_s)
     return gateway

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envios.sender.gateways import api_base
+from envios.sender.gateways import api_base, http
 from envios.sender.gateways.api_base import OK, SERVER_ERRORS, Rule, anything, is_object
 from envios.sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, SendResult
 
@@ -23,9 +23,9 @@ from envios.sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, 
 def message_id(body: Any) -> str | None:
     if not isinstance(body, Mapping):
         return None
-    found = api_base.text_id(body.get("id"))
+    found = http.text_id(body.get("id"))
     if found is None and isinstance(body.get("key"), Mapping):
-        found = api_base.text_id(body["key"].get("id"))
+        found = http.text_id(body["key"].get("id"))
     return found
 
 
