@@ -138,6 +138,39 @@ def _allowed(row: dict, to_state: Estado, action: str, allowed_from: tuple[Estad
     return current
 
 
+def _changed(envio_id: int) -> ReconcileError:
+    return ReconcileError(f"row {envio_id} changed while we looked at it; try again")
+
+
+def _move(
+    conn: Connection,
+    row: dict,
+    to_state: Estado,
+    at: dt.datetime,
+    detail: str,
+    columns: dict,
+    usuario_id: int | None,
+) -> dict:
+    """`row` (checked by `_allowed`) to `to_state` through the state machine, in the caller's
+    transaction; the row as it is then. A row someone moved meanwhile is the operator's to
+    retry."""
+    try:
+        transition(
+            conn,
+            row["id"],
+            Estado(row["estado"]),
+            to_state,
+            origin=Origin.RECONCILE,
+            at=at,
+            detail=detail,
+            usuario_id=usuario_id,
+            columns=columns,
+        )
+    except StaleTransition:
+        raise _changed(row["id"]) from None
+    return outbox.get_row(conn, row["id"])
+
+
 def _detail(action: str, by: str, note: str) -> str:
     text = f"{action} by {by or UNKNOWN}"
     return f"{text}: {note}" if note else text
@@ -161,26 +194,12 @@ def mark_sent(
         now, day = _times(conn, clock, row.get("claimed_at"))
         if pid is not None:
             outbox.lock_daily_count(conn, int(pid), day)
-        try:
-            transition(
-                conn,
-                envio_id,
-                Estado.ENVIANDO,
-                Estado.ENVIADO,
-                origin=Origin.RECONCILE,
-                at=now,
-                detail=_detail("confirmed sent", by, note),
-                usuario_id=usuario_id,
-                columns={"message_id": message_id or None, "fecha_envio": now, "last_error": None},
-            )
-        except StaleTransition:
-            raise ReconcileError(
-                f"row {envio_id} changed while we looked at it; try again"
-            ) from None
+        detail = _detail("confirmed sent", by, note)
+        columns = {"message_id": message_id or None, "fecha_envio": now, "last_error": None}
+        after = _move(conn, row, Estado.ENVIADO, now, detail, columns, usuario_id)
         if pid is not None:
             outbox.count_sent(conn, int(pid), day, now)
-        after = outbox.get_row(conn, envio_id)
-    _log(row, after, _detail("confirmed sent", by, note))
+    _log(row, after, detail)
     return after
 
 
@@ -204,24 +223,10 @@ def requeue(
         columns = {"next_attempt_at": None, "last_error": f"requeued by {by or UNKNOWN}"[:TEXT_MAX]}
         if current is Estado.ERROR:
             columns["attempts"] = 0
-        try:
-            what = "checked NOT delivered, requeued" if current is Estado.ENVIANDO else "requeued"
-            transition(
-                conn,
-                envio_id,
-                current,
-                Estado.PENDIENTE,
-                origin=Origin.RECONCILE,
-                at=now,
-                detail=_detail(what, by, note),
-                columns=columns,
-                usuario_id=usuario_id,
-            )
-        except StaleTransition:
-            raise ReconcileError(
-                f"row {envio_id} changed while we looked at it; try again"
-            ) from None
-        after = outbox.get_row(conn, envio_id)
+        what = "checked NOT delivered, requeued" if current is Estado.ENVIANDO else "requeued"
+        after = _move(
+            conn, row, Estado.PENDIENTE, now, _detail(what, by, note), columns, usuario_id
+        )
     _log(row, after, _detail("requeued", by, note))
     return after
 
@@ -241,25 +246,11 @@ def mark_error(
     now = clock.db_now(conn)
     with conn.transaction():
         row = _row(conn, envio_id)
-        current = _allowed(row, Estado.ERROR, "mark-error", (Estado.ENVIANDO, Estado.PENDIENTE))
-        try:
-            transition(
-                conn,
-                envio_id,
-                current,
-                Estado.ERROR,
-                origin=Origin.RECONCILE,
-                at=now,
-                detail=_detail("marked error", by, reason.strip()),
-                usuario_id=usuario_id,
-                columns={"last_error": reason.strip()[:TEXT_MAX]},
-            )
-        except StaleTransition:
-            raise ReconcileError(
-                f"row {envio_id} changed while we looked at it; try again"
-            ) from None
-        after = outbox.get_row(conn, envio_id)
-    _log(row, after, _detail("marked error", by, reason.strip()))
+        _allowed(row, Estado.ERROR, "mark-error", (Estado.ENVIANDO, Estado.PENDIENTE))
+        detail = _detail("marked error", by, reason.strip())
+        columns = {"last_error": reason.strip()[:TEXT_MAX]}
+        after = _move(conn, row, Estado.ERROR, now, detail, columns, usuario_id)
+    _log(row, after, detail)
     return after
 
 
@@ -277,7 +268,7 @@ def set_message_id(
                 f"(estado {row['estado']}, message id {'set' if row.get('message_id') else 'none'})"
             )
         if not outbox.set_missing_message_id(conn, envio_id, message_id.strip()):
-            raise ReconcileError(f"row {envio_id} changed while we looked at it; try again")
+            raise _changed(envio_id)
         detail = _detail(f"message id recorded for row {envio_id}", by, note)
         outbox.audit(
             conn,
