@@ -8,7 +8,7 @@ import datetime as dt
 
 from envios.clock import Clock
 from envios.commands._table import format_table, shorten
-from envios.commands.common import common_options
+from envios.commands.common import action_parsers
 from envios.domain import OPERATOR, ProgramacionEstado, pause_reason_label, stuck_cutoff
 from envios.monitor import campaigns
 from envios.store.connector import Database
@@ -17,16 +17,13 @@ HELP = "operator control: list campaigns and their schedules, pause or resume on
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="campaign_action", metavar="ACTION")
-    actions.required = True
-    actions.add_parser(
+    action = action_parsers(parser, "campaign_action")
+    action(
         "list",
-        parents=[common_options()],
         help="campaigns with their schedules, states and pause reasons",
     )
-    pause = actions.add_parser(
+    pause = action(
         "pause",
-        parents=[common_options()],
         help="pause the campaign's approved schedules (reason: operator)",
         description=(
             "Move every aprobada schedule of the campaign to pausada (paused_reason operator, "
@@ -36,9 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     pause.add_argument("campaign_id", type=int, metavar="ID")
     pause.add_argument("--reason", default="", metavar="TEXT", help="why, for the audit record")
-    resume = actions.add_parser(
+    resume = action(
         "resume",
-        parents=[common_options()],
         help="approve the campaign's paused schedules again",
         description="Move every pausada schedule of the campaign back to aprobada, clear the pause "
         "and stamp the campaign's resumed_at: from then on the watcher's error-ratio "

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from envios.clock import Clock
-from envios.commands.common import common_options
+from envios.commands.common import action_parsers
 from envios.store import schema
 from envios.store.connector import Database
 
@@ -14,11 +14,9 @@ HELP = "create or upgrade the database schema (versioned, idempotent, non-destru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="db_action", metavar="ACTION")
-    actions.required = True
-    upgrade = actions.add_parser(
+    action = action_parsers(parser, "db_action")
+    upgrade = action(
         "upgrade",
-        parents=[common_options()],
         help="apply pending schema versions",
         description=(
             "Apply pending schema versions to database.url. On the production schema it appends "
@@ -35,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the SQL that would run and what it found and leaves alone; change nothing",
     )
-    actions.add_parser(
-        "status", parents=[common_options()], help="show applied and pending schema versions"
-    )
+    action("status", help="show applied and pending schema versions")
 
 
 def run(args: argparse.Namespace, config) -> int:

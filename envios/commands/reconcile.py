@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from envios.clock import Clock
-from envios.commands.common import common_options
+from envios.commands.common import action_parsers
 from envios.errors import EnviosError
 from envios.monitor.campaigns import login_name
 from envios.phones import mask
@@ -24,11 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "then record the decision here. Every change goes through the state machine with a history "
         "row."
     )
-    actions = parser.add_subparsers(dest="reconcile_action", metavar="ACTION")
-    actions.required = True
-    ls = actions.add_parser(
+    action = action_parsers(parser, "reconcile_action")
+    ls = action(
         "list",
-        parents=[common_options()],
         help="stuck rows (enviando longer than monitor.stuck_after_s) and rows "
         "sent without a message id",
     )
@@ -56,17 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="the application's user (usuarios.id) who decided, for the history's usuario_id",
         )
 
-    sent = actions.add_parser(
-        "mark-sent", parents=[common_options()], help="enviando -> enviado: it WAS delivered"
-    )
+    sent = action("mark-sent", help="enviando -> enviado: it WAS delivered")
     sent.add_argument("ids", nargs="+", type=int, metavar="ID")
     sent.add_argument(
         "--message-id", default=None, help="the gateway's message id, if known (one ID only)"
     )
     by_option(sent)
-    again = actions.add_parser(
+    again = action(
         "requeue",
-        parents=[common_options()],
         help="enviando -> pendiente after checking it was NOT delivered; "
         "error -> pendiente to retry a failed row",
     )
@@ -85,9 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the justification, at least 10 characters (required)",
     )
     person_option(again)
-    mid = actions.add_parser(
+    mid = action(
         "set-message-id",
-        parents=[common_options()],
         help="enviado without a message id: record the id found afterwards",
     )
     mid.add_argument("ids", nargs=1, type=int, metavar="ID")
@@ -97,9 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the WhatsApp message id (e.g. true_549...@c.us_3EB0...)",
     )
     by_option(mid)
-    err = actions.add_parser(
-        "mark-error", parents=[common_options()], help="enviando/pendiente -> error: give up on it"
-    )
+    err = action("mark-error", help="enviando/pendiente -> error: give up on it")
     err.add_argument("ids", nargs="+", type=int, metavar="ID")
     err.add_argument("--reason", required=True, help="why (stored in last_error and the history)")
     err.add_argument(
