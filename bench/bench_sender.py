@@ -44,15 +44,23 @@ def seed(url: str, sessions: int, rows: int) -> None:
         schema.upgrade(conn, Clock("America/Argentina/Buenos_Aires").now())
         for k in range(sessions):
             cid = k + 1
-            conn.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, 'b', 'm', 'en_progreso')",
-                         (cid,))
-            conn.execute("INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-                         " cupo_diario, fecha_inicio, estado) VALUES (%s, %s, %s, 'mon,tue,wed,thu,fri,sat,sun',"
-                         " '00:00:00', '23:59:59', %s, '2020-01-01', 'aprobada')", (cid, cid, cid, rows))
+            conn.execute(
+                "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, 'b', 'm', 'en_progreso')",
+                (cid,),
+            )
+            conn.execute(
+                "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
+                " cupo_diario, fecha_inicio, estado) VALUES (%s, %s, %s, 'mon,tue,wed,thu,fri,sat,sun',"
+                " '00:00:00', '23:59:59', %s, '2020-01-01', 'aprobada')",
+                (cid, cid, cid, rows),
+            )
             with conn.transaction():
                 for i in range(rows):
-                    conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
-                                 " VALUES (%s, %s, 'Ana', 'Hola {nombre}')", (cid, f"54911{k:04d}{i:04d}"))
+                    conn.execute(
+                        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
+                        " VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
+                        (cid, f"54911{k:04d}{i:04d}"),
+                    )
 
 
 def bare_http_baseline(base_url: str, sessions: int, rows: int) -> float:
@@ -67,7 +75,9 @@ def bare_http_baseline(base_url: str, sessions: int, rows: int) -> float:
             for i in range(rows):
                 http.get(f"{base_url}/status", headers=headers, timeout=10).raise_for_status()
                 body = {"cliente_id": cid, "to": f"54922{cid:04d}{i:04d}", "message": "Hola Ana"}
-                http.post(f"{base_url}/send", json=body, headers=headers, timeout=10).raise_for_status()
+                http.post(
+                    f"{base_url}/send", json=body, headers=headers, timeout=10
+                ).raise_for_status()
 
     threads = [threading.Thread(target=worker, args=(cid,)) for cid in range(1, sessions + 1)]
     started = time.monotonic()
@@ -91,12 +101,24 @@ def main() -> int:
     total = args.sessions * args.rows
     sim = SimulatorServer(seed=1).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
-    env.update({"PYTHONPATH": str(ROOT), "ENVIOS_DATABASE_URL": url, "ENVIOS_GATEWAY_BASE_URL": sim.base_url,
-                "ENVIOS_SENDER_DELAY_MIN_S": "0", "ENVIOS_SENDER_DELAY_MAX_S": "0", "ENVIOS_SENDER_METRICS_PORT": "0",
-                "ENVIOS_SENDER_TICK_S": "0.2"})
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "ENVIOS_DATABASE_URL": url,
+            "ENVIOS_GATEWAY_BASE_URL": sim.base_url,
+            "ENVIOS_SENDER_DELAY_MIN_S": "0",
+            "ENVIOS_SENDER_DELAY_MAX_S": "0",
+            "ENVIOS_SENDER_METRICS_PORT": "0",
+            "ENVIOS_SENDER_TICK_S": "0.2",
+        }
+    )
     started = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-m", "envios", "send", "--log-level", "WARNING"], cwd=tmp,
-                              env=env) for _ in range(args.procs)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "envios", "send", "--log-level", "WARNING"], cwd=tmp, env=env
+        )
+        for _ in range(args.procs)
+    ]
     try:
         while len(sim.state.ledger) < total and time.monotonic() - started < 600:
             time.sleep(0.05)
@@ -114,11 +136,15 @@ def main() -> int:
         baseline = bare_http_baseline(baseline_sim.base_url, args.sessions, args.rows)
     finally:
         baseline_sim.stop()
-    print(f"{total} rows, {args.sessions} sessions, {args.procs} sender process(es), {url.split(':')[0]}: "
-          f"{elapsed:.1f}s (includes process start-up) = {total / elapsed:.0f} rows/s; "
-          f"delivered {len(ledger)}, duplicates {len(dupes)}")
-    print(f"baseline, bare status+send with no database: {baseline:.1f}s = {total / baseline:.0f} msgs/s; "
-          f"sender time / baseline time = {elapsed / baseline:.2f}")
+    print(
+        f"{total} rows, {args.sessions} sessions, {args.procs} sender process(es), {url.split(':')[0]}: "
+        f"{elapsed:.1f}s (includes process start-up) = {total / elapsed:.0f} rows/s; "
+        f"delivered {len(ledger)}, duplicates {len(dupes)}"
+    )
+    print(
+        f"baseline, bare status+send with no database: {baseline:.1f}s = {total / baseline:.0f} msgs/s; "
+        f"sender time / baseline time = {elapsed / baseline:.2f}"
+    )
     return 0 if not dupes and len(ledger) == total else 1
 
 

@@ -1,6 +1,7 @@
 """How many sends per second the gateway simulator sustains on loopback.
 
-    python bench/bench_simulator.py [--sends 5000] [--procs 2] [--threads 8] [--client http.client|requests]
+    python bench/bench_simulator.py [--sends 5000] [--procs 2] [--threads 8] [--client
+    http.client|requests]
 
 Each server runs in its own process; the load comes from --procs client
 processes x --threads threads, each thread holding one keep-alive connection

@@ -60,14 +60,17 @@ TZ = "America/Argentina/Buenos_Aires"
 SEED_KPIS = {
     "seed 1: stuck (claimed_at)": (
         "SELECT COUNT(*) AS colgados FROM ll_envios_whatsapp"
-        " WHERE estado = 'enviando' AND claimed_at < %s"),
+        " WHERE estado = 'enviando' AND claimed_at < %s"
+    ),
     "seed 2: error rate per campaign": (
         "SELECT campania_id, COUNT(*) AS total,"
         " SUM(CASE WHEN estado = 'error' THEN 1 ELSE 0 END) AS errores,"
         " ROUND(SUM(CASE WHEN estado = 'error' THEN 1 ELSE 0 END) * 100.0 / COUNT(*), 2) AS tasa_error_pct"
-        " FROM ll_envios_whatsapp GROUP BY campania_id HAVING tasa_error_pct > 5"),
+        " FROM ll_envios_whatsapp GROUP BY campania_id HAVING tasa_error_pct > 5"
+    ),
     "seed 3: sent without message_id": (
-        "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado' AND message_id IS NULL"),
+        "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado' AND message_id IS NULL"
+    ),
 }
 # which watcher query answers the same question as each seed query
 COUNTERPART = {
@@ -94,14 +97,16 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
         " SELECT seq, CONCAT('Campaña ', seq), 'Hola {nombre}',"
         " CASE WHEN seq <= %s THEN 'en_progreso' WHEN seq <= %s THEN 'pendiente' ELSE 'finalizado' END,"
         " %s FROM seq_1_to_" + str(campaigns),
-        (pendiente_from, active, now - dt.timedelta(days=60)))
+        (pendiente_from, active, now - dt.timedelta(days=60)),
+    )
     conn.execute(
         "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
         " cupo_diario, fecha_inicio, estado)"
         " SELECT c.seq, 50 + MOD(c.seq * 2 + s.seq, 40), 'mon,tue,wed,thu,fri', '08:00:00', '20:00:00', 500,"
         " %s, CASE WHEN c.seq <= %s THEN 'aprobada' ELSE 'pausada' END"
         " FROM seq_1_to_" + str(campaigns) + " c, seq_1_to_2 s",
-        (now.date() - dt.timedelta(days=60), active))
+        (now.date() - dt.timedelta(days=60), active),
+    )
     # r: a uniform number in [0, 10000) per row; a second one (r2) for times
     log(f"  inserting {rows:,} outbox rows ...")
     started = time.perf_counter()
@@ -133,12 +138,14 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
                      WHEN MOD(CRC32(s.seq), 10000) < 9950 THEN 'error' ELSE 'enviando' END
             END AS estado,
             %s - INTERVAL MOD(CRC32(CONCAT('t', s.seq)),
-              CASE WHEN 1 + MOD(s.seq, {campaigns}) > {active} THEN 30 * 86400 ELSE 3 * 86400 END) SECOND
+              CASE WHEN 1 + MOD(s.seq, {campaigns}) > {active} THEN 30 * 86400 ELSE 3 * 86400 END)
+              SECOND
               AS finished,
             %s - INTERVAL MOD(CRC32(CONCAT('c', s.seq)), 900) SECOND AS claim_live
           FROM seq_1_to_{rows} s
         ) t""",
-        (now, now))
+        (now, now),
+    )
     log(f"  ... {time.perf_counter() - started:.1f}s")
     log("  inserting the history rows ...")
     started = time.perf_counter()
@@ -146,15 +153,21 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
         "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
         " origen, detalle, created_at)"
         " SELECT id, campania_id, 'pendiente', 'enviando', 'envios-sender', NULL, claimed_at"
-        " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL")
+        " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL"
+    )
     conn.execute(
         "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
         " origen, detalle, created_at)"
         " SELECT id, campania_id, 'enviando', estado, 'envios-sender', NULL, claimed_at + INTERVAL 2 SECOND"
-        " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL AND estado IN ('enviado', 'error')")
+        " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL AND estado IN ('enviado', 'error')"
+    )
     log(f"  ... {time.perf_counter() - started:.1f}s")
-    for table in ("ll_envios_whatsapp", "ll_envios_whatsapp_historial", "ll_campanias_whatsapp",
-                  "ll_programaciones"):
+    for table in (
+        "ll_envios_whatsapp",
+        "ll_envios_whatsapp_historial",
+        "ll_campanias_whatsapp",
+        "ll_programaciones",
+    ):
         conn.query(f"ANALYZE TABLE {table}")
 
 
@@ -187,8 +200,10 @@ class Recorder:
 def explain(conn, sql: str, params=()) -> list[str]:
     out = []
     for row in conn.query("EXPLAIN " + sql, params):
-        out.append(f"    {row['table']:<10} type={row['type']:<7} key={row['key']!s:<28}"
-                   f" rows={row['rows']!s:<9} {row['Extra'] or ''}")
+        out.append(
+            f"    {row['table']:<10} type={row['type']:<7} key={row['key']!s:<28}"
+            f" rows={row['rows']!s:<9} {row['Extra'] or ''}"
+        )
     return out
 
 
@@ -202,8 +217,12 @@ def watcher_statements(conn, cfg, now) -> list[tuple[str, str, tuple]]:
         ("messages", lambda: q.messages(rec, ids)),
         ("stuck", lambda: q.stuck(rec, now - dt.timedelta(seconds=cfg.monitor.stuck_after_s))),
         ("missing_message_id", lambda: q.missing_message_ids(rec, camps)),
-        ("error_ratio", lambda: q.finished_in_window(
-            rec, now - dt.timedelta(seconds=cfg.monitor.window_s), now)),
+        (
+            "error_ratio",
+            lambda: q.finished_in_window(
+                rec, now - dt.timedelta(seconds=cfg.monitor.window_s), now
+            ),
+        ),
         ("schedules", lambda: q.schedules(rec)),
     ]
     for name, step in steps:
@@ -241,7 +260,9 @@ def measure_watcher(cfg, clock, runs: int) -> dict:
             "per_query": {n: statistics.median(v) for n, v in per_query.items()},
             "scrape": scrape_s,
             "exposition_bytes": len(scrape.body),
-            "series": sum(1 for line in scrape.body.decode().splitlines() if line and line[0] != "#"),
+            "series": sum(
+                1 for line in scrape.body.decode().splitlines() if line and line[0] != "#"
+            ),
             "failed": failed,
             "campaigns": len(watcher.state.snapshot.campaigns),
         }
@@ -251,11 +272,16 @@ def measure_watcher(cfg, clock, runs: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("ENVIOS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/"),
-                        help="MariaDB server (the database part is ignored)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("ENVIOS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/"),
+        help="MariaDB server (the database part is ignored)",
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--campaigns", type=int, default=200)
-    parser.add_argument("--active", type=int, default=40, help="campaigns not finalizado (default 40)")
+    parser.add_argument(
+        "--active", type=int, default=40, help="campaigns not finalizado (default 40)"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
@@ -276,22 +302,38 @@ def main() -> int:
             schema.upgrade(conn, clock.now())
             now = clock.now()
             started = time.perf_counter()
-            log(f"filling: {args.rows:,} rows, {args.campaigns} campaigns ({args.active} not finalizado)")
+            log(
+                f"filling: {args.rows:,} rows, {args.campaigns} campaigns ({args.active} not finalizado)"
+            )
             fill(conn, args.rows, args.campaigns, args.active, now)
             load_s = time.perf_counter() - started
             outbox = conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp")
             history = conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial")
-            mix = conn.query("SELECT estado, COUNT(*) AS n FROM ll_envios_whatsapp GROUP BY estado ORDER BY estado")
-            legacy = conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado'"
-                                 " AND claimed_at IS NULL")
+            mix = conn.query(
+                "SELECT estado, COUNT(*) AS n FROM ll_envios_whatsapp GROUP BY estado ORDER BY estado"
+            )
+            legacy = conn.scalar(
+                "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado'"
+                " AND claimed_at IS NULL"
+            )
             states = ", ".join(f"{r['estado']} {r['n']:,}" for r in mix)
-            log(f"loaded in {load_s:.1f}s: {outbox:,} outbox rows"
+            log(
+                f"loaded in {load_s:.1f}s: {outbox:,} outbox rows"
                 f" ({states}; legacy sends {legacy:,}),"
-                f" {history:,} history rows")
+                f" {history:,} history rows"
+            )
 
-            base = config_module.Config(config_module.validate(copy.deepcopy(config_module.DEFAULTS)))
-            cfg = base.with_overrides({"database.url": url, "timezone": TZ, "monitor.port": 0,
-                                       "monitor.autopause.enabled": False})
+            base = config_module.Config(
+                config_module.validate(copy.deepcopy(config_module.DEFAULTS))
+            )
+            cfg = base.with_overrides(
+                {
+                    "database.url": url,
+                    "timezone": TZ,
+                    "monitor.port": 0,
+                    "monitor.autopause.enabled": False,
+                }
+            )
 
             log("\nEXPLAIN of the watcher's statements (MariaDB):")
             for qname, sql, params in watcher_statements(conn, cfg, now):
@@ -301,7 +343,9 @@ def main() -> int:
             log("EXPLAIN of the seed's KPI queries:")
             for kpi, sql in SEED_KPIS.items():
                 log(f"  [{kpi}]")
-                for line in explain(conn, sql, (now - dt.timedelta(minutes=5),) if "%s" in sql else ()):
+                for line in explain(
+                    conn, sql, (now - dt.timedelta(minutes=5),) if "%s" in sql else ()
+                ):
                     log(line)
 
             log(f"\nwatcher: {args.runs} refreshes + scrapes ...")
@@ -311,32 +355,46 @@ def main() -> int:
             for kpi, sql in SEED_KPIS.items():
                 params = (now - dt.timedelta(minutes=5),) if "%s" in sql else ()
                 conn.query(sql, params)  # warm-up
-                seed[kpi], _ = timed(lambda sql=sql, params=params: conn.query(sql, params), args.runs)
+                seed[kpi], _ = timed(
+                    lambda sql=sql, params=params: conn.query(sql, params), args.runs
+                )
 
             log("worst case: every campaign not finalizado ...")
-            conn.execute("UPDATE ll_campanias_whatsapp SET estado = 'en_progreso' WHERE estado = 'finalizado'")
+            conn.execute(
+                "UPDATE ll_campanias_whatsapp SET estado = 'en_progreso' WHERE estado = 'finalizado'"
+            )
             worst = measure_watcher(cfg, clock, args.runs)
 
         ms = lambda s: f"{s * 1000:9.1f} ms"  # noqa: E731
         log("\n=== results (median of runs) ===")
-        log(f"rows {outbox:,} in ll_envios_whatsapp, {history:,} in the history, {args.campaigns} campaigns")
+        log(
+            f"rows {outbox:,} in ll_envios_whatsapp, {history:,} in the history, {args.campaigns} campaigns"
+        )
         log(f"{'':44}{'time':>12}")
-        log(f"{'watcher refresh (' + str(realistic['campaigns']) + ' campaigns not finalizado)':44}"
-            f"{ms(realistic['refresh'])}")
+        log(
+            f"{'watcher refresh (' + str(realistic['campaigns']) + ' campaigns not finalizado)':44}"
+            f"{ms(realistic['refresh'])}"
+        )
         for qname, seconds in realistic["per_query"].items():
             log(f"{'  query ' + qname:44}{ms(seconds)}")
-        log(f"{'one scrape of /metrics (HTTP)':44}{ms(realistic['scrape'])}"
-            f"   ({realistic['series']} series, {realistic['exposition_bytes']:,} bytes)")
+        log(
+            f"{'one scrape of /metrics (HTTP)':44}{ms(realistic['scrape'])}"
+            f"   ({realistic['series']} series, {realistic['exposition_bytes']:,} bytes)"
+        )
         seed_total = sum(seed.values())
         for kpi, seconds in seed.items():
             mine = realistic["per_query"][COUNTERPART[kpi]]
-            log(f"{kpi:44}{ms(seconds)}   vs the watcher's {COUNTERPART[kpi]} query {ms(mine).strip()}:"
-                f" seed/watcher = {seconds / mine if mine else float('inf'):.2f}")
+            log(
+                f"{kpi:44}{ms(seconds)}   vs the watcher's {COUNTERPART[kpi]} query {ms(mine).strip()}:"
+                f" seed/watcher = {seconds / mine if mine else float('inf'):.2f}"
+            )
         log(f"{'seed KPI queries, all three':44}{ms(seed_total)}")
         log(f"{'ratio seed total / watcher refresh':44}{seed_total / realistic['refresh']:9.1f} x")
         log(f"{'ratio seed total / one scrape':44}{seed_total / realistic['scrape']:9.0f} x")
-        log(f"{'worst case refresh (all ' + str(worst['campaigns']) + ' campaigns active)':44}"
-            f"{ms(worst['refresh'])}")
+        log(
+            f"{'worst case refresh (all ' + str(worst['campaigns']) + ' campaigns active)':44}"
+            f"{ms(worst['refresh'])}"
+        )
         for qname, seconds in worst["per_query"].items():
             log(f"{'  query ' + qname:44}{ms(seconds)}")
         log(f"{'worst case scrape':44}{ms(worst['scrape'])}   ({worst['series']} series)")

@@ -164,7 +164,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -219,11 +221,15 @@ def _expand_env_refs(value: Any, env: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: _expand_env_refs(v, env) for k, v in value.items()}
     if isinstance(value, str):
+
         def replace(match: re.Match) -> str:
             name = match.group(1)
             if name not in env:
-                raise ConfigError(f"config refers to ${{{name}}} but that environment variable is not set")
+                raise ConfigError(
+                    f"config refers to ${{{name}}} but that environment variable is not set"
+                )
             return env[name]
+
         return _ENV_REF.sub(replace, value)
     return value
 
@@ -241,7 +247,9 @@ def _coerce_number(dotted: str, value: Any, kind: type) -> float | int:
     try:
         number = float(value) if kind is float else _to_int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {dotted}: expected {'a number' if kind is float else 'a whole number'}, got {value!r}") from None
+        raise ConfigError(
+            f"config key {dotted}: expected {'a number' if kind is float else 'a whole number'}, got {value!r}"
+        ) from None
     if not math.isfinite(number):  # nan passes every comparison: it would switch a check off
         raise ConfigError(f"config key {dotted}: must be a finite number, got {value!r}")
     return number
@@ -278,19 +286,36 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _set_path(raw, dotted, coerce_bool(dotted, _get_path(raw, dotted)))
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
-    for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",
-                   "gateway.sessions", "sender.journal_dir",
-                   "gateway.session", "gateway.api_version", "gateway.template", "gateway.template_language",
-                   "webhooks.host", "webhooks.secret",
-                   "webhooks.app_secret", "webhooks.verify_token"):
+    for dotted in (
+        "database.url",
+        "timezone",
+        "gateway.kind",
+        "gateway.base_url",
+        "gateway.api_key",
+        "gateway.sessions",
+        "sender.journal_dir",
+        "gateway.session",
+        "gateway.api_version",
+        "gateway.template",
+        "gateway.template_language",
+        "webhooks.host",
+        "webhooks.secret",
+        "webhooks.app_secret",
+        "webhooks.verify_token",
+    ):
         if not isinstance(_get_path(raw, dotted), str):
             raise ConfigError(f"config key {dotted}: expected text")
-    raw["gateway"]["phone_number_id"] = str(raw["gateway"]["phone_number_id"])  # YAML may read digits as a number
+    # YAML may read digits as a number
+    raw["gateway"]["phone_number_id"] = str(raw["gateway"]["phone_number_id"])
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:
-        raise ConfigError(f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}")
+        raise ConfigError(
+            f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}"
+        )
     if raw["gateway"]["sessions"] not in GATEWAY_SESSIONS:
-        raise ConfigError(f"config key gateway.sessions: must be one of {', '.join(GATEWAY_SESSIONS)},"
-                          f" got {raw['gateway']['sessions']!r}")
+        raise ConfigError(
+            f"config key gateway.sessions: must be one of {', '.join(GATEWAY_SESSIONS)},"
+            f" got {raw['gateway']['sessions']!r}"
+        )
     if not re.match(r"^https?://", raw["gateway"]["base_url"]):
         raise ConfigError("config key gateway.base_url: must start with http:// or https://")
     DatabaseUrl.parse(raw["database"]["url"])  # a malformed URL fails here, as one line

@@ -36,10 +36,11 @@ def _as_datetime(value: Any) -> dt.datetime | None:
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
     ids = sorted(ids)
     for start in range(0, len(ids), IN_CHUNK):
-        yield ids[start:start + IN_CHUNK]
+        yield ids[start : start + IN_CHUNK]
 
 
 # -- reads of one refresh ------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CampaignRow:
@@ -50,11 +51,16 @@ class CampaignRow:
 
 def campaigns(conn: Connection, include_finished: bool = False) -> dict[int, CampaignRow]:
     """Campaigns whose series the watcher exports (all of them with include_finished)."""
-    rows = conn.query(watching.CAMPAIGNS_ALL if include_finished else watching.CAMPAIGNS_ACTIVE,
-                      by_value(CampaniaEstado.FINALIZADO))
+    rows = conn.query(
+        watching.CAMPAIGNS_ALL if include_finished else watching.CAMPAIGNS_ACTIVE,
+        by_value(CampaniaEstado.FINALIZADO),
+    )
     return {
-        int(r["id"]): CampaignRow(int(r["id"]), r["estado"] or CampaniaEstado.PENDIENTE.value,
-                                  _as_datetime(r["resumed_at"]))
+        int(r["id"]): CampaignRow(
+            int(r["id"]),
+            r["estado"] or CampaniaEstado.PENDIENTE.value,
+            _as_datetime(r["resumed_at"]),
+        )
         for r in rows
     }
 
@@ -80,8 +86,9 @@ def stuck(conn: Connection, claimed_before: dt.datetime) -> dict[int, Stuck]:
     """Rows in `enviando` claimed before the cutoff (or with no claim time at all), per campaign."""
     return {
         int(r["campania_id"]): Stuck(int(r["n"]), _as_datetime(r["oldest"]))
-        for r in conn.query(watching.STUCK,
-                            {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before})
+        for r in conn.query(
+            watching.STUCK, {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before}
+        )
     }
 
 
@@ -89,10 +96,12 @@ def stuck(conn: Connection, claimed_before: dt.datetime) -> dict[int, Stuck]:
 # an id (sender.gateways.base.NO_ID_FROM_GATEWAY): unverifiable by design, not an id lost.
 UNVERIFIABLE_NOTE = NO_ID_FROM_GATEWAY
 
+
 @dataclass(frozen=True)
 class Missing:
     missing: int  # marked enviado by envios (claimed) without a message id: the id was lost
-    since_resume: int  # of those, finished after the campaign's last resume (all when never resumed)
+    # of those, finished after the campaign's last resume (all when never resumed)
+    since_resume: int
     legacy: int  # sent before the upgrade (never claimed): no id by construction
     unverifiable: int = 0  # confirmed with a placeholder: the gateway never gives ids
     unverifiable_since_resume: int = 0
@@ -104,9 +113,17 @@ def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> 
     for chunk in _chunks(list(campaigns)):
         statement, params = watching.MISSING_MESSAGE_ID.with_lists(ids=chunk)
         for r in conn.query(statement, {**params, **missing}):
-            counts[int(r["campania_id"])] = (int(r["n"]), int(r["legacy"] or 0), int(r["unverifiable"] or 0))
-    resumed = [cid for cid, c in campaigns.items() if c.resumed_at is not None
-               and counts.get(cid, (0, 0, 0))[0] > counts.get(cid, (0, 0, 0))[1]]
+            counts[int(r["campania_id"])] = (
+                int(r["n"]),
+                int(r["legacy"] or 0),
+                int(r["unverifiable"] or 0),
+            )
+    resumed = [
+        cid
+        for cid, c in campaigns.items()
+        if c.resumed_at is not None
+        and counts.get(cid, (0, 0, 0))[0] > counts.get(cid, (0, 0, 0))[1]
+    ]
     since: dict[int, tuple[int, int]] = {}
     for chunk in _chunks(resumed):
         statement, params = watching.MISSING_SINCE_RESUME.with_lists(ids=chunk)
@@ -135,15 +152,20 @@ class Finished:
         return self.errors / self.finished if self.finished else 0.0
 
 
-def finished_in_window(conn: Connection, since: dt.datetime, until: dt.datetime) -> dict[int, Finished]:
+def finished_in_window(
+    conn: Connection, since: dt.datetime, until: dt.datetime
+) -> dict[int, Finished]:
     """Finished sends per campaign not finalizado, from the history table.
 
     The window starts at `since` or at the campaign's `resumed_at`, whichever is
     later: sends finished before an operator resumed do not count again.
     """
     counts: dict[int, dict[str, int]] = {}
-    params = {**by_value(Estado.ENVIADO, Estado.ERROR, CampaniaEstado.FINALIZADO),
-              "since": since, "until": until}
+    params = {
+        **by_value(Estado.ENVIADO, Estado.ERROR, CampaniaEstado.FINALIZADO),
+        "since": since,
+        "until": until,
+    }
     for r in conn.query(watching.FINISHED_IN_WINDOW, params):
         counts.setdefault(int(r["campania_id"]), {})[r["estado_nuevo"]] = int(r["n"])
     errors = Estado.ERROR.value
@@ -165,22 +187,33 @@ class ScheduleRow:
 
 
 def _schedule(r: dict[str, Any]) -> ScheduleRow:
-    return ScheduleRow(int(r["id"]), int(r["campania_id"]), int(r["cliente_id"]), r["estado"],
-                       r["paused_reason"], _as_datetime(r["paused_at"]), r["paused_by"])
+    return ScheduleRow(
+        int(r["id"]),
+        int(r["campania_id"]),
+        int(r["cliente_id"]),
+        r["estado"],
+        r["paused_reason"],
+        _as_datetime(r["paused_at"]),
+        r["paused_by"],
+    )
 
 
 def schedules(conn: Connection, include_all: bool = False) -> list[ScheduleRow]:
     """Approved and paused schedules of campaigns not finalizado (every schedule with include_all)."""
     if include_all:
         return [_schedule(r) for r in conn.query(watching.SCHEDULES_ALL)]
-    open_states = by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA, CampaniaEstado.FINALIZADO)
+    open_states = by_value(
+        ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA, CampaniaEstado.FINALIZADO
+    )
     return [_schedule(r) for r in conn.query(watching.SCHEDULES, open_states)]
 
 
 def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:
     """id -> (nombre, estado), for the terminal only (never a label)."""
-    return {int(r["id"]): (r["nombre"] or "", r["estado"] or CampaniaEstado.PENDIENTE.value)
-            for r in conn.query(operating.CAMPAIGN_NAMES)}
+    return {
+        int(r["id"]): (r["nombre"] or "", r["estado"] or CampaniaEstado.PENDIENTE.value)
+        for r in conn.query(operating.CAMPAIGN_NAMES)
+    }
 
 
 def schema_ready(conn: Connection) -> bool:
@@ -190,6 +223,7 @@ def schema_ready(conn: Connection) -> bool:
 
 # -- pause / resume (monitor.campaigns) ------------------------------------------
 
+
 def resumed_at(conn: Connection, campania_id: int) -> dt.datetime | None:
     return _as_datetime(conn.scalar(watching.CAMPAIGN_RESUMED_AT, {"campania_id": campania_id}))
 
@@ -197,6 +231,7 @@ def resumed_at(conn: Connection, campania_id: int) -> dt.datetime | None:
 # -- delivery acknowledgements and unknowns settled (schema v5) ----------------------------
 
 DELIVERY_STATUSES = ("delivered", "read", "failed")
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -219,8 +254,12 @@ def delivery(conn: Connection, campania_ids: Sequence[int]) -> dict[int, Deliver
     out = {}
     for cid in campania_ids:
         c = counts.get(cid, {})
-        out[cid] = Delivery(sum(c.values()), c.get("delivered", 0) + c.get("read", 0), c.get("read", 0),
-                            c.get("failed", 0))
+        out[cid] = Delivery(
+            sum(c.values()),
+            c.get("delivered", 0) + c.get("read", 0),
+            c.get("read", 0),
+            c.get("failed", 0),
+        )
     return out
 
 

@@ -40,8 +40,16 @@ from envios.store.connector import MYSQL, Connection, Database
 log = logging.getLogger("envios.watch")
 
 # The reads of one refresh, in order. Tests may replace one (e.g. with a slow one).
-QUERY_NAMES = ("campaigns", "messages", "stuck", "missing_message_id", "error_ratio", "schedules",
-               "delivery", "settled")
+QUERY_NAMES = (
+    "campaigns",
+    "messages",
+    "stuck",
+    "missing_message_id",
+    "error_ratio",
+    "schedules",
+    "delivery",
+    "settled",
+)
 AUTOPAUSE = "autopause"  # the query-error label of failed auto-pause writes
 ERROR_LABELS = (*QUERY_NAMES, AUTOPAUSE)
 
@@ -53,7 +61,8 @@ def _default_queries() -> dict[str, Callable[..., Any]]:
         "stuck": lambda conn, r: q.stuck(conn, stuck_cutoff(r.now, r.stuck_after_s)),
         "missing_message_id": lambda conn, r: q.missing_message_ids(conn, r.campaigns),
         "error_ratio": lambda conn, r: q.finished_in_window(
-            conn, r.now - dt.timedelta(seconds=r.window_s), r.now),
+            conn, r.now - dt.timedelta(seconds=r.window_s), r.now
+        ),
         "schedules": lambda conn, r: q.schedules(conn),
         "delivery": lambda conn, r: q.delivery(conn, r.campaign_ids),
         "settled": lambda conn, r: q.settled_unknowns(conn, r.campaign_ids),
@@ -87,7 +96,8 @@ class CampaignStats:
     missing: int
     missing_since_resume: int
     legacy_without_id: int
-    resumed_at: dt.datetime | None = None  # the campaign's last resume, as the campaigns read saw it
+    # the campaign's last resume, as the campaigns read saw it
+    resumed_at: dt.datetime | None = None
     unverifiable: int = 0  # sent through a gateway that gives no ids (placeholder): not ids lost
     unverifiable_since_resume: int = 0  # the campaign's last resume, as the campaigns read saw it
     delivery: q.Delivery | None = None  # acknowledgements of its enviado rows
@@ -125,7 +135,8 @@ class State:
     query_last_success_epoch: dict[str, float] = field(default_factory=dict)
     query_duration_s: dict[str, float] = field(default_factory=dict)
     autopause_total: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(AUTO_PAUSE_REASONS, 0))
+        default_factory=lambda: dict.fromkeys(AUTO_PAUSE_REASONS, 0)
+    )
 
 
 def default_query_timeout(refresh_s: float) -> float:
@@ -164,8 +175,10 @@ class Refresher:
         self.db_shift = dt.timedelta(0)
         self.query_timeout_s = query_timeout_s or default_query_timeout(self.refresh_s)
         self.database = database or Database(
-            config.database.url, connect_timeout_s=min(10.0, max(1.0, self.refresh_s)),
-            read_timeout_s=io_timeout(self.refresh_s, self.query_timeout_s))
+            config.database.url,
+            connect_timeout_s=min(10.0, max(1.0, self.refresh_s)),
+            read_timeout_s=io_timeout(self.refresh_s, self.query_timeout_s),
+        )
         self.queries = {**_default_queries(), **(queries or {})}
         self.monotonic = monotonic
         self.identity = identity or watcher_identity()
@@ -180,8 +193,10 @@ class Refresher:
         self._busy_since: float | None = None
         # A refresh running longer than this is hung (e.g. a server that stopped answering
         # on an open connection): the collector then reports envios_watcher_up 0.
-        self.stall_after_s = max(3 * self.refresh_s,
-                                 len(QUERY_NAMES) * self.query_timeout_s + self.database.connect_timeout_s + 5)
+        self.stall_after_s = max(
+            3 * self.refresh_s,
+            len(QUERY_NAMES) * self.query_timeout_s + self.database.connect_timeout_s + 5,
+        )
         self._logged_errors: dict[str, str] = {}
         self._schema_warned = False
 
@@ -265,12 +280,14 @@ class Refresher:
 
     def _read_all(self, conn: Connection, local, errors, last_ok, durations, fresh) -> None:
         epoch = self.clock.to_epoch(local)
-        now = self.clock.to_db(conn, local)  # the database server's wall clock: reads compare with its times
+        # the database server's wall clock: reads compare with its times
+        now = self.clock.to_db(conn, local)
         self.db_shift = now - local
         for name in QUERY_NAMES:
             campaigns = self._results.get("campaigns", {})
-            context = ReadContext(now, campaigns, float(self.monitor.stuck_after_s),
-                                  float(self.monitor.window_s))
+            context = ReadContext(
+                now, campaigns, float(self.monitor.stuck_after_s), float(self.monitor.window_s)
+            )
             self._run_one(conn, name, context, epoch, errors, last_ok, durations, fresh)
 
     def _run_one(self, conn, name, context, epoch, errors, last_ok, durations, fresh) -> None:
@@ -315,8 +332,16 @@ class Refresher:
         if done:  # show the new pauses in this refresh's snapshot
             fresh.discard("schedules")
             context = ReadContext(now, self._results.get("campaigns", {}), 0, 0)
-            self._run_one(conn, "schedules", context, self.clock.to_epoch(now - self.db_shift),
-                          errors, last_ok, durations, fresh)
+            self._run_one(
+                conn,
+                "schedules",
+                context,
+                self.clock.to_epoch(now - self.db_shift),
+                errors,
+                last_ok,
+                durations,
+                fresh,
+            )
 
     # -- the published snapshot ---------------------------------------------------
 
@@ -334,13 +359,18 @@ class Refresher:
             stats[campania_id] = CampaignStats(
                 campania_id=campania_id,
                 estado=camp.estado,
-                messages=(None if messages is None
-                          else messages.get(campania_id, dict.fromkeys(ESTADOS, 0))),
+                messages=(
+                    None
+                    if messages is None
+                    else messages.get(campania_id, dict.fromkeys(ESTADOS, 0))
+                ),
                 stuck=st.count if st else 0,
                 oldest_stuck_claim=st.oldest_claim if st else None,
                 finished=fin.finished if fin else 0,
                 errors=fin.errors if fin else 0,
-                window_start=max(window_start, camp.resumed_at) if camp.resumed_at else window_start,
+                window_start=max(window_start, camp.resumed_at)
+                if camp.resumed_at
+                else window_start,
                 missing=mis.missing if mis else 0,
                 missing_since_resume=mis.since_resume if mis else 0,
                 legacy_without_id=mis.legacy if mis else 0,
@@ -352,7 +382,9 @@ class Refresher:
             )
         active = set(stats)
         schedules = [s for s in r.get("schedules", []) if s.campania_id in active]
-        return Snapshot(now, stats, schedules, frozenset(fresh), frozenset(r), stuck_after_s, window_s)
+        return Snapshot(
+            now, stats, schedules, frozenset(fresh), frozenset(r), stuck_after_s, window_s
+        )
 
     # -- connection and logging ----------------------------------------------------
 
@@ -367,8 +399,10 @@ class Refresher:
             except Exception:  # noqa: BLE001 - the reads will fail and say why
                 ready = True
             if not ready and not self._schema_warned:
-                log.error("the schema of %s is not upgraded: run `envios db upgrade`",
-                          self.database.describe())
+                log.error(
+                    "the schema of %s is not upgraded: run `envios db upgrade`",
+                    self.database.describe(),
+                )
             self._schema_warned = not ready
         return self._conn
 
@@ -380,15 +414,21 @@ class Refresher:
     def _log_outage(self, failure: Exception | None, quiet: bool) -> None:
         if failure is None:
             if self._down_since is not None:
-                log.warning("database reachable again after %.0fs; watcher up",
-                            self.monotonic() - self._down_since)
+                log.warning(
+                    "database reachable again after %.0fs; watcher up",
+                    self.monotonic() - self._down_since,
+                )
                 self._down_since = None
             return
         if self._down_since is None:
             self._down_since = self.monotonic()
             if not quiet:
-                log.error("database unreachable: %s; serving the last values (envios_watcher_up 0),"
-                          " retrying every %gs", failure, self.refresh_s)
+                log.error(
+                    "database unreachable: %s; serving the last values (envios_watcher_up 0),"
+                    " retrying every %gs",
+                    failure,
+                    self.refresh_s,
+                )
 
     def _log_query_error(self, name: str, exc: Exception) -> None:
         text = str(exc)
@@ -445,10 +485,16 @@ class Refresher:
         limit = 3 * self.refresh_s
         stalled = self.stalled()
         if stalled is not None:
-            return False, f"stale: a refresh has been running for {stalled:.0f}s (database not answering?)"
+            return (
+                False,
+                f"stale: a refresh has been running for {stalled:.0f}s (database not answering?)",
+            )
         if state.last_success_mono is None:
             return False, f"stale: no complete refresh yet (db up={int(state.up)})"
         age = self.monotonic() - state.last_success_mono
         if age < limit:
             return True, f"ok: last refresh {age:.1f}s ago (limit {limit:g}s)"
-        return False, f"stale: last complete refresh {age:.1f}s ago (limit {limit:g}s, db up={int(state.up)})"
+        return (
+            False,
+            f"stale: last complete refresh {age:.1f}s ago (limit {limit:g}s, db up={int(state.up)})",
+        )

@@ -1,7 +1,8 @@
 """Putting into the database what a journal (sender.journal) knows and the database does not.
 
     recover_dead(conn, ctx, directory, database)  at start: journals of dead senders of this machine
-    flush(conn, ctx, journal)                     each tick: this sender's outcomes whose write failed
+    flush(conn, ctx, journal)                     each tick: this sender's outcomes whose write
+    failed
 
 Both write through `session_worker.record_outcome`, so the outcome table
 (DESIGN.md section 3) and its history rows apply unchanged; a row someone else
@@ -36,17 +37,29 @@ def _claimed(conn: Connection, claim: dict) -> Claimed | None:
     row = outbox.get_row(conn, int(claim["envio_id"]))
     if row is None:
         return None
-    row = dict(row, attempts=max(0, int(row.get("attempts") or 0) - 1))  # this attempt is already counted
+    # this attempt is already counted
+    row = dict(row, attempts=max(0, int(row.get("attempts") or 0) - 1))
     claimed_at = claim["claimed_at"]
     if isinstance(claimed_at, str):
         claimed_at = dt.datetime.fromisoformat(claimed_at)
-    return Claimed(row, {"programacion_id": int(claim["programacion_id"])}, int(claim["cliente_id"]),
-                   "", "", claimed_at, 0)
+    return Claimed(
+        row,
+        {"programacion_id": int(claim["programacion_id"])},
+        int(claim["cliente_id"]),
+        "",
+        "",
+        claimed_at,
+        0,
+    )
 
 
 def _result(entry: dict) -> SendResult:
-    return SendResult(Outcome(entry["outcome"]), message_id=entry.get("message_id"),
-                      reason=str(entry.get("reason") or ""), retry_after_s=entry.get("retry_after_s"))
+    return SendResult(
+        Outcome(entry["outcome"]),
+        message_id=entry.get("message_id"),
+        reason=str(entry.get("reason") or ""),
+        retry_after_s=entry.get("retry_after_s"),
+    )
 
 
 def flush(conn: Connection, ctx: Context, journal) -> int:
@@ -56,7 +69,8 @@ def flush(conn: Connection, ctx: Context, journal) -> int:
         claimed = _claimed(conn, claim)
         if claimed is None:
             continue
-        record_outcome(conn, ctx, claimed, result)  # raises DatabaseError while the database is away
+        # raises DatabaseError while the database is away
+        record_outcome(conn, ctx, claimed, result)
         journal.recorded(claimed)
         done += 1
     return done
@@ -81,12 +95,17 @@ def recover_dead(conn: Connection, ctx: Context, directory: str, database: str) 
     return counts
 
 
-def _recover_one(conn: Connection, ctx: Context, reading: journal_module.Reading, counts: dict) -> None:
+def _recover_one(
+    conn: Connection, ctx: Context, reading: journal_module.Reading, counts: dict
+) -> None:
     dead_ctx = dataclasses.replace(ctx, sender_id=reading.sender)
     for claim, entry in reading.unrecorded.items():
         claimed = _claimed(conn, entry)
-        if claimed is None or claimed.row.get("claimed_by") != reading.sender or \
-                journal_module.key(claimed.envio_id, claimed.row.get("claimed_at")) != claim:
+        if (
+            claimed is None
+            or claimed.row.get("claimed_by") != reading.sender
+            or journal_module.key(claimed.envio_id, claimed.row.get("claimed_at")) != claim
+        ):
             continue  # the row is not that claim any more (reconciled, requeued): left as it is
         record_outcome(conn, dead_ctx, claimed, _result(entry))
         counts["recorded"] += 1
@@ -96,23 +115,40 @@ def _recover_one(conn: Connection, ctx: Context, reading: journal_module.Reading
         if claim in reading.said:
             continue
         if claim in reading.sending:  # the request left and nobody heard back: never guessed
-            outbox.note_on_stuck_row(conn, int(found["id"]), f"unknown outcome: sender {reading.sender}"
-                                     " stopped after sending, before the gateway answered (journal)")
+            outbox.note_on_stuck_row(
+                conn,
+                int(found["id"]),
+                f"unknown outcome: sender {reading.sender}"
+                " stopped after sending, before the gateway answered (journal)",
+            )
             counts["left_unknown"] += 1
             continue
         if _back_to_pending(conn, ctx, reading.sender, found):
             counts["unsent_back_to_pendiente"] += 1
 
 
-def _back_to_pending(conn: Connection, ctx: Context, dead: str, found: dict,
-                     why: str = "stopped before sending") -> bool:
+def _back_to_pending(
+    conn: Connection, ctx: Context, dead: str, found: dict, why: str = "stopped before sending"
+) -> bool:
     """The journal shows the request never left: the claim is undone, the attempt given back."""
+
     def attempt() -> None:
         with conn.transaction():
-            transition(conn, int(found["id"]), Estado.ENVIANDO, Estado.PENDIENTE, origin=Origin.SENDER,
-                       at=ctx.clock.now(), detail=f"not sent: {dead} {why} (journal)",
-                       columns={"attempts": Increment(-1), "last_error": f"claim of {dead} undone: never sent"},
-                       expect={"claimed_by": dead, "claimed_at": found["claimed_at"]})
+            transition(
+                conn,
+                int(found["id"]),
+                Estado.ENVIANDO,
+                Estado.PENDIENTE,
+                origin=Origin.SENDER,
+                at=ctx.clock.now(),
+                detail=f"not sent: {dead} {why} (journal)",
+                columns={
+                    "attempts": Increment(-1),
+                    "last_error": f"claim of {dead} undone: never sent",
+                },
+                expect={"claimed_by": dead, "claimed_at": found["claimed_at"]},
+            )
+
     try:
         retrying(f"undoing the unsent claim of row {found['id']}", attempt)
     except StaleTransition:
@@ -122,6 +158,7 @@ def _back_to_pending(conn: Connection, ctx: Context, dead: str, found: dict,
 
 # -- what the sender loop calls ------------------------------------------------------------------
 
+
 def open_journal(config, sender_id: str, database) -> journal_module.Journal | None:
     """This sender's journal in sender.journal_dir, or None when that is empty (off)."""
     directory = str(config.sender.journal_dir or "").strip()
@@ -130,8 +167,10 @@ def open_journal(config, sender_id: str, database) -> journal_module.Journal | N
     try:
         return journal_module.Journal(directory, sender_id, database_identity(database))
     except OSError as exc:
-        raise ConfigError(f"config key sender.journal_dir: cannot write a journal in {directory}"
-                          f" ({exc.strerror or exc})") from None
+        raise ConfigError(
+            f"config key sender.journal_dir: cannot write a journal in {directory}"
+            f" ({exc.strerror or exc})"
+        ) from None
 
 
 def journal_tick(conn: Connection, ctx: Context, config, database) -> None:

@@ -74,7 +74,8 @@ class PassReport:
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     disabled: bool = False
     gateway_stopped: str | None = None  # why nothing was sent through the gateway (404: no /send)
-    settled_by_evidence: list[int] = field(default_factory=list)  # unknowns the gateway's record settled
+    # unknowns the gateway's record settled
+    settled_by_evidence: list[int] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
@@ -82,17 +83,24 @@ class PassReport:
 
     @property
     def unreachable_sessions(self) -> list[int]:
-        return [cid for cid, r in self.sessions_worked.items()
-                if r.session_state == "UNREACHABLE" or r.outcomes.get(Outcome.UNREACHABLE)]
+        return [
+            cid
+            for cid, r in self.sessions_worked.items()
+            if r.session_state == "UNREACHABLE" or r.outcomes.get(Outcome.UNREACHABLE)
+        ]
 
     def add(self, result: WorkerResult) -> None:
         self.sessions_worked[result.cliente_id] = result
         self.outcomes.update(result.outcomes)
 
     def summary(self) -> str:
-        parts = [f"{o.value}={n}" for o, n in sorted(self.outcomes.items(), key=lambda x: x[0].value)]
-        return (f"sessions={len(self.sessions_worked)} held_elsewhere={len(self.sessions_held_elsewhere)} "
-                + (" ".join(parts) if parts else "sends=0"))
+        parts = [
+            f"{o.value}={n}" for o, n in sorted(self.outcomes.items(), key=lambda x: x[0].value)
+        ]
+        return (
+            f"sessions={len(self.sessions_worked)} held_elsewhere={len(self.sessions_held_elsewhere)} "
+            + (" ".join(parts) if parts else "sends=0")
+        )
 
 
 class Sender:
@@ -110,7 +118,9 @@ class Sender:
     ):
         self.config = config
         self.sender_id = (sender_id or make_sender_id())[:64]
-        self.database = database or Database.for_sender(config.database.url, float(config.sender.lease_ttl_s))
+        self.database = database or Database.for_sender(
+            config.database.url, float(config.sender.lease_ttl_s)
+        )
         self.clock = clock or Clock(config.tz)
         self.metrics = metrics or SenderMetrics()
         self._own_gateway = gateway is None
@@ -157,8 +167,10 @@ class Sender:
         conn = self._main_conn()
         done = schema.applied_versions(conn)
         if schema.missing_versions(schema.Process.SENDER, done):
-            raise DatabaseError(f"{self.database.describe()}: schema not upgraded "
-                                f"(have {sorted(done) or 'none'}, need v{schema.LATEST}): run `envios db upgrade`")
+            raise DatabaseError(
+                f"{self.database.describe()}: schema not upgraded "
+                f"(have {sorted(done) or 'none'}, need v{schema.LATEST}): run `envios db upgrade`"
+            )
 
     def run_once(self) -> PassReport:
         """One pass: every eligible session worked until empty / quota used / stopped; then return."""
@@ -176,8 +188,15 @@ class Sender:
 
     def run_forever(self) -> PassReport:
         """Tick every tick_s until request_stop(); then finish in-flight sends and release leases."""
-        log.info(kv("sender_start", sender=self.sender_id, gateway=self.gateway.base_url,
-                    database=self.database.describe(), tick_s=self.tick_s))
+        log.info(
+            kv(
+                "sender_start",
+                sender=self.sender_id,
+                gateway=self.gateway.base_url,
+                database=self.database.describe(),
+                tick_s=self.tick_s,
+            )
+        )
         next_tick = 0.0
         renew_every = max(0.2, self.settings.lease_ttl_s / 3)
         next_renew = time.monotonic() + renew_every
@@ -205,13 +224,19 @@ class Sender:
         """Unknown outcomes settled by evidence: acknowledgements received while the send was in flight,
         and the gateway's own record of the message (WAHA, Evolution lookups). Never a retry."""
         try:
-            acked = delivery.settle_acknowledged(self._main_conn(), self.clock, delivery.in_flight_s(self.config))
+            acked = delivery.settle_acknowledged(
+                self._main_conn(), self.clock, delivery.in_flight_s(self.config)
+            )
             report.settled_by_evidence.extend(acked)
             if type(self.gateway).find_sent is Gateway.find_sent:
                 return
-            found = delivery.settle_by_evidence(self._main_conn(), self.clock, self.gateway,
-                                                within_s=float(self.config.sender.settle_within_s),
-                                                in_flight_s=delivery.in_flight_s(self.config))
+            found = delivery.settle_by_evidence(
+                self._main_conn(),
+                self.clock,
+                self.gateway,
+                within_s=float(self.config.sender.settle_within_s),
+                in_flight_s=delivery.in_flight_s(self.config),
+            )
         except EnviosError as exc:
             log.error(kv("settle_failed", sender=self.sender_id, detail=str(exc)))
             self._drop_main_conn()
@@ -226,7 +251,9 @@ class Sender:
 
     def start(self) -> Sender:
         """run_forever in a background thread (the demo, tests)."""
-        self._thread = threading.Thread(target=self.run_forever, name=f"sender-{self.sender_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run_forever, name=f"sender-{self.sender_id}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -263,12 +290,20 @@ class Sender:
         conn = self._main_conn()
         journal_tick(conn, self.ctx, self.config, self.database)
         now = self.clock.now()
-        plan = eligible_work(conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s)
+        plan = eligible_work(
+            conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s
+        )
         self.metrics.pending(plan.pending_by_session)
         for pid, remaining in plan.quota.items():
             self.metrics.quota(pid, remaining)
-        log.debug(kv("tick", sender=self.sender_id, sessions_with_work=len(plan.by_session),
-                     closed_schedules=len(plan.closed)))
+        log.debug(
+            kv(
+                "tick",
+                sender=self.sender_id,
+                sessions_with_work=len(plan.by_session),
+                closed_schedules=len(plan.closed),
+            )
+        )
         started = []
         stopped = self.ctx.gateway_stopped()
         if stopped or not plan.by_session:
@@ -287,16 +322,27 @@ class Sender:
                 break
             if not self._acquire(conn, cid):
                 report.sessions_held_elsewhere.append(cid)
-                for client in (sorted(plan.by_session) if single else [cid]):
+                for client in sorted(plan.by_session) if single else [cid]:
                     self.metrics.forget_session(client)
                 log.debug(kv("lease_busy", cliente_id=cid, sender=self.sender_id))
                 continue
             worker = SessionWorker(self.ctx, cid, single=single).start()
             self.workers[cid] = worker
             started.append(worker)
-            pending = sum(plan.pending_by_session.values()) if single else plan.pending_by_session.get(cid, 0)
-            log.info(kv("session_start", cliente_id=cid, sender=self.sender_id, pending=pending,
-                        lane="one session for every client" if single else None))
+            pending = (
+                sum(plan.pending_by_session.values())
+                if single
+                else plan.pending_by_session.get(cid, 0)
+            )
+            log.info(
+                kv(
+                    "session_start",
+                    cliente_id=cid,
+                    sender=self.sender_id,
+                    pending=pending,
+                    lane="one session for every client" if single else None,
+                )
+            )
         return started
 
     def _single_lane(self, plan) -> bool:
@@ -308,17 +354,26 @@ class Sender:
             if not status.reachable:
                 return True  # undecided: one lane is never wrong, only slower
             self._auto_single = status.shared_session is not None
-            log.info(kv("gateway_sessions", gateway=self.gateway.base_url,
-                        sessions="single" if self._auto_single else "per_cliente",
-                        detail=f"GET /status names session {status.shared_session!r}" if self._auto_single
-                        else "GET /status names no session: one per cliente_id"))
+            log.info(
+                kv(
+                    "gateway_sessions",
+                    gateway=self.gateway.base_url,
+                    sessions="single" if self._auto_single else "per_cliente",
+                    detail=f"GET /status names session {status.shared_session!r}"
+                    if self._auto_single
+                    else "GET /status names no session: one per cliente_id",
+                )
+            )
         return self._auto_single
 
     def _acquire(self, conn, cliente_id: int) -> bool:
         def attempt() -> bool:
             now = self.clock.now()
             with conn.transaction():
-                return outbox.lease_acquire(conn, cliente_id, self.sender_id, now, self.ctx.lease_expiry(now))
+                return outbox.lease_acquire(
+                    conn, cliente_id, self.sender_id, now, self.ctx.lease_expiry(now)
+                )
+
         return retrying(f"lease of session {cliente_id}", attempt)
 
     def _renew_leases(self) -> None:
@@ -328,12 +383,18 @@ class Sender:
         try:
             conn = self._main_conn()
             for worker in alive:
+
                 def attempt(cid=worker.cliente_id) -> bool:
                     now = self.clock.now()
                     with conn.transaction():
-                        return outbox.lease_renew(conn, cid, self.sender_id, now, self.ctx.lease_expiry(now))
+                        return outbox.lease_renew(
+                            conn, cid, self.sender_id, now, self.ctx.lease_expiry(now)
+                        )
+
                 if not retrying(f"renewing lease of session {worker.cliente_id}", attempt):
-                    log.warning(kv("lease_lost", cliente_id=worker.cliente_id, sender=self.sender_id))
+                    log.warning(
+                        kv("lease_lost", cliente_id=worker.cliente_id, sender=self.sender_id)
+                    )
                     worker.lease_lost.set()
         except EnviosError as exc:
             log.warning(kv("lease_renew_failed", sender=self.sender_id, detail=str(exc)))
@@ -358,15 +419,25 @@ class Sender:
 
     def _shutdown(self, report: PassReport) -> None:
         """Workers see stop_event at their next check; an in-flight send ends within the send timeout."""
-        deadline = time.monotonic() + float(self.config.gateway.send_timeout_s) + \
-            float(self.config.gateway.status_timeout_s) + 10
+        deadline = (
+            time.monotonic()
+            + float(self.config.gateway.send_timeout_s)
+            + float(self.config.gateway.status_timeout_s)
+            + 10
+        )
         for worker in list(self.workers.values()):
             while worker.alive and time.monotonic() < deadline:
                 worker.join(min(1.0, max(0.0, deadline - time.monotonic())))
                 self._renew_leases()
             if worker.alive:
-                log.error(kv("worker_abandoned", cliente_id=worker.cliente_id, sender=self.sender_id,
-                             detail="still busy at shutdown; its row stays enviando if a send was in flight"))
+                log.error(
+                    kv(
+                        "worker_abandoned",
+                        cliente_id=worker.cliente_id,
+                        sender=self.sender_id,
+                        detail="still busy at shutdown; its row stays enviando if a send was in flight",
+                    )
+                )
         self._reap(report)
         self._drop_main_conn()
 

@@ -34,16 +34,20 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 # -- schedules -------------------------------------------------------------------------
 
 
-def active_schedules(conn: Connection, now: dt.datetime,
-                     cliente_id: int | None = None) -> list[dict]:
+def active_schedules(
+    conn: Connection, now: dt.datetime, cliente_id: int | None = None
+) -> list[dict]:
     """Approved schedules of campaigns in progress that may be open at `now` (configured zone).
 
     The date filter is bounded by the days a window open at `now` can have opened on
     (`envios.domain.opening_days`); the caller decides each with `schedule_window`.
     """
     earliest, latest = opening_days(now)
-    params = {**by_value(ProgramacionEstado.APROBADA, CampaniaEstado.EN_PROGRESO),
-              "earliest_opening": earliest, "latest_opening": latest}
+    params = {
+        **by_value(ProgramacionEstado.APROBADA, CampaniaEstado.EN_PROGRESO),
+        "earliest_opening": earliest,
+        "latest_opening": latest,
+    }
     if cliente_id is None:
         return conn.query(sending.ACTIVE_SCHEDULES, params)
     return conn.query(sending.ACTIVE_SCHEDULES_OF_CLIENT, {**params, "cliente_id": cliente_id})
@@ -57,8 +61,9 @@ def schedule_now(conn: Connection, programacion_id: int) -> dict | None:
 # -- pending work and quota --------------------------------------------------------------
 
 
-def pending_by_campaign(conn: Connection, campania_ids: Iterable[int],
-                        now: dt.datetime) -> dict[int, int]:
+def pending_by_campaign(
+    conn: Connection, campania_ids: Iterable[int], now: dt.datetime
+) -> dict[int, int]:
     """Rows ready to be claimed now (pendiente, not waiting for a retry), per campaign."""
     ids = sorted(set(campania_ids))
     if not ids:
@@ -77,8 +82,12 @@ def sent_today(conn: Connection, programacion_ids: Iterable[int], day: dt.date) 
     return {int(r["programacion_id"]): int(r["enviados"]) for r in rows}
 
 
-def in_flight_today(conn: Connection, programacion_ids: Iterable[int], day: dt.date,
-                    shift: dt.timedelta = dt.timedelta(0)) -> dict[int, int]:
+def in_flight_today(
+    conn: Connection,
+    programacion_ids: Iterable[int],
+    day: dt.date,
+    shift: dt.timedelta = dt.timedelta(0),
+) -> dict[int, int]:
     """Rows in `enviando` claimed today under each schedule: they count against its quota.
 
     `day` is the configured zone's; `shift` (database clock minus configured zone's,
@@ -115,8 +124,9 @@ def count_sent(conn: Connection, programacion_id: int, day: dt.date, now: dt.dat
 # -- rows ----------------------------------------------------------------------------------
 
 
-def next_pending(conn: Connection, campania_id: int, now: dt.datetime,
-                 skip: Sequence[int] = ()) -> dict | None:
+def next_pending(
+    conn: Connection, campania_id: int, now: dt.datetime, skip: Sequence[int] = ()
+) -> dict | None:
     """The oldest row of the campaign ready to be claimed (not among `skip`)."""
     params = {**by_value(Estado.PENDIENTE), "campania_id": campania_id, "now": now}
     if not skip:
@@ -132,8 +142,9 @@ def get_row(conn: Connection, envio_id: int) -> dict | None:
 def note_on_stuck_row(conn: Connection, envio_id: int, text: str) -> None:
     """Why a row stays `enviando` (an unknown outcome): for `envios reconcile list`."""
     note = fit.fit_to(conn, fit.OUTBOX, "last_error", text[:TEXT_MAX])
-    conn.execute(sending.NOTE_UNKNOWN, {**by_value(Estado.ENVIANDO), "note": note,
-                                        "envio_id": envio_id})
+    conn.execute(
+        sending.NOTE_UNKNOWN, {**by_value(Estado.ENVIANDO), "note": note, "envio_id": envio_id}
+    )
 
 
 def set_missing_message_id(conn: Connection, envio_id: int, message_id: str) -> bool:
@@ -145,17 +156,36 @@ def set_missing_message_id(conn: Connection, envio_id: int, message_id: str) -> 
     return conn.execute(sending.SET_MISSING_MESSAGE_ID, params) == 1
 
 
-def audit(conn: Connection, now: dt.datetime, action: str, *, campania_id: int | None, reason: str,
-          detail: str, origin: str, programacion_id: int | None = None) -> None:
-    conn.execute(sending.AUDIT, {"now": now, "action": action, "campania_id": campania_id,
-                                 "programacion_id": programacion_id, "reason": reason,
-                                 "detail": detail[:TEXT_MAX], "origin": origin[:NAME_MAX]})
+def audit(
+    conn: Connection,
+    now: dt.datetime,
+    action: str,
+    *,
+    campania_id: int | None,
+    reason: str,
+    detail: str,
+    origin: str,
+    programacion_id: int | None = None,
+) -> None:
+    conn.execute(
+        sending.AUDIT,
+        {
+            "now": now,
+            "action": action,
+            "campania_id": campania_id,
+            "programacion_id": programacion_id,
+            "reason": reason,
+            "detail": detail[:TEXT_MAX],
+            "origin": origin[:NAME_MAX],
+        },
+    )
 
 
 def stuck_rows(conn: Connection, claimed_before: dt.datetime) -> list[dict]:
     """`enviando` rows whose claim is older than `claimed_before`: unknown outcomes."""
-    return conn.query(sending.STUCK_ROWS, {**by_value(Estado.ENVIANDO),
-                                           "claimed_before": claimed_before})
+    return conn.query(
+        sending.STUCK_ROWS, {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before}
+    )
 
 
 def sent_without_message_id(conn: Connection) -> list[dict]:
@@ -171,8 +201,9 @@ def sent_without_message_id(conn: Connection) -> list[dict]:
 SINGLE_SESSION_LEASE = 0
 
 
-def lease_acquire(conn: Connection, cliente_id: int, owner: str, now: dt.datetime,
-                  expires: dt.datetime) -> bool:
+def lease_acquire(
+    conn: Connection, cliente_id: int, owner: str, now: dt.datetime, expires: dt.datetime
+) -> bool:
     """Take the session's lease when free or expired, or extend it when already ours.
 
     Call inside a transaction. The final SELECT decides (MySQL reports changed,
@@ -185,11 +216,13 @@ def lease_acquire(conn: Connection, cliente_id: int, owner: str, now: dt.datetim
     return lease_owner(conn, cliente_id) == owner
 
 
-def lease_renew(conn: Connection, cliente_id: int, owner: str, now: dt.datetime,
-                expires: dt.datetime) -> bool:
+def lease_renew(
+    conn: Connection, cliente_id: int, owner: str, now: dt.datetime, expires: dt.datetime
+) -> bool:
     """Extend a lease we hold (even if it just expired, as long as nobody took it)."""
-    conn.execute(sending.LEASE_EXTEND, {"cliente_id": cliente_id, "owner": owner,
-                                        "expires": expires})
+    conn.execute(
+        sending.LEASE_EXTEND, {"cliente_id": cliente_id, "owner": owner, "expires": expires}
+    )
     return lease_owner(conn, cliente_id) == owner
 
 

@@ -44,8 +44,9 @@ class _CampaignIndex:
 
     def refresh(self, conn: Connection, campania_id: int) -> None:
         total = int(conn.scalar(statements.CAMPAIGN_ROW_COUNT, {"campania_id": campania_id}) or 0)
-        new = conn.query(statements.PHONES_AFTER,
-                         {"campania_id": campania_id, "after_id": self.top_id})
+        new = conn.query(
+            statements.PHONES_AFTER, {"campania_id": campania_id, "after_id": self.top_id}
+        )
         if self.rows + len(new) != total:  # rows deleted (or inserted below top_id): start over
             self.rows, self.top_id, self.by_phone = 0, 0, {}
             new = conn.query(statements.PHONES_AFTER, {"campania_id": campania_id, "after_id": 0})
@@ -70,7 +71,9 @@ class RecipientIndex:
         """The id of the row that already stands for this row's recipient, or None."""
         campania_id, own_id = int(row["campania_id"]), int(row["id"])
         with self._lock:
-            index = self._campaigns.setdefault((getattr(conn, "url", id(conn)), campania_id), _CampaignIndex())
+            index = self._campaigns.setdefault(
+                (getattr(conn, "url", id(conn)), campania_id), _CampaignIndex()
+            )
         with index.lock:
             index.refresh(conn, campania_id)
             others = [i for i in index.by_phone.get(to, ()) if i != own_id]
@@ -79,13 +82,18 @@ class RecipientIndex:
         found = conn.query(*statements.CANDIDATES.with_lists(ids=others))
         earlier_pending = None
         for other in sorted(found, key=lambda r: int(r["id"])):
-            if int(other["campania_id"]) != campania_id or not _same_number(other["telefono_wapp"], to):
+            if int(other["campania_id"]) != campania_id or not _same_number(
+                other["telefono_wapp"], to
+            ):
                 continue  # the row changed since it was indexed
             if other["estado"] in _STANDS_FOR_THE_PERSON:
                 return int(other["id"])
-            if (other["estado"] == Estado.PENDIENTE and int(other["id"]) < own_id
-                    and earlier_pending is None
-                    and personalise(other["mensaje_final"], other["nombre_destino"])):
+            if (
+                other["estado"] == Estado.PENDIENTE
+                and int(other["id"]) < own_id
+                and earlier_pending is None
+                and personalise(other["mensaje_final"], other["nombre_destino"])
+            ):
                 earlier_pending = int(other["id"])
         return earlier_pending
 

@@ -61,7 +61,12 @@ RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database th
 
 # -- what the loop does with each outcome (DESIGN.md section 3) ------------------------------
 
-CONTINUE, STOP_SESSION, STOP_GATEWAY, SLOW_DOWN = "continue", "stop this session", "stop the gateway", "slow down"
+CONTINUE, STOP_SESSION, STOP_GATEWAY, SLOW_DOWN = (
+    "continue",
+    "stop this session",
+    "stop the gateway",
+    "slow down",
+)
 STOP_ALL = "stop every session of this sender"  # the account itself cannot send: a person must act
 
 
@@ -75,17 +80,21 @@ class Action:
 
 ACTIONS: dict[Outcome, Action] = {
     #                                 row goes to       the loop then   pace
-    Outcome.SENT:              Action(Estado.ENVIADO,   CONTINUE,       True),
-    Outcome.SENT_WITHOUT_ID:   Action(Estado.ENVIADO,   CONTINUE,       True),
-    Outcome.REJECTED:          Action(Estado.ERROR,     CONTINUE,       False),
-    Outcome.SESSION_NOT_READY: Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
-    Outcome.NO_ROUTE:          Action(Estado.PENDIENTE, STOP_GATEWAY,   False, give_back_attempt=True),
-    Outcome.RATE_LIMITED:      Action(Estado.PENDIENTE, SLOW_DOWN,      False, give_back_attempt=True),
-    Outcome.UNREACHABLE:       Action(Estado.PENDIENTE, STOP_SESSION,   False, give_back_attempt=True),
-    Outcome.GATEWAY_ERROR:     Action(Estado.PENDIENTE, CONTINUE,       True),  # error after max_attempts
-    Outcome.UNKNOWN:           Action(None,             STOP_SESSION,   False),
-    Outcome.BAD_MESSAGE_ID:    Action(None,             STOP_SESSION,   False),  # a gateway fault: like unknown
-    Outcome.ACCOUNT_BLOCKED:   Action(Estado.PENDIENTE, STOP_ALL,       False, give_back_attempt=True),
+    Outcome.SENT: Action(Estado.ENVIADO, CONTINUE, True),
+    Outcome.SENT_WITHOUT_ID: Action(Estado.ENVIADO, CONTINUE, True),
+    Outcome.REJECTED: Action(Estado.ERROR, CONTINUE, False),
+    Outcome.SESSION_NOT_READY: Action(
+        Estado.PENDIENTE, STOP_SESSION, False, give_back_attempt=True
+    ),
+    Outcome.NO_ROUTE: Action(Estado.PENDIENTE, STOP_GATEWAY, False, give_back_attempt=True),
+    Outcome.RATE_LIMITED: Action(Estado.PENDIENTE, SLOW_DOWN, False, give_back_attempt=True),
+    Outcome.UNREACHABLE: Action(Estado.PENDIENTE, STOP_SESSION, False, give_back_attempt=True),
+    # error after max_attempts
+    Outcome.GATEWAY_ERROR: Action(Estado.PENDIENTE, CONTINUE, True),
+    Outcome.UNKNOWN: Action(None, STOP_SESSION, False),
+    # a gateway fault: like unknown
+    Outcome.BAD_MESSAGE_ID: Action(None, STOP_SESSION, False),
+    Outcome.ACCOUNT_BLOCKED: Action(Estado.PENDIENTE, STOP_ALL, False, give_back_attempt=True),
 }
 
 
@@ -104,8 +113,13 @@ class Settings:
     @classmethod
     def from_config(cls, config) -> Settings:
         s = config.sender
-        return cls(float(s.delay_min_s), float(s.delay_max_s), int(s.max_attempts),
-                   float(s.retry_after_s), float(s.lease_ttl_s))
+        return cls(
+            float(s.delay_min_s),
+            float(s.delay_max_s),
+            int(s.max_attempts),
+            float(s.retry_after_s),
+            float(s.lease_ttl_s),
+        )
 
 
 @dataclass
@@ -150,6 +164,7 @@ class Context:
 
 # -- eligible work ---------------------------------------------------------------------------------
 
+
 @dataclass
 class ScheduleWork:
     schedule: dict
@@ -176,8 +191,14 @@ def lane_work(plan: WorkPlan, lane: int, single: bool) -> list[ScheduleWork]:
     return plan.by_session.get(lane, [])
 
 
-def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = None, *,
-                  at: dt.datetime | None = None, lock_ttl_s: float = 0.0) -> WorkPlan:
+def eligible_work(
+    conn: Connection,
+    now: dt.datetime,
+    cliente_id: int | None = None,
+    *,
+    at: dt.datetime | None = None,
+    lock_ttl_s: float = 0.0,
+) -> WorkPlan:
     """Approved schedules inside their window, of campaigns in progress, with quota and pending rows.
 
     `now` is the configured zone's wall clock (windows, the quota's day); `at` the
@@ -212,7 +233,9 @@ def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = N
     return plan
 
 
-# -- claim ---------------------------------------------------------------------------------------------
+# -- claim
+# ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Claimed:
@@ -260,7 +283,7 @@ def retrying(what: str, fn, *, patience_s: float = 0.0):
             if attempt >= TXN_ATTEMPTS:
                 raise
             log.debug("%s: conflict (%s), retrying", what, exc)
-            time.sleep(min(0.05 * 2 ** attempt, 1.0) * random.random())
+            time.sleep(min(0.05 * 2**attempt, 1.0) * random.random())
         except DatabaseUnavailable as exc:
             if time.monotonic() >= deadline:
                 raise
@@ -269,8 +292,9 @@ def retrying(what: str, fn, *, patience_s: float = 0.0):
     raise AssertionError("unreachable")
 
 
-def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
-               single: bool = False) -> Claimed | str:
+def claim_next(
+    conn: Connection, ctx: Context, lane: int, programacion_id: int, single: bool = False
+) -> Claimed | str:
     """Claim the schedule's next sendable row (pendiente -> enviando), or say why not.
 
     `lane` is the lease key: the schedule's cliente_id, or SINGLE_SESSION_LEASE
@@ -299,11 +323,15 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
             if schedule is None or (not single and int(schedule["cliente_id"]) != lane):
                 return "schedule gone"
             cliente_id = int(schedule["cliente_id"])
-            reason = closed_reason(schedule, now) or legacy_lock_reason(schedule, at, ctx.settings.lease_ttl_s)
+            reason = closed_reason(schedule, now) or legacy_lock_reason(
+                schedule, at, ctx.settings.lease_ttl_s
+            )
             if reason:
                 return reason
             sent = outbox.lock_daily_count(conn, programacion_id, day)
-            flying = outbox.in_flight_today(conn, [programacion_id], day, shift=at - now).get(programacion_id, 0)
+            flying = outbox.in_flight_today(conn, [programacion_id], day, shift=at - now).get(
+                programacion_id, 0
+            )
             remaining = quota_remaining(schedule["cupo_diario"], sent, flying)
             ctx.metrics.quota(programacion_id, remaining)
             if remaining <= 0:
@@ -317,18 +345,46 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
                 problem = problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to)
                 try:
                     if problem:
-                        transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
-                                   detail=f"not sendable: {problem}",
-                                   columns={"last_error": problem[:TEXT_MAX]})
-                        events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
-                                              ctx, detail=problem, phone=row.get("telefono_wapp")))
+                        transition(
+                            conn,
+                            row["id"],
+                            Estado.PENDIENTE,
+                            Estado.ERROR,
+                            origin=Origin.SENDER,
+                            at=at,
+                            detail=f"not sendable: {problem}",
+                            columns={"last_error": problem[:TEXT_MAX]},
+                        )
+                        events.append(
+                            _change(
+                                row,
+                                schedule,
+                                cliente_id,
+                                Estado.PENDIENTE,
+                                Estado.ERROR,
+                                ctx,
+                                detail=problem,
+                                phone=row.get("telefono_wapp"),
+                            )
+                        )
                         skip.append(int(row["id"]))
                         continue
-                    transition(conn, row["id"], Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=at,
-                               detail=f"claimed by {ctx.sender_id}",
-                               columns={"claimed_at": at, "claimed_by": ctx.sender_id,
-                                        "claim_programacion_id": programacion_id, "attempts": Increment(),
-                                        "next_attempt_at": None})
+                    transition(
+                        conn,
+                        row["id"],
+                        Estado.PENDIENTE,
+                        Estado.ENVIANDO,
+                        origin=Origin.SENDER,
+                        at=at,
+                        detail=f"claimed by {ctx.sender_id}",
+                        columns={
+                            "claimed_at": at,
+                            "claimed_by": ctx.sender_id,
+                            "claim_programacion_id": programacion_id,
+                            "attempts": Increment(),
+                            "next_attempt_at": None,
+                        },
+                    )
                 except StaleTransition:
                     skip.append(int(row["id"]))  # another schedule of the campaign took it first
                     continue
@@ -340,13 +396,35 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
     for line in events:
         log.info(line)
     if isinstance(result, Claimed):
-        log.info(_change(result.row, result.schedule, result.cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
-                         attempt=result.attempt, phone=result.to))
+        log.info(
+            _change(
+                result.row,
+                result.schedule,
+                result.cliente_id,
+                Estado.PENDIENTE,
+                Estado.ENVIANDO,
+                ctx,
+                attempt=result.attempt,
+                phone=result.to,
+            )
+        )
     return result
 
 
-def _change(row, schedule, cliente_id, from_state, to_state, ctx, *, outcome=None, message_id=None,
-            detail="", phone=None, attempt=None) -> str:
+def _change(
+    row,
+    schedule,
+    cliente_id,
+    from_state,
+    to_state,
+    ctx,
+    *,
+    outcome=None,
+    message_id=None,
+    detail="",
+    phone=None,
+    attempt=None,
+) -> str:
     return kv(
         "state_change",
         envio_id=row["id"],
@@ -363,7 +441,9 @@ def _change(row, schedule, cliente_id, from_state, to_state, ctx, *, outcome=Non
     )
 
 
-# -- record ------------------------------------------------------------------------------------------
+# -- record
+# ------------------------------------------------------------------------------------------
+
 
 def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: SendResult) -> Action:
     """Write what the gateway said, per ACTIONS, in one transaction (with the daily count for enviado)."""
@@ -374,22 +454,42 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
     if to_state is Estado.ENVIADO:
         # Logged before the write: if the process dies before it commits, the row stays
         # enviando (stuck) and this line is the record of the gateway's confirmation.
-        log.info(kv("gateway_confirmed", envio_id=claimed.envio_id, outcome=result.outcome,
-                    message_id=result.message_id))
+        log.info(
+            kv(
+                "gateway_confirmed",
+                envio_id=claimed.envio_id,
+                outcome=result.outcome,
+                message_id=result.message_id,
+            )
+        )
 
     def attempt() -> None:
         nonlocal to_state, wait_s
-        now = ctx.clock.db_now(conn)  # the database's clock: fecha_envio, created_at, next_attempt_at
+        # the database's clock: fecha_envio, created_at, next_attempt_at
+        now = ctx.clock.db_now(conn)
         eid, pid = claimed.envio_id, claimed.programacion_id
         with conn.transaction():
             if to_state is Estado.ENVIADO:
-                day = claimed.day or claimed.claimed_at.date()  # counted on the day it was claimed (quota-checked)
+                # counted on the day it was claimed (quota-checked)
+                day = claimed.day or claimed.claimed_at.date()
                 outbox.lock_daily_count(conn, pid, day)
                 # A placeholder instead of an id is noted on the row: the watcher shows such
                 # sends as unverifiable, apart from ids lost (envios_sent_unverifiable).
                 note = NO_ID_FROM_GATEWAY if result.gateway_gives_no_id else None
-                transition(conn, eid, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now, detail=detail,
-                           columns={"message_id": result.message_id, "fecha_envio": now, "last_error": note})
+                transition(
+                    conn,
+                    eid,
+                    Estado.ENVIANDO,
+                    Estado.ENVIADO,
+                    origin=Origin.SENDER,
+                    at=now,
+                    detail=detail,
+                    columns={
+                        "message_id": result.message_id,
+                        "fecha_envio": now,
+                        "last_error": note,
+                    },
+                )
                 outbox.count_sent(conn, pid, day, now)
                 return
             if to_state is None:  # unknown: stays enviando, never retried automatically
@@ -404,42 +504,87 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
                 else:
                     wait_s = ctx.settings.retry_after_s
             if result.outcome is Outcome.RATE_LIMITED:
-                wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
+                wait_s = (
+                    result.retry_after_s
+                    if result.retry_after_s is not None
+                    else ctx.settings.retry_after_s
+                )
             if to_state is Estado.PENDIENTE and wait_s:
                 columns["next_attempt_at"] = now + dt.timedelta(seconds=wait_s)
-            # "Not sent" only undoes our own claim: a later claim of the row (requeued by an operator,
+            # "Not sent" only undoes our own claim: a later claim of the row (requeued by an
+            # operator,
             # claimed by another sender) is in flight and must keep its enviando. A confirmed send
             # above needs no such check: the row was delivered, whoever holds it now.
-            transition(conn, eid, Estado.ENVIANDO, to_state, origin=Origin.SENDER, at=now, detail=detail,
-                       columns=columns, expect={"claimed_by": ctx.sender_id, "claimed_at": claimed.claimed_at})
+            transition(
+                conn,
+                eid,
+                Estado.ENVIANDO,
+                to_state,
+                origin=Origin.SENDER,
+                at=now,
+                detail=detail,
+                columns=columns,
+                expect={"claimed_by": ctx.sender_id, "claimed_at": claimed.claimed_at},
+            )
 
     try:
-        retrying(f"recording {result.outcome.value} for row {claimed.envio_id}", attempt,
-                  patience_s=RECORD_PATIENCE_S)
+        retrying(
+            f"recording {result.outcome.value} for row {claimed.envio_id}",
+            attempt,
+            patience_s=RECORD_PATIENCE_S,
+        )
     except StaleTransition as exc:
-        log.error(kv("record_skipped", envio_id=claimed.envio_id, outcome=result.outcome,
-                     detail=f"row was moved by someone else: {exc}"))
+        log.error(
+            kv(
+                "record_skipped",
+                envio_id=claimed.envio_id,
+                outcome=result.outcome,
+                detail=f"row was moved by someone else: {exc}",
+            )
+        )
         return action
     except DatabaseError as exc:
         # The row stays enviando: shown as stuck, resolved by `envios reconcile`.
-        log.error(kv("record_failed", envio_id=claimed.envio_id, outcome=result.outcome,
-                     message_id=result.message_id, detail=f"row left enviando: {exc}"))
+        log.error(
+            kv(
+                "record_failed",
+                envio_id=claimed.envio_id,
+                outcome=result.outcome,
+                message_id=result.message_id,
+                detail=f"row left enviando: {exc}",
+            )
+        )
         raise
-    line = _change(claimed.row, claimed.schedule, claimed.cliente_id, Estado.ENVIANDO,
-                   to_state or Estado.ENVIANDO, ctx, outcome=result.outcome, message_id=result.message_id,
-                   detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
+    line = _change(
+        claimed.row,
+        claimed.schedule,
+        claimed.cliente_id,
+        Estado.ENVIANDO,
+        to_state or Estado.ENVIANDO,
+        ctx,
+        outcome=result.outcome,
+        message_id=result.message_id,
+        detail=result.reason,
+        phone=claimed.to,
+        attempt=claimed.attempt,
+    )
     if result.outcome.delivered is None:
-        log.warning(line + " note=\"outcome unknown: row stays enviando, never retried; see envios reconcile\"")
+        log.warning(
+            line
+            + ' note="outcome unknown: row stays enviando, never retried; see envios reconcile"'
+        )
     elif to_state is Estado.ENVIADO and result.gateway_gives_no_id:
         log.info(line)  # the gateway never gives ids: shown by the watcher, not a warning per send
     elif to_state is Estado.ENVIADO and result.message_id is None:
-        log.warning(line + " note=\"gateway confirmed without a message id\"")
+        log.warning(line + ' note="gateway confirmed without a message id"')
     else:
         log.info(line)
     return action
 
 
-# -- the worker -------------------------------------------------------------------------------------
+# -- the worker
+# -------------------------------------------------------------------------------------
+
 
 @dataclass
 class WorkerResult:
@@ -500,9 +645,11 @@ class SessionWorker:
         finally:
             if not lost and not self.lease_lost.is_set() and conn is not None:
                 try:
+
                     def release() -> None:
                         with conn.transaction():
                             outbox.lease_release(conn, cid, ctx.sender_id)
+
                     retrying(f"releasing lease of session {cid}", release)
                 except EnviosError as exc:
                     broken = True
@@ -512,14 +659,24 @@ class SessionWorker:
                     ctx.pool.put(conn, broken=broken)
                 else:
                     conn.close()
-            log.info(kv("session_stop", cliente_id=cid, reason=self.result.stop_reason,
-                        sent=self.result.outcomes.get(Outcome.SENT, 0)
-                        + self.result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
-                        sender=ctx.sender_id))
+            log.info(
+                kv(
+                    "session_stop",
+                    cliente_id=cid,
+                    reason=self.result.stop_reason,
+                    sent=self.result.outcomes.get(Outcome.SENT, 0)
+                    + self.result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
+                    sender=ctx.sender_id,
+                )
+            )
 
     def _clients(self, works: list[ScheduleWork]) -> list[int]:
         """The cliente_ids this lane serves now (metrics are per cliente_id, as the alerts join them)."""
-        return sorted({int(w.schedule["cliente_id"]) for w in works}) if self.single else [self.cliente_id]
+        return (
+            sorted({int(w.schedule["cliente_id"]) for w in works})
+            if self.single
+            else [self.cliente_id]
+        )
 
     def _loop(self, conn: Connection) -> str:
         ctx, cid = self.ctx, self.cliente_id
@@ -530,8 +687,13 @@ class SessionWorker:
             if ctx.stop.is_set():
                 return "sender stopping"
             now = ctx.clock.now()
-            plan = eligible_work(conn, now, None if self.single else cid,
-                                 at=ctx.clock.to_db(conn, now), lock_ttl_s=ctx.settings.lease_ttl_s)
+            plan = eligible_work(
+                conn,
+                now,
+                None if self.single else cid,
+                at=ctx.clock.to_db(conn, now),
+                lock_ttl_s=ctx.settings.lease_ttl_s,
+            )
             works = lane_work(plan, cid, self.single)
             for pid, remaining in plan.quota.items():
                 ctx.metrics.quota(pid, remaining)
@@ -551,14 +713,27 @@ class SessionWorker:
                 self.result.session_level_stop = True
                 return stopped
             # A single session answers for every client: ask with a real cliente_id.
-            status = ctx.gateway.status(int(works[0].schedule["cliente_id"]) if self.single else cid)
+            status = ctx.gateway.status(
+                int(works[0].schedule["cliente_id"]) if self.single else cid
+            )
             for client in self._clients(works):  # the one session's state is every client's
                 ctx.metrics.session(client, status.state)
             self.result.session_state = status.state
             if not status.ready:
                 self.result.session_level_stop = True
-                log.info(kv("session_not_ready", cliente_id=cid, state=status.state, detail=status.detail))
-                return f"session {status.state}: {status.detail}" if status.detail else f"session {status.state}"
+                log.info(
+                    kv(
+                        "session_not_ready",
+                        cliente_id=cid,
+                        state=status.state,
+                        detail=status.detail,
+                    )
+                )
+                return (
+                    f"session {status.state}: {status.detail}"
+                    if status.detail
+                    else f"session {status.state}"
+                )
             claimed: Claimed | None = None
             reasons = []
             for work in sorted(works, key=lambda w: last_claim.get(w.programacion_id, 0.0)):
@@ -568,7 +743,9 @@ class SessionWorker:
                     last_claim[work.programacion_id] = time.monotonic()
                     break
                 reasons.append(f"schedule {work.programacion_id}: {got}")
-                log.debug(kv("no_claim", cliente_id=cid, programacion_id=work.programacion_id, reason=got))
+                log.debug(
+                    kv("no_claim", cliente_id=cid, programacion_id=work.programacion_id, reason=got)
+                )
             if claimed is None:
                 empty_handed += 1
                 if empty_handed >= 2:
@@ -577,8 +754,14 @@ class SessionWorker:
             empty_handed = 0
             if ctx.journal:
                 ctx.journal.sending(claimed)  # on disk before the request leaves
-            result = send_guarded(ctx.gateway, claimed.cliente_id, claimed.to, claimed.text, claimed.envio_id,
-                                  name=(claimed.row.get("nombre_destino") or "").strip() or None)
+            result = send_guarded(
+                ctx.gateway,
+                claimed.cliente_id,
+                claimed.to,
+                claimed.text,
+                claimed.envio_id,
+                name=(claimed.row.get("nombre_destino") or "").strip() or None,
+            )
             if ctx.journal:
                 ctx.journal.said(claimed, result)  # on disk before the database is written
             ctx.metrics.outcome(result.outcome, result.latency_s)
@@ -590,21 +773,37 @@ class SessionWorker:
                 ctx.metrics.sent(claimed.cliente_id)
             if action.then == STOP_GATEWAY:
                 ctx.stop_gateway(result.reason)
-                log.error(kv("gateway_stopped", gateway=ctx.gateway.base_url, detail=result.reason,
-                             note=f"nothing is sent through this gateway; next try in "
-                                  f"{ctx.settings.retry_after_s:g}s (sender.retry_after_s)"))
+                log.error(
+                    kv(
+                        "gateway_stopped",
+                        gateway=ctx.gateway.base_url,
+                        detail=result.reason,
+                        note=f"nothing is sent through this gateway; next try in "
+                        f"{ctx.settings.retry_after_s:g}s (sender.retry_after_s)",
+                    )
+                )
                 self.result.session_level_stop = True
             if action.then == STOP_ALL:
                 self.result.session_level_stop = True
-                log.error(kv("sender_stopped_by_gateway", cliente_id=claimed.cliente_id, outcome=result.outcome,
-                             detail=f"{result.reason}; every session stops until a person fixes the account"))
+                log.error(
+                    kv(
+                        "sender_stopped_by_gateway",
+                        cliente_id=claimed.cliente_id,
+                        outcome=result.outcome,
+                        detail=f"{result.reason}; every session stops until a person fixes the account",
+                    )
+                )
                 ctx.stop.set()
                 return f"{result.outcome.value}: {result.reason}"
             if action.then == STOP_SESSION:
                 self.result.session_level_stop = True
                 return f"{result.outcome.value}: {result.reason}"
             if action.then == SLOW_DOWN:
-                wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
+                wait_s = (
+                    result.retry_after_s
+                    if result.retry_after_s is not None
+                    else ctx.settings.retry_after_s
+                )
                 not_before = time.monotonic() + max(wait_s, ctx.pacing_delay(claimed.schedule))
             elif action.pace:
                 not_before = time.monotonic() + ctx.pacing_delay(claimed.schedule)

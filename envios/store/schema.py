@@ -56,6 +56,7 @@ def _nothing(_view: SchemaView) -> None:
 
 # -- steps ------------------------------------------------------------------
 
+
 @dataclass
 class Step:
     description: str
@@ -68,13 +69,21 @@ class Step:
 
 
 def create_table(name: str, mysql: list[str] | str, sqlite: list[str] | str) -> Step:
-    ddl = {MYSQL: [mysql] if isinstance(mysql, str) else mysql,
-           SQLITE: [sqlite] if isinstance(sqlite, str) else sqlite}
+    ddl = {
+        MYSQL: [mysql] if isinstance(mysql, str) else mysql,
+        SQLITE: [sqlite] if isinstance(sqlite, str) else sqlite,
+    }
 
     def apply(view: SchemaView) -> None:
         view.tables[name] = shape_of_ddl(ddl[view.dialect])
 
-    return Step(f"create table {name}", name, lambda v: not v.has_table(name), lambda v: ddl[v.dialect], apply)
+    return Step(
+        f"create table {name}",
+        name,
+        lambda v: not v.has_table(name),
+        lambda v: ddl[v.dialect],
+        apply,
+    )
 
 
 _FAMILIES = [
@@ -93,7 +102,9 @@ def add_column(table: str, column: str, mysql_type: str, sqlite_type: str | None
 
     def apply(view: SchemaView) -> None:
         declared = types[view.dialect]
-        view.tables[table].columns[column] = Column(declared.split()[0].lower(), "NOT NULL" not in declared)
+        view.tables[table].columns[column] = Column(
+            declared.split()[0].lower(), "NOT NULL" not in declared
+        )
 
     def problem(view: SchemaView) -> str | None:
         if not view.has_table(table):
@@ -132,7 +143,9 @@ def notice(table: str, column: str, text: str) -> Step:
     def note(view: SchemaView) -> str | None:
         return f"{table}.{column} {text}" if view.column(table, column) is not None else None
 
-    return Step(f"notice {table}.{column}", table, lambda v: False, lambda v: [], _nothing, note=note)
+    return Step(
+        f"notice {table}.{column}", table, lambda v: False, lambda v: [], _nothing, note=note
+    )
 
 
 def create_index(table: str, name: str, cols: str) -> Step:
@@ -145,8 +158,10 @@ def create_index(table: str, name: str, cols: str) -> Step:
     def problem(view: SchemaView) -> str | None:
         shape = view.tables.get(table)
         if shape and name in shape.indexes and not covering(view):
-            return (f"index {table}.{name} exists on ({', '.join(shape.indexes[name])}),"
-                    f" not on ({cols}) as envios needs")
+            return (
+                f"index {table}.{name} exists on ({', '.join(shape.indexes[name])}),"
+                f" not on ({cols}) as envios needs"
+            )
         return None
 
     def note(view: SchemaView) -> str | None:
@@ -200,8 +215,12 @@ def append_enum_value(table: str, column: str, value: str = ENVIANDO) -> Step:
 
     def needed(view: SchemaView) -> bool:
         col = view.column(table, column)
-        return (view.dialect == MYSQL and col is not None and col.base_type == "enum"
-                and value not in col.enum_values())
+        return (
+            view.dialect == MYSQL
+            and col is not None
+            and col.base_type == "enum"
+            and value not in col.enum_values()
+        )
 
     def problem(view: SchemaView) -> str | None:
         col = view.column(table, column)
@@ -230,7 +249,9 @@ def append_enum_value(table: str, column: str, value: str = ENVIANDO) -> Step:
 
     def sql(view: SchemaView) -> list[str]:
         col = view.column(table, column)
-        return [f"ALTER TABLE {table} MODIFY COLUMN {column} {column_definition(col, new_type(col))}"]
+        return [
+            f"ALTER TABLE {table} MODIFY COLUMN {column} {column_definition(col, new_type(col))}"
+        ]
 
     def apply(view: SchemaView) -> None:
         col = view.column(table, column)
@@ -249,8 +270,13 @@ def make_nullable(table: str, column: str, mysql_type: str, why: str) -> Step:
     def apply(view: SchemaView) -> None:
         view.column(table, column).nullable = True
 
-    return Step(f"make {table}.{column} optional ({why})", table, needed,
-                lambda v: [f"ALTER TABLE {table} MODIFY COLUMN {column} {mysql_type} DEFAULT NULL"], apply)
+    return Step(
+        f"make {table}.{column} optional ({why})",
+        table,
+        needed,
+        lambda v: [f"ALTER TABLE {table} MODIFY COLUMN {column} {mysql_type} DEFAULT NULL"],
+        apply,
+    )
 
 
 def rename_own_column(table: str, old: str, new: str, why: str) -> Step:
@@ -262,17 +288,28 @@ def rename_own_column(table: str, old: str, new: str, why: str) -> Step:
     def apply(view: SchemaView) -> None:
         shape = view.tables[table]
         shape.columns[new] = shape.columns.pop(old)
-        shape.indexes = {k: tuple(new if c == old else c for c in v) for k, v in shape.indexes.items()}
+        shape.indexes = {
+            k: tuple(new if c == old else c for c in v) for k, v in shape.indexes.items()
+        }
 
-    return Step(f"rename envios's own {table}.{old} to {new} ({why})", table, needed,
-                lambda v: [f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}"], apply)
+    return Step(
+        f"rename envios's own {table}.{old} to {new} ({why})",
+        table,
+        needed,
+        lambda v: [f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}"],
+        apply,
+    )
 
 
 def _base_tables() -> list[Step]:
     """The legacy tables, created where missing (an empty database)."""
     by_table: dict[str, dict[str, list[str]]] = {}
     for dialect in (MYSQL, SQLITE):
-        script = resources.files("envios.store.migrations").joinpath(f"base_{dialect}.sql").read_text("utf-8")
+        script = (
+            resources.files("envios.store.migrations")
+            .joinpath(f"base_{dialect}.sql")
+            .read_text("utf-8")
+        )
         for statement in split_statements(script):
             match = re.search(r"CREATE TABLE (\w+)|CREATE INDEX \w+ ON (\w+)", statement)
             table = match.group(1) or match.group(2)
@@ -281,9 +318,18 @@ def _base_tables() -> list[Step]:
 
 
 # The application's history enum in its order ('no_incluido' is the application's own value).
-_HISTORY_STATES = "enum({})".format(",".join(f"'{v}'" for v in (
-    "no_incluido", Estado.PENDIENTE.value, Estado.ENVIADO.value, Estado.ERROR.value,
-    Estado.ENVIANDO.value)))
+_HISTORY_STATES = "enum({})".format(
+    ",".join(
+        f"'{v}'"
+        for v in (
+            "no_incluido",
+            Estado.PENDIENTE.value,
+            Estado.ENVIADO.value,
+            Estado.ERROR.value,
+            Estado.ENVIANDO.value,
+        )
+    )
+)
 
 # The application's history table (legacy/schema_2026-02.sql) plus envios's one optional column.
 _HISTORY_MYSQL = f"""CREATE TABLE ll_envios_whatsapp_historial (
@@ -298,7 +344,8 @@ _HISTORY_MYSQL = f"""CREATE TABLE ll_envios_whatsapp_historial (
   PRIMARY KEY (id),
   KEY idx_envio_id (envio_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""
-_HISTORY_SQLITE = ["""CREATE TABLE ll_envios_whatsapp_historial (
+_HISTORY_SQLITE = [
+    """CREATE TABLE ll_envios_whatsapp_historial (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   envio_id INTEGER NOT NULL,
   estado_anterior VARCHAR(16) NOT NULL,
@@ -307,7 +354,9 @@ _HISTORY_SQLITE = ["""CREATE TABLE ll_envios_whatsapp_historial (
   detalle TEXT DEFAULT NULL,
   created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
   campania_id INTEGER DEFAULT NULL
-)""", "CREATE INDEX idx_envio_id ON ll_envios_whatsapp_historial (envio_id)"]
+)""",
+    "CREATE INDEX idx_envio_id ON ll_envios_whatsapp_historial (envio_id)",
+]
 
 _LEASES_MYSQL = """CREATE TABLE envios_session_leases (
   cliente_id int(11) NOT NULL,
@@ -354,12 +403,41 @@ CAMPAIGNS = "ll_campanias_whatsapp"
 
 def _claims_and_pauses() -> list[Step]:
     return [
-        require_columns(OUTBOX, ("id", "campania_id", "telefono_wapp", "nombre_destino", "mensaje_final",
-                                 "estado", "fecha_envio"), "the outbox the application fills"),
-        require_columns(SCHEDULES, ("id", "campania_id", "cliente_id", "dias_semana", "hora_inicio", "hora_fin",
-                                    "cupo_diario", "fecha_inicio", "fecha_fin", "estado"), "the schedules"),
-        notice(SCHEDULES, "locked_at", "(the original scheduler's lock): left as it is; envios never takes it"
-               " and leaves a schedule locked less than sender.lease_ttl_s ago to that scheduler"),
+        require_columns(
+            OUTBOX,
+            (
+                "id",
+                "campania_id",
+                "telefono_wapp",
+                "nombre_destino",
+                "mensaje_final",
+                "estado",
+                "fecha_envio",
+            ),
+            "the outbox the application fills",
+        ),
+        require_columns(
+            SCHEDULES,
+            (
+                "id",
+                "campania_id",
+                "cliente_id",
+                "dias_semana",
+                "hora_inicio",
+                "hora_fin",
+                "cupo_diario",
+                "fecha_inicio",
+                "fecha_fin",
+                "estado",
+            ),
+            "the schedules",
+        ),
+        notice(
+            SCHEDULES,
+            "locked_at",
+            "(the original scheduler's lock): left as it is; envios never takes it"
+            " and leaves a schedule locked less than sender.lease_ttl_s ago to that scheduler",
+        ),
         append_enum_value(OUTBOX, "estado"),
         add_column(OUTBOX, "message_id", "varchar(255) DEFAULT NULL"),
         add_column(OUTBOX, "claimed_at", "datetime DEFAULT NULL", "DATETIME DEFAULT NULL"),
@@ -392,7 +470,9 @@ def _watcher_indexes() -> list[Step]:
     per legacy send: 15 s per refresh on 1M rows with 350k legacy sends.
     """
     return [
-        create_index(OUTBOX, "idx_envios_estado_msgid_claimed", "estado, message_id, campania_id, claimed_at"),
+        create_index(
+            OUTBOX, "idx_envios_estado_msgid_claimed", "estado, message_id, campania_id, claimed_at"
+        ),
     ]
 
 
@@ -407,17 +487,36 @@ def _application_history() -> list[Step]:
     """
     return [
         create_table(HISTORY, _HISTORY_MYSQL, _HISTORY_SQLITE),
-        rename_own_column(HISTORY, "creado_en", "created_at", "an earlier envios created this table"),
-        require_columns(HISTORY, ("id", "envio_id", "estado_anterior", "estado_nuevo", "origen", "detalle",
-                                  "created_at"), "the application's history columns envios writes"),
+        rename_own_column(
+            HISTORY, "creado_en", "created_at", "an earlier envios created this table"
+        ),
+        require_columns(
+            HISTORY,
+            (
+                "id",
+                "envio_id",
+                "estado_anterior",
+                "estado_nuevo",
+                "origen",
+                "detalle",
+                "created_at",
+            ),
+            "the application's history columns envios writes",
+        ),
         append_enum_value(HISTORY, "estado_anterior"),
         append_enum_value(HISTORY, "estado_nuevo"),
-        notice(HISTORY, "usuario_id", "(the application's, a foreign key to usuarios): left as it is;"
-               " envios fills it only for a user named with --usuario-id"),
+        notice(
+            HISTORY,
+            "usuario_id",
+            "(the application's, a foreign key to usuarios): left as it is;"
+            " envios fills it only for a user named with --usuario-id",
+        ),
         add_column(HISTORY, "campania_id", "int(11) DEFAULT NULL", "INTEGER DEFAULT NULL"),
         make_nullable(HISTORY, "campania_id", "int(11)", "added NOT NULL by an earlier envios"),
         create_index(HISTORY, "idx_envio_id", "envio_id"),
-        create_index(HISTORY, "idx_historial_camp_created", "campania_id, created_at, estado_nuevo"),
+        create_index(
+            HISTORY, "idx_historial_camp_created", "campania_id, created_at, estado_nuevo"
+        ),
     ]
 
 
@@ -442,7 +541,8 @@ def _delivery_acknowledgements() -> list[Step]:
 
 # Acknowledgements whose message id no row holds yet (a send whose answer was lost, settled
 # later by a lookup): kept a short while, applied when a row gets that id (sender.delivery).
-_UNMATCHED_MYSQL = ["""CREATE TABLE envios_unmatched_acks (
+_UNMATCHED_MYSQL = [
+    """CREATE TABLE envios_unmatched_acks (
   id bigint NOT NULL AUTO_INCREMENT,
   message_id varchar(255) NOT NULL,
   kind varchar(20) NOT NULL,
@@ -452,16 +552,20 @@ _UNMATCHED_MYSQL = ["""CREATE TABLE envios_unmatched_acks (
   PRIMARY KEY (id),
   KEY idx_unmatched_message_id (message_id),
   KEY idx_unmatched_received (received_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""]
-_UNMATCHED_SQLITE = ["""CREATE TABLE envios_unmatched_acks (
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"""
+]
+_UNMATCHED_SQLITE = [
+    """CREATE TABLE envios_unmatched_acks (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   message_id VARCHAR(255) NOT NULL,
   kind VARCHAR(20) NOT NULL,
   status VARCHAR(16) NOT NULL,
   error VARCHAR(500) DEFAULT NULL,
   received_at DATETIME NOT NULL
-)""", "CREATE INDEX idx_unmatched_message_id ON envios_unmatched_acks (message_id)",
-    "CREATE INDEX idx_unmatched_received ON envios_unmatched_acks (received_at)"]
+)""",
+    "CREATE INDEX idx_unmatched_message_id ON envios_unmatched_acks (message_id)",
+    "CREATE INDEX idx_unmatched_received ON envios_unmatched_acks (received_at)",
+]
 
 
 @dataclass
@@ -541,7 +645,9 @@ class Plan:
     def refusal(self) -> UpgradeRefused | None:
         if not self.problems:
             return None
-        more = f" (and {len(self.problems) - 1} more: see --dry-run)" if len(self.problems) > 1 else ""
+        more = (
+            f" (and {len(self.problems) - 1} more: see --dry-run)" if len(self.problems) > 1 else ""
+        )
         return UpgradeRefused(f"upgrade refused, nothing changed: {self.problems[0]}{more}")
 
     @property
@@ -614,8 +720,10 @@ def upgrade(conn: Connection, now, log: Callable[[str], None] = lambda _m: None)
                     try:
                         conn.execute(statement)
                     except DatabaseError as exc:
-                        raise DatabaseError(f"upgrade stopped at v{version.number} ({description}): {exc};"
-                                            " the steps before it are applied; run it again once fixed") from None
+                        raise DatabaseError(
+                            f"upgrade stopped at v{version.number} ({description}): {exc};"
+                            " the steps before it are applied; run it again once fixed"
+                        ) from None
             conn.execute(
                 f"INSERT INTO {VERSION_TABLE} (version, name, applied_at) VALUES (%s, %s, %s)",  # noqa: S608
                 (version.number, version.name, now),

@@ -26,7 +26,8 @@ _SCHEDULE_COLUMNS = (
     " p.delay_min_s, p.delay_max_s, p.locked_at, p.locked_by, c.estado AS campania_estado"
 )
 _SCHEDULES = (
-    "SELECT " + _SCHEDULE_COLUMNS  # noqa: S608 - fixed fragments
+    "SELECT "  # noqa: S608 - fixed fragments
+    + _SCHEDULE_COLUMNS
     + " FROM ll_programaciones p JOIN ll_campanias_whatsapp c ON c.id = p.campania_id"
 )
 
@@ -39,7 +40,8 @@ _ACTIVE = (
     " AND (p.fecha_fin IS NULL OR p.fecha_fin >= %(earliest_opening)s)"
 )
 ACTIVE_SCHEDULES = Statement(
-    "sending.active_schedules", _ACTIVE + " ORDER BY p.cliente_id, p.id",
+    "sending.active_schedules",
+    _ACTIVE + " ORDER BY p.cliente_id, p.id",
 )
 ACTIVE_SCHEDULES_OF_CLIENT = Statement(
     "sending.active_schedules_of_client",
@@ -48,21 +50,19 @@ ACTIVE_SCHEDULES_OF_CLIENT = Statement(
 
 # One schedule and its campaign as they are now (re-read inside every claim).
 SCHEDULE_NOW = Statement(
-    "sending.schedule_now", _SCHEDULES + " WHERE p.id = %(programacion_id)s",
+    "sending.schedule_now",
+    _SCHEDULES + " WHERE p.id = %(programacion_id)s",
 )
 
 # -- pending work and the daily quota ------------------------------------------------------
 
 # Ready to be claimed: pendiente and not waiting for a retry.
-_READY_ROWS = (
-    "estado = %(pendiente)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
-)
+_READY_ROWS = "estado = %(pendiente)s AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
 
 PENDING_BY_CAMPAIGN = Statement(
     "sending.pending_by_campaign",
     "SELECT campania_id, COUNT(*) AS n FROM ll_envios_whatsapp"  # noqa: S608 - fixed fragments
-    " WHERE " + _READY_ROWS
-    + " AND campania_id IN ({ids}) GROUP BY campania_id",
+    " WHERE " + _READY_ROWS + " AND campania_id IN ({ids}) GROUP BY campania_id",
 )
 
 SENT_ON_DAY = Statement(
@@ -116,15 +116,18 @@ _NEXT_PENDING = (
     " WHERE campania_id = %(campania_id)s AND " + _READY_ROWS
 )
 NEXT_PENDING = Statement(
-    "sending.next_pending", _NEXT_PENDING + " ORDER BY id LIMIT 1",
+    "sending.next_pending",
+    _NEXT_PENDING + " ORDER BY id LIMIT 1",
 )
 NEXT_PENDING_SKIPPING = Statement(
-    "sending.next_pending_skipping", _NEXT_PENDING + " AND id NOT IN ({skip}) ORDER BY id LIMIT 1",
+    "sending.next_pending_skipping",
+    _NEXT_PENDING + " AND id NOT IN ({skip}) ORDER BY id LIMIT 1",
 )
 
 GET_ROW = Statement(
     "sending.get_row",
-    "SELECT " + _ROW_COLUMNS  # noqa: S608 - fixed fragments
+    "SELECT "  # noqa: S608 - fixed fragments
+    + _ROW_COLUMNS
     + " FROM ll_envios_whatsapp WHERE id = %(envio_id)s",
 )
 

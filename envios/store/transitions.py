@@ -51,7 +51,6 @@ SETTABLE_COLUMNS = frozenset(
 )
 
 
-
 def check_allowed(from_state: Estado, to_state: Estado) -> None:
     if (Estado(from_state), Estado(to_state)) not in ALLOWED:
         raise ForbiddenTransition(
@@ -87,7 +86,8 @@ def transition(
     check_allowed(from_state, to_state)
     if not conn.in_transaction:
         raise DatabaseError("state transitions must run inside a transaction")
-    detail, columns = fit.transition_texts(conn, detail, columns or {})  # never a failed write (latin1)
+    # never a failed write (latin1)
+    detail, columns = fit.transition_texts(conn, detail, columns or {})
     expected = dict(expect or {})
     unknown = (set(columns) | set(expected)) - SETTABLE_COLUMNS
     if unknown:
@@ -99,24 +99,37 @@ def transition(
         raise StaleTransition(
             f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
         )
-    entry = {"from_state": Estado(from_state).value, "to_state": Estado(to_state).value,
-             "origin": Origin(origin).value, "detail": (detail or "")[:TEXT_MAX] or None,
-             "at": at, "envio_id": envio_id}
+    entry = {
+        "from_state": Estado(from_state).value,
+        "to_state": Estado(to_state).value,
+        "origin": Origin(origin).value,
+        "detail": (detail or "")[:TEXT_MAX] or None,
+        "at": at,
+        "envio_id": envio_id,
+    }
     if usuario_id is None:
         conn.execute(history.HISTORY, entry)
     else:
         conn.execute(history.HISTORY_BY_PERSON, {**entry, "usuario_id": usuario_id})
 
 
-def _update(envio_id: int, from_state: Estado, to_state: Estado, columns: Mapping[str, Any],
-            expected: Mapping[str, Any]) -> tuple[Statement, dict[str, Any]]:
+def _update(
+    envio_id: int,
+    from_state: Estado,
+    to_state: Estado,
+    columns: Mapping[str, Any],
+    expected: Mapping[str, Any],
+) -> tuple[Statement, dict[str, Any]]:
     """The conditional UPDATE of one transition: `set_<column>` / `expect_<column>` parameters.
 
     Column names come from SETTABLE_COLUMNS only (checked by the caller); values are parameters.
     """
     assignments = ["estado = %(to_state)s"]
-    params: dict[str, Any] = {"to_state": Estado(to_state).value, "envio_id": envio_id,
-                              "from_state": Estado(from_state).value}
+    params: dict[str, Any] = {
+        "to_state": Estado(to_state).value,
+        "envio_id": envio_id,
+        "from_state": Estado(from_state).value,
+    }
     for name, value in columns.items():
         if isinstance(value, Increment):
             assignments.append(f"{name} = {name} + %(set_{name})s")

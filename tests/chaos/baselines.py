@@ -20,9 +20,11 @@ import requests
 from envios.errors import EnviosError
 from envios.store.connector import Database
 
-NEXT = ("SELECT e.id, e.telefono_wapp FROM ll_envios_whatsapp e"
-        " JOIN ll_programaciones p ON p.campania_id = e.campania_id"
-        " WHERE e.estado = 'pendiente' AND p.cliente_id = %s ORDER BY e.id LIMIT 1")
+NEXT = (
+    "SELECT e.id, e.telefono_wapp FROM ll_envios_whatsapp e"
+    " JOIN ll_programaciones p ON p.campania_id = e.campania_id"
+    " WHERE e.estado = 'pendiente' AND p.cliente_id = %s ORDER BY e.id LIMIT 1"
+)
 MARK = "UPDATE ll_envios_whatsapp SET estado = 'enviado', fecha_envio = %s WHERE id = %s"
 
 
@@ -35,8 +37,16 @@ def run(order: str, db_url: str, gateway_url: str, cliente_id: int) -> None:
                     if order == "legacy":
                         conn.execute(MARK, (dt.datetime.now().replace(microsecond=0), row["id"]))
                     try:
-                        answer = session.post(f"{gateway_url}/send", timeout=1.0, headers={"X-Cliente-Id": str(cliente_id)},
-                                              json={"cliente_id": cliente_id, "to": row["telefono_wapp"], "message": "Hola"})
+                        answer = session.post(
+                            f"{gateway_url}/send",
+                            timeout=1.0,
+                            headers={"X-Cliente-Id": str(cliente_id)},
+                            json={
+                                "cliente_id": cliente_id,
+                                "to": row["telefono_wapp"],
+                                "message": "Hola",
+                            },
+                        )
                         ok = answer.status_code == 200
                     except requests.RequestException:
                         ok = False

@@ -1,14 +1,16 @@
 """A bounded chaos soak: several real `envios send` processes on MariaDB and the simulator, mixed faults.
 
 Faults, all real: 5xx, 429, session drops, timeouts that delivered and timeouts that did
-not (stalled), connections dropped after delivery (simulator), refused connections (the simulator stops listening), SIGKILL
+not (stalled), connections dropped after delivery (simulator), refused connections (the simulator
+stops listening), SIGKILL
 of a sender and its restart at random moments, `KILL CONNECTION` from the server side,
 and one database outage longer than the sender's 30 s retry window (the senders reach
 MariaDB through a proxy that is cut). Then the faults stop, one `envios send --once`
 drains what the journals hold, and the database is reconciled with the simulator's
 ledger. The same run of the two baselines (tests/chaos/baselines.py) is printed beside.
 
-CHAOS_SECONDS sets the soak length (default 50 s, at least the outage plus a third; longer runs find more).
+CHAOS_SECONDS sets the soak length (default 50 s, at least the outage plus a third; longer runs find
+more).
 """
 
 from __future__ import annotations
@@ -75,14 +77,23 @@ def run_envios(db_url: str, tmp_path) -> tuple[dict, dict, int]:
     proxy = TcpProxy((parts.hostname, parts.port or 3306)).start()
     sim = SimulatorServer(port=0, seed=12).start()
     sim.state.set_faults(**FAULTS)
-    env = sender_env(proxied(db_url, proxy), sim.base_url,
-                     ENVIOS_SENDER_JOURNAL_DIR=str(tmp_path / "journal"), ENVIOS_GATEWAY_SEND_TIMEOUT_S="1",
-                     ENVIOS_SENDER_DELAY_MIN_S="0.2", ENVIOS_SENDER_DELAY_MAX_S="0.5",
-                     ENVIOS_SENDER_LEASE_TTL_S="4", ENVIOS_SENDER_TICK_S="0.5",
-                     ENVIOS_SENDER_RETRY_AFTER_S="1", ENVIOS_GATEWAY_MAX_RETRY_AFTER_S="2")
+    env = sender_env(
+        proxied(db_url, proxy),
+        sim.base_url,
+        ENVIOS_SENDER_JOURNAL_DIR=str(tmp_path / "journal"),
+        ENVIOS_GATEWAY_SEND_TIMEOUT_S="1",
+        ENVIOS_SENDER_DELAY_MIN_S="0.2",
+        ENVIOS_SENDER_DELAY_MAX_S="0.5",
+        ENVIOS_SENDER_LEASE_TTL_S="4",
+        ENVIOS_SENDER_TICK_S="0.5",
+        ENVIOS_SENDER_RETRY_AFTER_S="1",
+        ENVIOS_GATEWAY_MAX_RETRY_AFTER_S="2",
+    )
     logs = tmp_path / "logs"
     logs.mkdir(parents=True)
-    procs: list = [spawn_sender(env=env, cwd=tmp_path, log_path=logs / f"s{i}.log") for i in range(SENDERS)]
+    procs: list = [
+        spawn_sender(env=env, cwd=tmp_path, log_path=logs / f"s{i}.log") for i in range(SENDERS)
+    ]
     chaos = Schedule(seed=7)
     restarts = {"n": 0}
 
@@ -107,9 +118,15 @@ def run_envios(db_url: str, tmp_path) -> tuple[dict, dict, int]:
     try:
         threading.Thread(target=outage, daemon=True).start()
         chaos.every(2.0, 5.0, kill_and_restart, "sigkill_restart")
-        chaos.every(1.0, 3.0, lambda: kill_a_connection(parts, parts.path.lstrip("/"), chaos.rng), "kill_connection")
+        chaos.every(
+            1.0,
+            3.0,
+            lambda: kill_a_connection(parts, parts.path.lstrip("/"), chaos.rng),
+            "kill_connection",
+        )
         chaos.every(3.0, 8.0, lambda: sim.refuse_for(1.0), "refused_connections")
-        wait_until(lambda: False, max(SOAK_S, SOAK_S / 3 + OUTAGE_S + 5))  # the outage ends inside the soak
+        # the outage ends inside the soak
+        wait_until(lambda: False, max(SOAK_S, SOAK_S / 3 + OUTAGE_S + 5))
         chaos.stop()
         assert outage_over.wait(OUTAGE_S + 10)
     finally:
@@ -129,9 +146,11 @@ def run_envios(db_url: str, tmp_path) -> tuple[dict, dict, int]:
     sim.stop()
     proxy.stop()
     outcomes = sim.state.stats()["outcomes"]
-    faults = dict(chaos.done) | {"sends_received": sim.state.sends_received,
-                                 "timeouts_delivered": outcomes.get("slow", 0) + outcomes.get("dropped", 0),
-                                 "timeouts_not_delivered": outcomes.get("stalled", 0)}
+    faults = dict(chaos.done) | {
+        "sends_received": sim.state.sends_received,
+        "timeouts_delivered": outcomes.get("slow", 0) + outcomes.get("dropped", 0),
+        "timeouts_not_delivered": outcomes.get("stalled", 0),
+    }
     assert final.returncode in (0, 1), final.stderr[-2000:]
     return tally(db_url, ledger, QUOTA), faults, stuck_seen_by_watcher(db_url)
 
@@ -140,8 +159,9 @@ def stuck_seen_by_watcher(db_url: str) -> int:
     import copy
 
     raw = config_module.validate(copy.deepcopy(config_module.DEFAULTS))
-    cfg = config_module.Config(raw).with_overrides({"database.url": db_url, "monitor.stuck_after_s": 1,
-                                                    "monitor.autopause.enabled": False})
+    cfg = config_module.Config(raw).with_overrides(
+        {"database.url": db_url, "monitor.stuck_after_s": 1, "monitor.autopause.enabled": False}
+    )
     watcher = Watcher(cfg)
     # The final pass may itself leave an unknown under load (a send timing out on a busy
     # machine): let every claim be older than stuck_after_s before the watcher reads.
@@ -151,8 +171,13 @@ def stuck_seen_by_watcher(db_url: str) -> int:
         text = watcher.exposition().decode()
     finally:
         watcher.refresher.stop()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("envios_stuck_sending{")))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("envios_stuck_sending{")
+        )
+    )
 
 
 def run_baseline(order: str, db_url: str, tmp_path) -> dict:
@@ -163,8 +188,13 @@ def run_baseline(order: str, db_url: str, tmp_path) -> dict:
     chaos = Schedule(seed=7)
 
     def spawn(cid):
-        return subprocess.Popen([sys.executable, "-m", "tests.chaos.baselines", order, db_url, sim.base_url, str(cid)],
-                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.baselines", order, db_url, sim.base_url, str(cid)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     procs = {cid: spawn(cid) for cid in SESSIONS}
 
@@ -187,9 +217,11 @@ def run_baseline(order: str, db_url: str, tmp_path) -> dict:
 
 def test_chaos_soak(databases, tmp_path, capsys):
     envios_table, faults, watched_stuck = run_envios(databases(), tmp_path / "envios")
-    tables = {"envios": envios_table,
-              "legacy": run_baseline("legacy", databases(), tmp_path),
-              "naive": run_baseline("naive", databases(), tmp_path)}
+    tables = {
+        "envios": envios_table,
+        "legacy": run_baseline("legacy", databases(), tmp_path),
+        "naive": run_baseline("naive", databases(), tmp_path),
+    }
     with capsys.disabled():
         print("\n" + render(tables, faults))
     assert envios_table["phantom"] == 0

@@ -25,9 +25,15 @@ NOW = dt.datetime(2026, 2, 9, 10, 0, 0)
 
 # -- origins ------------------------------------------------------------------------------
 
+
 def test_every_envios_origin_is_envios_and_the_role_after_the_prefix():
     assert [o.value for o in Origin] == [
-        "envios-sender", "envios-watcher", "envios-operator", "envios-reconcile", "envios-evidence"]
+        "envios-sender",
+        "envios-watcher",
+        "envios-operator",
+        "envios-reconcile",
+        "envios-evidence",
+    ]
     assert {o.role for o in Origin} == {"sender", "watcher", "operator", "reconcile", "evidence"}
     assert all(domain.by_envios(o.value) for o in Origin)
 
@@ -50,8 +56,11 @@ def test_who_paused_is_the_role_and_an_unrecorded_reason_is_unknown():
 
 
 def test_settled_by_names_evidence_and_people():
-    assert domain.SETTLED_BY == {"envios-evidence": "evidence", "envios-reconcile": "person",
-                                 "manual": "person"}
+    assert domain.SETTLED_BY == {
+        "envios-evidence": "evidence",
+        "envios-reconcile": "person",
+        "manual": "person",
+    }
 
 
 def test_sent_by_envios_means_claimed():
@@ -59,6 +68,7 @@ def test_sent_by_envios_means_claimed():
 
 
 # -- the stuck rule ------------------------------------------------------------------------
+
 
 def test_stuck_cutoff_and_predicate_at_the_boundary():
     cutoff = domain.stuck_cutoff(NOW, 300)
@@ -75,13 +85,18 @@ def test_the_domain_predicate_and_the_stores_sql_agree_on_every_row(upgraded, cl
     now = clock.db_now(upgraded)
     seed(upgraded, now)
     cutoff = domain.stuck_cutoff(now, 300)
-    by_python = {n for n, (_label, estado, age_s, _stuck) in enumerate(ROWS, start=1)
-                 if domain.is_stuck(estado, None if age_s is None
-                                    else now - dt.timedelta(seconds=age_s), cutoff)}
+    by_python = {
+        n
+        for n, (_label, estado, age_s, _stuck) in enumerate(ROWS, start=1)
+        if domain.is_stuck(
+            estado, None if age_s is None else now - dt.timedelta(seconds=age_s), cutoff
+        )
+    }
     assert by_python == EXPECTED_STUCK_CAMPAIGNS == set(q.stuck(upgraded, cutoff))
     rows = upgraded.query("SELECT id, campania_id, estado, claimed_at FROM ll_envios_whatsapp")
-    assert {r.campania_id for r in map(domain.OutboxRow.from_row, rows)
-            if r.is_stuck(cutoff)} == EXPECTED_STUCK_CAMPAIGNS
+    assert {
+        r.campania_id for r in map(domain.OutboxRow.from_row, rows) if r.is_stuck(cutoff)
+    } == EXPECTED_STUCK_CAMPAIGNS
 
 
 # -- column caps ---------------------------------------------------------------------------
@@ -169,13 +184,17 @@ def test_every_mysql_scheme_means_mysql_and_others_are_refused():
 
 # -- gateway kinds: one list ----------------------------------------------------------------
 
+
 def test_gateway_kinds_have_one_source(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert config_module.GATEWAY_KINDS is domain.GATEWAY_KINDS
     assert tuple(gateways.REGISTRY) == domain.GATEWAY_KINDS  # every kind config accepts is built
     assert gateways.REGISTRY["simulator"] is gateways.REGISTRY["session_manager"]
-    assert webhooks.KINDS == domain.GATEWAY_DIALECTS == tuple(
-        k for k in domain.GATEWAY_KINDS if k != "simulator")
+    assert (
+        webhooks.KINDS
+        == domain.GATEWAY_DIALECTS
+        == tuple(k for k in domain.GATEWAY_KINDS if k != "simulator")
+    )
     for kind in domain.GATEWAY_KINDS:
         assert config_module.load(environ={"ENVIOS_GATEWAY_KIND": kind}).gateway.kind == kind
     with pytest.raises(ConfigError, match="gateway.kind"):
@@ -183,6 +202,7 @@ def test_gateway_kinds_have_one_source(tmp_path, monkeypatch):
 
 
 # -- schema versions each process needs ------------------------------------------------------
+
 
 def test_every_process_names_versions_that_exist():
     numbers = {v.number for v in schema.VERSIONS}
@@ -196,6 +216,7 @@ def test_every_process_names_versions_that_exist():
 
 # -- states and typed rows ---------------------------------------------------------------------
 
+
 def test_state_names_are_the_enum_values():
     assert domain.ESTADOS == ("pendiente", "enviando", "enviado", "error")
     assert domain.FINISHED == ("enviado", "error")
@@ -204,21 +225,41 @@ def test_state_names_are_the_enum_values():
 
 
 def test_outbox_row_from_row():
-    row = domain.OutboxRow.from_row({"id": 7, "campania_id": "3", "estado": "enviando",
-                                     "attempts": None, "claimed_at": NOW,
-                                     "claim_programacion_id": "12"})
+    row = domain.OutboxRow.from_row(
+        {
+            "id": 7,
+            "campania_id": "3",
+            "estado": "enviando",
+            "attempts": None,
+            "claimed_at": NOW,
+            "claim_programacion_id": "12",
+        }
+    )
     assert (row.id, row.campania_id, row.estado, row.attempts) == (7, 3, Estado.ENVIANDO, 0)
     assert row.claim_programacion_id == 12 and row.claimed_by_envios
     assert row.is_stuck(NOW + dt.timedelta(seconds=1)) and not row.is_stuck(NOW)
 
 
 def test_sending_schedule_from_row():
-    s = domain.SendingSchedule.from_row({
-        "programacion_id": 10, "campania_id": 1, "cliente_id": 51, "programacion_estado": "aprobada",
-        "campania_estado": "en_progreso", "dias_semana": "mon", "hora_inicio": dt.time(8),
-        "hora_fin": dt.time(20), "fecha_inicio": dt.date(2026, 2, 1), "fecha_fin": None,
-        "cupo_diario": "50", "delay_min_s": None, "delay_max_s": 4, "locked_at": None,
-        "locked_by": None})
+    s = domain.SendingSchedule.from_row(
+        {
+            "programacion_id": 10,
+            "campania_id": 1,
+            "cliente_id": 51,
+            "programacion_estado": "aprobada",
+            "campania_estado": "en_progreso",
+            "dias_semana": "mon",
+            "hora_inicio": dt.time(8),
+            "hora_fin": dt.time(20),
+            "fecha_inicio": dt.date(2026, 2, 1),
+            "fecha_fin": None,
+            "cupo_diario": "50",
+            "delay_min_s": None,
+            "delay_max_s": 4,
+            "locked_at": None,
+            "locked_by": None,
+        }
+    )
     assert (s.programacion_id, s.cliente_id, s.cupo_diario, s.delay_max_s) == (10, 51, 50, 4)
     assert s.sends
     paused = domain.SendingSchedule.from_row({**s.__dict__, "programacion_estado": "pausada"})

@@ -2,16 +2,23 @@
 
 One threaded HTTP server on 127.0.0.1 per fake; `FakeApi(kind)` speaks that gateway's shape:
 
-    waha       GET /api/sessions/{session} -> {"name", "status"}; POST /api/sendText {session, chatId, text}
-               -> 201 {"id": "true_<n>@c.us_<hex>", ...} (WEBJS) ; 422 when the session is not WORKING
+    waha       GET /api/sessions/{session} -> {"name", "status"}; POST /api/sendText {session,
+    chatId, text}
+               -> 201 {"id": "true_<n>@c.us_<hex>", ...} (WEBJS) ; 422 when the session is not
+               WORKING
                {"error": "Session status is not as expected...", "status", "expected": ["WORKING"]};
-               GET /api/{session}/chats/{chatId}/messages -> [{id, timestamp, fromMe, to, body, ack}]
+               GET /api/{session}/chats/{chatId}/messages -> [{id, timestamp, fromMe, to, body,
+               ack}]
     evolution  GET /instance/connectionState/{instance} -> {"instance": {"instanceName", "state"}};
-               POST /message/sendText/{instance} {number, text} -> 201 {"key": {"remoteJid", "fromMe", "id"},
+               POST /message/sendText/{instance} {number, text} -> 201 {"key": {"remoteJid",
+               "fromMe", "id"},
                "message": {"conversation"}, "messageTimestamp", "status": "PENDING"};
-               POST /chat/findMessages/{instance} -> {"messages": {"total", "pages", "currentPage", "records": [...]}}
-    cloud_api  POST /{version}/{phone_number_id}/messages (Bearer) -> 200 {"messaging_product", "contacts",
-               "messages": [{"id": "wamid..."}]}; errors {"error": {"message", "type", "code", "fbtrace_id"}}
+               POST /chat/findMessages/{instance} -> {"messages": {"total", "pages", "currentPage",
+               "records": [...]}}
+    cloud_api  POST /{version}/{phone_number_id}/messages (Bearer) -> 200 {"messaging_product",
+    "contacts",
+               "messages": [{"id": "wamid..."}]}; errors {"error": {"message", "type", "code",
+               "fbtrace_id"}}
 
 A test scripts what the next send does: "ok", "no_id", "garbage" (2xx HTML), "timeout"
 (deliver, then answer after hang_s), "drop" (deliver, then reset the connection without
@@ -62,7 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, code: int, body) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+        self.send_header(
+            "Content-Type", "text/html" if isinstance(body, str) else "application/json"
+        )
         self.send_header("Content-Length", str(len(data)))
         if code == 429:
             self.send_header("Retry-After", self.fake.retry_after)
@@ -97,19 +106,45 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.kind == "waha" and parts[:2] == ["api", "sessions"] and len(parts) == 3:
             if parts[2] != fake.session:
                 return self._reply(404, {"error": "Session not found", "session": parts[2]})
-            return self._reply(200, {"name": fake.session, "status": fake.state_word(), "config": {}})
+            return self._reply(
+                200, {"name": fake.session, "status": fake.state_word(), "config": {}}
+            )
         if fake.kind == "waha" and len(parts) == 5 and parts[2] == "chats" and fake.lookups:
             to = parts[3].split("@")[0]
             limit = int(parse_qs(urlsplit(self.path).query).get("limit", ["100"])[0])
             mine = [e for e in fake.ledger if e["to"] == to][-limit:]
-            return self._reply(200, [{"id": e["message_id"], "timestamp": int(e["ts"]), "from": "me@c.us",
-                                      "fromMe": True, "to": f"{to}@c.us", "body": e["text"], "ack": 2}
-                                     for e in reversed(mine)])
-        if fake.kind == "evolution" and parts[:2] == ["instance", "connectionState"] and len(parts) == 3:
+            return self._reply(
+                200,
+                [
+                    {
+                        "id": e["message_id"],
+                        "timestamp": int(e["ts"]),
+                        "from": "me@c.us",
+                        "fromMe": True,
+                        "to": f"{to}@c.us",
+                        "body": e["text"],
+                        "ack": 2,
+                    }
+                    for e in reversed(mine)
+                ],
+            )
+        if (
+            fake.kind == "evolution"
+            and parts[:2] == ["instance", "connectionState"]
+            and len(parts) == 3
+        ):
             if parts[2] != fake.session:
-                return self._reply(404, {"status": 404, "error": "Not Found",
-                                         "response": {"message": [f'The "{parts[2]}" instance does not exist']}})
-            return self._reply(200, {"instance": {"instanceName": fake.session, "state": fake.state_word()}})
+                return self._reply(
+                    404,
+                    {
+                        "status": 404,
+                        "error": "Not Found",
+                        "response": {"message": [f'The "{parts[2]}" instance does not exist']},
+                    },
+                )
+            return self._reply(
+                200, {"instance": {"instanceName": fake.session, "state": fake.state_word()}}
+            )
         return self._reply(404, {"error": "Cannot GET " + path})
 
     def do_POST(self):
@@ -122,11 +157,28 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.kind == "evolution" and parts[:2] == ["chat", "findMessages"] and fake.lookups:
             jid = payload.get("where", {}).get("key", {}).get("remoteJid", "")
             to = jid.split("@")[0]
-            records = [{"id": uuid.uuid4().hex, "key": {"id": e["message_id"], "fromMe": True, "remoteJid": jid},
-                        "message": {"conversation": e["text"]}, "messageTimestamp": int(e["ts"]),
-                        "messageType": "conversation"} for e in fake.ledger if e["to"] == to]
-            return self._reply(200, {"messages": {"total": len(records), "pages": 1, "currentPage": 1,
-                                                  "records": records}})
+            records = [
+                {
+                    "id": uuid.uuid4().hex,
+                    "key": {"id": e["message_id"], "fromMe": True, "remoteJid": jid},
+                    "message": {"conversation": e["text"]},
+                    "messageTimestamp": int(e["ts"]),
+                    "messageType": "conversation",
+                }
+                for e in fake.ledger
+                if e["to"] == to
+            ]
+            return self._reply(
+                200,
+                {
+                    "messages": {
+                        "total": len(records),
+                        "pages": 1,
+                        "currentPage": 1,
+                        "records": records,
+                    }
+                },
+            )
         to, text = fake.parse_send(path, payload)
         if to is None:
             return self._reply(404, {"error": "Cannot POST " + path})
@@ -140,8 +192,15 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour == "drop_undelivered":  # the connection is lost before anything was delivered
             return self._drop()
         if fake.state != "READY" and fake.kind == "waha":
-            return self._reply(422, {"error": "Session status is not as expected. Try again later or restart the session",
-                                     "session": fake.session, "status": fake.state_word(), "expected": ["WORKING"]})
+            return self._reply(
+                422,
+                {
+                    "error": "Session status is not as expected. Try again later or restart the session",
+                    "session": fake.session,
+                    "status": fake.state_word(),
+                    "expected": ["WORKING"],
+                },
+            )
         entry = fake.deliver(to, text, payload)
         if behaviour == "ok":
             return self._reply(*fake.sent_answer(entry))
@@ -164,9 +223,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeApi:
-    def __init__(self, kind: str, *, session: str = "default", phone_number_id: str = "1234567890",
-                 api_version: str = "v21.0", api_key: str = "k3y"):
-        self.kind, self.session, self.phone_number_id, self.api_version = kind, session, phone_number_id, api_version
+    def __init__(
+        self,
+        kind: str,
+        *,
+        session: str = "default",
+        phone_number_id: str = "1234567890",
+        api_version: str = "v21.0",
+        api_key: str = "k3y",
+    ):
+        self.kind, self.session, self.phone_number_id, self.api_version = (
+            kind,
+            session,
+            phone_number_id,
+            api_version,
+        )
         self.api_key = api_key
         self.state = "READY"  # READY | DOWN | QR
         self.lock = threading.Lock()
@@ -183,7 +254,9 @@ class FakeApi:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
 
     @property
     def base_url(self) -> str:
@@ -198,8 +271,15 @@ class FakeApi:
 
     def unauthorised(self) -> dict:
         if self.kind == "cloud_api":
-            return {"error": {"message": "Error validating access token: Session has expired",
-                              "type": "OAuthException", "code": 190, "error_subcode": 463, "fbtrace_id": "A1"}}
+            return {
+                "error": {
+                    "message": "Error validating access token: Session has expired",
+                    "type": "OAuthException",
+                    "code": 190,
+                    "error_subcode": 463,
+                    "fbtrace_id": "A1",
+                }
+            }
         if self.kind == "evolution":
             return {"status": 401, "error": "Unauthorized", "response": {"message": "Unauthorized"}}
         return {"statusCode": 401, "message": "Unauthorized"}
@@ -210,7 +290,11 @@ class FakeApi:
             return str(payload.get("chatId", "")).split("@")[0], payload.get("text")
         if self.kind == "evolution" and parts[:2] == ["message", "sendText"]:
             return str(payload.get("number")), payload.get("text")
-        if self.kind == "cloud_api" and parts == [self.api_version, self.phone_number_id, "messages"]:
+        if self.kind == "cloud_api" and parts == [
+            self.api_version,
+            self.phone_number_id,
+            "messages",
+        ]:
             body = (payload.get("text") or {}).get("body")
             if payload.get("type") == "template":  # what the person receives: the template, named
                 body = f"template:{(payload.get('template') or {}).get('name')}"
@@ -226,22 +310,45 @@ class FakeApi:
                 mid = f"BAE5{seq:012X}"
             else:
                 mid = f"wamid.HBgN{seq:010d}FQIAERgS"
-            entry = {"seq": seq, "to": to, "text": text, "message_id": mid, "ts": time.time(),
-                     "reference": payload.get("biz_opaque_callback_data")}
+            entry = {
+                "seq": seq,
+                "to": to,
+                "text": text,
+                "message_id": mid,
+                "ts": time.time(),
+                "reference": payload.get("biz_opaque_callback_data"),
+            }
             self.ledger.append(entry)
         return entry
 
     def sent_answer(self, entry: dict) -> tuple[int, dict]:
         if self.kind == "waha":
-            return 201, {"id": entry["message_id"], "timestamp": int(entry["ts"]), "from": "me@c.us",
-                         "fromMe": True, "to": f"{entry['to']}@c.us", "body": entry["text"]}
+            return 201, {
+                "id": entry["message_id"],
+                "timestamp": int(entry["ts"]),
+                "from": "me@c.us",
+                "fromMe": True,
+                "to": f"{entry['to']}@c.us",
+                "body": entry["text"],
+            }
         if self.kind == "evolution":
-            return 201, {"key": {"remoteJid": f"{entry['to']}@s.whatsapp.net", "fromMe": True,
-                                 "id": entry["message_id"]},
-                         "pushName": "", "status": "PENDING", "message": {"conversation": entry["text"]},
-                         "messageType": "conversation", "messageTimestamp": int(entry["ts"])}
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": entry["to"], "wa_id": entry["to"]}],
-                     "messages": [{"id": entry["message_id"]}]}
+            return 201, {
+                "key": {
+                    "remoteJid": f"{entry['to']}@s.whatsapp.net",
+                    "fromMe": True,
+                    "id": entry["message_id"],
+                },
+                "pushName": "",
+                "status": "PENDING",
+                "message": {"conversation": entry["text"]},
+                "messageType": "conversation",
+                "messageTimestamp": int(entry["ts"]),
+            }
+        return 200, {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": entry["to"], "wa_id": entry["to"]}],
+            "messages": [{"id": entry["message_id"]}],
+        }
 
     def stop(self) -> None:
         self.released.set()

@@ -84,8 +84,11 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def _reply(self, code: int, body, close: bool = False) -> None:
-        data = body if isinstance(body, bytes) else (
-            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        data = (
+            body
+            if isinstance(body, bytes)
+            else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        )
         ctype = "application/json" if not isinstance(body, (str, bytes)) else "text/html"
         self.send_response(code)
         self.send_header("Content-Type", ctype)
@@ -115,7 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
                 owner.script[cid].popleft()
         body = owner.status_body(state)
         if refuse:
-            owner.close_listener(keep=self.connection)  # before answering: the next connection is refused
+            # before answering: the next connection is refused
+            owner.close_listener(keep=self.connection)
             return self._reply(200, body, close=True)
         return self._reply(200, body)
 
@@ -128,9 +132,14 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         answered = [None]
         with owner.lock:
-            entry = {"cliente_id": payload.get("cliente_id"), "to": payload.get("to"),
-                     "text": payload.get("message"), "sender": sender, "t0": t0,
-                     "api_key": self.headers.get("X-Api-Key")}
+            entry = {
+                "cliente_id": payload.get("cliente_id"),
+                "to": payload.get("to"),
+                "text": payload.get("message"),
+                "sender": sender,
+                "t0": t0,
+                "api_key": self.headers.get("X-Api-Key"),
+            }
             owner.posts.append(entry)
             owner.in_flight[cid] += 1
             owner.in_flight_total += 1
@@ -157,25 +166,46 @@ class _Handler(BaseHTTPRequestHandler):
             if owner.build == "venom":
                 invalid = venom_invalid(payload)
                 if invalid:
-                    return reply(400, {"success": False, "code": invalid, "message": "invalid request"})
+                    return reply(
+                        400, {"success": False, "code": invalid, "message": "invalid request"}
+                    )
             if isinstance(behaviour, tuple):
                 code, body = behaviour
                 return reply(code, body)
             if state != "READY":
                 if owner.build == "venom":
-                    return reply(503, {"success": False, "code": "SESSION_NOT_READY",
-                                       "message": "Admin WhatsApp session not ready"})
+                    return reply(
+                        503,
+                        {
+                            "success": False,
+                            "code": "SESSION_NOT_READY",
+                            "message": "Admin WhatsApp session not ready",
+                        },
+                    )
                 return reply(409, {"error": True, "code": "SESSION_NOT_READY", "message": state})
             if behaviour == "send_failed":
-                return reply(500, {"success": False, "code": "SEND_FAILED", "message": "Navigation timeout"})
+                return reply(
+                    500, {"success": False, "code": "SEND_FAILED", "message": "Navigation timeout"}
+                )
             message_id = owner.deliver(cid, payload, sender)
             if owner.on_deliver is not None:
                 owner.on_deliver(cid, payload)
             if behaviour == "ok" and owner.build == "venom":
-                return reply(200, {"success": True, "message": "Message sent", "data": {
-                    "success": True, "cliente_id": payload.get("cliente_id"), "to": payload.get("to"),
-                    "messageId": owner.venom_placeholder, "timestamp": "2026-02-07T11:19:00.000Z",
-                    "method": "UI-Simulation"}})
+                return reply(
+                    200,
+                    {
+                        "success": True,
+                        "message": "Message sent",
+                        "data": {
+                            "success": True,
+                            "cliente_id": payload.get("cliente_id"),
+                            "to": payload.get("to"),
+                            "messageId": owner.venom_placeholder,
+                            "timestamp": "2026-02-07T11:19:00.000Z",
+                            "method": "UI-Simulation",
+                        },
+                    },
+                )
             if behaviour == "ok":
                 return reply(200, {"ok": True, "message_id": message_id})
             if behaviour == "no_id":
@@ -187,7 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return reply(200, {"ok": True, "message_id": message_id})
             if behaviour == "reset":
                 self.close_connection = True
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
                 self.connection.close()
                 return None
             raise AssertionError(f"unknown behaviour {behaviour!r}")
@@ -200,8 +232,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # What Express answers for a route it does not have (the whatsapp-web.js build's POST /send).
-EXPRESS_404 = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
-               '</head>\n<body>\n<pre>Cannot POST /send</pre>\n</body>\n</html>\n')
+EXPRESS_404 = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
+    "</head>\n<body>\n<pre>Cannot POST /send</pre>\n</body>\n</html>\n"
+)
 BUILDS = ("multi", "venom", "wwebjs")
 ADMIN = 0  # the venom build's one session, whatever X-Cliente-Id says
 
@@ -267,7 +301,9 @@ class ScriptedGateway:
 
     def plan(self, cliente_id: int, *behaviours) -> None:
         with self.lock:
-            self.script.setdefault(self.session_of(cliente_id), collections.deque()).extend(behaviours)
+            self.script.setdefault(self.session_of(cliente_id), collections.deque()).extend(
+                behaviours
+            )
 
     def set_session(self, cliente_id: int, state: str) -> None:
         with self.lock:
@@ -277,8 +313,16 @@ class ScriptedGateway:
         with self.lock:
             seq = len(self.ledger) + 1
             message_id = f"true_{payload.get('to')}@c.us_3EB0{seq:08X}"
-            self.ledger.append({"seq": seq, "cliente_id": cid, "to": payload.get("to"),
-                                "text": payload.get("message"), "message_id": message_id, "sender": sender})
+            self.ledger.append(
+                {
+                    "seq": seq,
+                    "cliente_id": cid,
+                    "to": payload.get("to"),
+                    "text": payload.get("message"),
+                    "message_id": message_id,
+                    "sender": sender,
+                }
+            )
         return message_id
 
     def close_listener(self, keep=None) -> None:
@@ -303,13 +347,16 @@ class ScriptedGateway:
         server = _Server((self.host, self.port), self)
         self.port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
 
     def stop(self) -> None:
         self.released.set()
         self.close_listener()
 
-    # -- what tests judge ----------------------------------------------------------------------------
+    # -- what tests judge
+    # ----------------------------------------------------------------------------
     @property
     def sends_received(self) -> int:
         with self.lock:

@@ -13,13 +13,16 @@ from envios.sender.loop import run_once
 from tests.sender.conftest import history, make_config, row, seed_session
 
 
-@pytest.mark.parametrize("message_id,outcome", [
-    ("A" * MESSAGE_ID_MAX, Outcome.SENT),
-    ("A" * (MESSAGE_ID_MAX + 1), Outcome.BAD_MESSAGE_ID),
-    ("true_549@c.us_3EB0😀", Outcome.BAD_MESSAGE_ID),
-    ("id\nwith a line break", Outcome.BAD_MESSAGE_ID),
-    (None, Outcome.SENT_WITHOUT_ID),
-])
+@pytest.mark.parametrize(
+    "message_id,outcome",
+    [
+        ("A" * MESSAGE_ID_MAX, Outcome.SENT),
+        ("A" * (MESSAGE_ID_MAX + 1), Outcome.BAD_MESSAGE_ID),
+        ("true_549@c.us_3EB0😀", Outcome.BAD_MESSAGE_ID),
+        ("id\nwith a line break", Outcome.BAD_MESSAGE_ID),
+        (None, Outcome.SENT_WITHOUT_ID),
+    ],
+)
 def test_message_ids_that_cannot_be_stored_are_their_own_outcome(message_id, outcome):
     result = SendResult.sent(message_id, http_status=200)
     assert result.outcome is outcome
@@ -29,7 +32,8 @@ def test_message_ids_that_cannot_be_stored_are_their_own_outcome(message_id, out
 
 
 def test_a_message_id_longer_than_the_column_leaves_the_row_flagged_and_never_retried(
-        db_url, upgraded, clock, gateway):
+    db_url, upgraded, clock, gateway
+):
     first, second = seed_session(upgraded, cliente_id=51, campania_id=47, rows=2)
     gateway.plan(51, (200, {"ok": True, "message_id": "3EB0" + "F" * 296}))
     config = make_config(db_url, gateway.base_url)

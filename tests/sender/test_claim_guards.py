@@ -31,8 +31,10 @@ def _db_time(conn, today, at):
 
 
 def _pause(conn, today):
-    conn.execute("UPDATE ll_programaciones SET estado = 'pausada', paused_reason = 'operator' WHERE id = %s",
-                 (PROGRAMACION,))
+    conn.execute(
+        "UPDATE ll_programaciones SET estado = 'pausada', paused_reason = 'operator' WHERE id = %s",
+        (PROGRAMACION,),
+    )
 
 
 def _delete(conn, today):
@@ -44,30 +46,43 @@ def _other_session(conn, today):
 
 
 def _finish_campaign(conn, today):
-    conn.execute("UPDATE ll_campanias_whatsapp SET estado = 'finalizado' WHERE id = %s", (CAMPANIA,))
+    conn.execute(
+        "UPDATE ll_campanias_whatsapp SET estado = 'finalizado' WHERE id = %s", (CAMPANIA,)
+    )
 
 
 def _close_window(conn, today):  # the clock fixture says 10:00
-    conn.execute("UPDATE ll_programaciones SET hora_fin = '09:00:00' WHERE id = %s", (PROGRAMACION,))
+    conn.execute(
+        "UPDATE ll_programaciones SET hora_fin = '09:00:00' WHERE id = %s", (PROGRAMACION,)
+    )
 
 
 def _use_quota(conn, today):  # another sender sent the day's 5 meanwhile
-    conn.execute("INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados) VALUES (%s, %s, 5)",
-                 (PROGRAMACION, today))
+    conn.execute(
+        "INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados) VALUES (%s, %s, 5)",
+        (PROGRAMACION, today),
+    )
 
 
-def _fill_quota_in_flight(conn, today):  # another sender claimed 5 rows under this schedule meanwhile
-    conn.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (99, 'x', 'm', 'en_progreso')")
+# another sender claimed 5 rows under this schedule meanwhile
+def _fill_quota_in_flight(conn, today):
+    conn.execute(
+        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (99, 'x', 'm', 'en_progreso')"
+    )
     for i in range(5):
-        conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
-                     " estado, claimed_at, claimed_by, claim_programacion_id)"
-                     " VALUES (99, %s, 'Ana', 'hola', 'enviando', %s, 'other-sender', %s)",
-                     (f"54911000099{i:02d}", _db_time(conn, today, dt.time(9, 59)), PROGRAMACION))
+        conn.execute(
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
+            " estado, claimed_at, claimed_by, claim_programacion_id)"
+            " VALUES (99, %s, 'Ana', 'hola', 'enviando', %s, 'other-sender', %s)",
+            (f"54911000099{i:02d}", _db_time(conn, today, dt.time(9, 59)), PROGRAMACION),
+        )
 
 
 def _postpone_rows(conn, today):  # e.g. another sender's 429 put them off until later
-    conn.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE campania_id = %s",
-                 (_db_time(conn, today, dt.time(23, 0)), CAMPANIA))
+    conn.execute(
+        "UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE campania_id = %s",
+        (_db_time(conn, today, dt.time(23, 0)), CAMPANIA),
+    )
 
 
 # (change made between planning and claim, the reason claim_next gives)
@@ -106,8 +121,9 @@ def change_after_first_plan(monkeypatch, upgraded, clock):
 
 
 @pytest.mark.parametrize("guard", list(GUARDS))
-def test_a_change_between_planning_and_claim_stops_the_claim(guard, db_url, upgraded, clock, gateway,
-                                                             change_after_first_plan, caplog):
+def test_a_change_between_planning_and_claim_stops_the_claim(
+    guard, db_url, upgraded, clock, gateway, change_after_first_plan, caplog
+):
     ids = seed_session(upgraded, cliente_id=CLIENTE, campania_id=CAMPANIA, rows=2, cupo=5)
     change, reason = GUARDS[guard]
     made = change_after_first_plan(change)
@@ -123,15 +139,19 @@ def test_a_change_between_planning_and_claim_stops_the_claim(guard, db_url, upgr
 
 LEASE_CHANGES = {
     # another sender took the session: the lease names someone else
-    "taken": ("UPDATE envios_session_leases SET owner = 'other-sender' WHERE cliente_id = %s", "other-sender"),
+    "taken": (
+        "UPDATE envios_session_leases SET owner = 'other-sender' WHERE cliente_id = %s",
+        "other-sender",
+    ),
     # our lease ran out (nobody took it yet): a claim needs a live lease, not only our name on it
     "expired": ("UPDATE envios_session_leases SET expires_at = %s WHERE cliente_id = %s", None),
 }
 
 
 @pytest.mark.parametrize("how", list(LEASE_CHANGES))
-def test_a_lease_lost_between_planning_and_claim_stops_the_worker(how, db_url, upgraded, clock, gateway,
-                                                                  change_after_first_plan):
+def test_a_lease_lost_between_planning_and_claim_stops_the_worker(
+    how, db_url, upgraded, clock, gateway, change_after_first_plan
+):
     """The claim transaction checks the lease first: LeaseLost, nothing claimed, nothing sent."""
     ids = seed_session(upgraded, cliente_id=CLIENTE, campania_id=CAMPANIA, rows=2)
     sql, owner_after = LEASE_CHANGES[how]
@@ -147,7 +167,14 @@ def test_a_lease_lost_between_planning_and_claim_stops_the_worker(how, db_url, u
     assert estados(upgraded, CAMPANIA) == {"pendiente": 2}
     assert [history(upgraded, i) for i in ids] == [[], []]
     assert gateway.sends_received == 0
-    assert report.sessions_worked[CLIENTE].stop_reason == f"lease lost: lease of session {CLIENTE} is no longer ours"
+    assert (
+        report.sessions_worked[CLIENTE].stop_reason
+        == f"lease lost: lease of session {CLIENTE} is no longer ours"
+    )
     if owner_after:  # the other sender's lease is left alone
-        assert upgraded.scalar("SELECT owner FROM envios_session_leases WHERE cliente_id = %s",
-                               (CLIENTE,)) == owner_after
+        assert (
+            upgraded.scalar(
+                "SELECT owner FROM envios_session_leases WHERE cliente_id = %s", (CLIENTE,)
+            )
+            == owner_after
+        )

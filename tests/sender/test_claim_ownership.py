@@ -24,20 +24,26 @@ def _wait_for_lock_wait(database, timeout=10.0) -> None:
     with database.connect() as watcher:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if watcher.scalar("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"):
+            if watcher.scalar(
+                "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+            ):
                 return
             time.sleep(0.02)
     raise AssertionError("the claim never waited for the lease row")
 
 
 @pytest.mark.mysql_only
-def test_a_lease_taken_while_the_claim_waits_for_it_stops_the_claim(db_url, database, upgraded, clock, gateway):
+def test_a_lease_taken_while_the_claim_waits_for_it_stops_the_claim(
+    db_url, database, upgraded, clock, gateway
+):
     (envio_id,) = seed_session(upgraded, cliente_id=51, campania_id=47, rows=1)
     sender = Sender(make_config(db_url, gateway.base_url), clock=clock, sender_id="A:1:aaaa")
     conn = database.connect()
     try:
         with upgraded.transaction():  # A holds the lease; by A's clock it is valid for 30 s more
-            assert outbox.lease_acquire(upgraded, 51, "A:1:aaaa", clock.now(), clock.now() + dt.timedelta(seconds=30))
+            assert outbox.lease_acquire(
+                upgraded, 51, "A:1:aaaa", clock.now(), clock.now() + dt.timedelta(seconds=30)
+            )
         got: list = []
 
         def claim() -> None:
@@ -49,21 +55,28 @@ def test_a_lease_taken_while_the_claim_waits_for_it_stops_the_claim(db_url, data
         with database.connect() as thief:
             thief_now = clock.now() + dt.timedelta(seconds=31)  # by B's clock A's lease has expired
             with thief.transaction():
-                assert outbox.lease_acquire(thief, 51, "B:1:bbbb", thief_now, thief_now + dt.timedelta(seconds=30))
+                assert outbox.lease_acquire(
+                    thief, 51, "B:1:bbbb", thief_now, thief_now + dt.timedelta(seconds=30)
+                )
                 worker = threading.Thread(target=claim)
                 worker.start()
-                _wait_for_lock_wait(database)  # A read the lease as its own and now waits to extend it
+                # A read the lease as its own and now waits to extend it
+                _wait_for_lock_wait(database)
             worker.join(20)
         assert len(got) == 1
         assert isinstance(got[0], LeaseLost), f"claimed without the lease: {got[0]!r}"
         assert outbox.lease_owner(upgraded, 51) == "B:1:bbbb"
-        assert row(upgraded, envio_id)["estado"] == "pendiente" and history(upgraded, envio_id) == []
+        assert (
+            row(upgraded, envio_id)["estado"] == "pendiente" and history(upgraded, envio_id) == []
+        )
     finally:
         conn.close()
         sender.close()
 
 
-def test_a_late_answer_never_moves_another_senders_claim(db_url, database, upgraded, clock, gateway):
+def test_a_late_answer_never_moves_another_senders_claim(
+    db_url, database, upgraded, clock, gateway
+):
     """A's POST is slow; meanwhile an operator requeues the row and B claims it on another session.
 
     A's late "did not send" must leave B's claim alone, or B's confirmation is
@@ -78,13 +91,17 @@ def test_a_late_answer_never_moves_another_senders_claim(db_url, database, upgra
     claimed_by_b: list = []
     try:
         with upgraded.transaction():  # B works session 52
-            assert outbox.lease_acquire(upgraded, 52, "B:1:bbbb", clock.now(), clock.now() + dt.timedelta(seconds=300))
+            assert outbox.lease_acquire(
+                upgraded, 52, "B:1:bbbb", clock.now(), clock.now() + dt.timedelta(seconds=300)
+            )
 
         def meanwhile(_cid):
             clock.advance(400)  # A hangs; its row shows as stuck
             reconcile.requeue(conn_op, clock, envio_id, by="op", note="checked: not delivered")
             with conn_b.transaction():  # B's lease is still valid at the new time
-                outbox.lease_renew(conn_b, 52, "B:1:bbbb", clock.now(), clock.now() + dt.timedelta(seconds=300))
+                outbox.lease_renew(
+                    conn_b, 52, "B:1:bbbb", clock.now(), clock.now() + dt.timedelta(seconds=300)
+                )
             claimed_by_b.append(claim_next(conn_b, b.ctx, 52, 48))
             return 500, {"error": True, "code": "WHATSAPP_ERROR", "message": "not sent"}
 
@@ -94,7 +111,9 @@ def test_a_late_answer_never_moves_another_senders_claim(db_url, database, upgra
         (mine,) = claimed_by_b
         assert isinstance(mine, Claimed) and mine.envio_id == envio_id
         r = row(upgraded, envio_id)
-        assert (r["estado"], r["claimed_by"]) == ("enviando", "B:1:bbbb"), "A's late answer moved B's claim"
+        assert (r["estado"], r["claimed_by"]) == ("enviando", "B:1:bbbb"), (
+            "A's late answer moved B's claim"
+        )
 
         # B sends and records; nobody sends the row again
         result = b.gateway.send(52, mine.to, mine.text)
@@ -110,7 +129,6 @@ def test_a_late_answer_never_moves_another_senders_claim(db_url, database, upgra
         conn_op.close()
         a.close()
         b.close()
-
 
 
 class _CuttableProxy:
@@ -176,7 +194,9 @@ class _CuttableProxy:
 
 
 @pytest.mark.mysql_only
-def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, clock, gateway, monkeypatch, caplog):
+def test_database_lost_between_the_confirmation_and_enviado(
+    db_url, upgraded, clock, gateway, monkeypatch, caplog
+):
     """The gateway delivered; the database goes away before `enviado` is written.
 
     The sender must not crash, the row must stay enviando (unknown to us, shown
@@ -186,11 +206,14 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
 
     from envios.sender import session_worker
 
-    monkeypatch.setattr(session_worker, "RECORD_PATIENCE_S", 2.0)  # the outage outlasts our patience
+    # the outage outlasts our patience
+    monkeypatch.setattr(session_worker, "RECORD_PATIENCE_S", 2.0)
     ids = seed_session(upgraded, cliente_id=51, campania_id=47, rows=3)
     parts = urlsplit(db_url)
     proxy = _CuttableProxy(parts.hostname, parts.port or 3306)
-    proxied = urlunsplit((parts.scheme, f"{parts.username or 'root'}@127.0.0.1:{proxy.port}", parts.path, "", ""))
+    proxied = urlunsplit(
+        (parts.scheme, f"{parts.username or 'root'}@127.0.0.1:{proxy.port}", parts.path, "", "")
+    )
     config = make_config(proxied, gateway.base_url, **{"sender.lease_ttl_s": 5.0})
 
     def outage(_cid, _payload):
@@ -206,7 +229,8 @@ def test_database_lost_between_the_confirmation_and_enviado(db_url, upgraded, cl
     assert r["estado"] == "enviando" and r["message_id"] is None and r["fecha_envio"] is None
     assert history(upgraded, ids[0]) == [("pendiente", "enviando", "envios-sender")]
     assert f"event=record_failed envio_id={ids[0]} outcome=sent" in caplog.text
-    # The log line is the operator's record of the message: its unique suffix whole, the number masked.
+    # The log line is the operator's record of the message: its unique suffix whole, the number
+    # masked.
     delivered_id = gateway.ledger[0]["message_id"]
     number, suffix = delivered_id.removeprefix("true_").split("@", 1)
     [failed] = [line for line in caplog.text.splitlines() if "event=record_failed" in line]

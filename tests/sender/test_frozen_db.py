@@ -24,7 +24,8 @@ LEASE_TTL_S = 6.0
 @pytest.mark.parametrize("lease_ttl_s", [1.0, 4.0, 6.0, 30.0, 300.0, 86400.0])
 def test_the_senders_waits_are_bounded_by_its_lease(lease_ttl_s):
     lock_wait_s, read_timeout_s = sender_timeouts(lease_ttl_s)
-    assert lock_wait_s >= 1 and lock_wait_s < read_timeout_s <= 30.0  # a lock wait ends as a conflict, not as "frozen"
+    # a lock wait ends as a conflict, not as "frozen"
+    assert lock_wait_s >= 1 and lock_wait_s < read_timeout_s <= 30.0
     if lease_ttl_s >= 4:
         assert read_timeout_s <= lease_ttl_s / 2  # noticed well before the lease could lapse
 
@@ -41,7 +42,9 @@ def test_a_frozen_server_is_noticed_by_the_sender_within_its_lease(db_url, upgra
     outcome: list[BaseException | None] = []
     try:
         with sender.database.connect() as conn:
-            assert conn.query_one("SELECT @@SESSION.innodb_lock_wait_timeout AS w")["w"] == lock_wait_s
+            assert (
+                conn.query_one("SELECT @@SESSION.innodb_lock_wait_timeout AS w")["w"] == lock_wait_s
+            )
             proxy.freeze()
 
             def read() -> None:
@@ -54,7 +57,9 @@ def test_a_frozen_server_is_noticed_by_the_sender_within_its_lease(db_url, upgra
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
             reader.join(LEASE_TTL_S)  # bounded: before the fix this waited 120 s
-            assert not reader.is_alive(), "the sender is still waiting on a frozen server past its lease"
+            assert not reader.is_alive(), (
+                "the sender is still waiting on a frozen server past its lease"
+            )
             assert len(outcome) == 1 and isinstance(outcome[0], DatabaseNotAnswering), outcome
             assert "did not answer in time" in str(outcome[0])
     finally:

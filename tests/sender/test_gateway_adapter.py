@@ -18,12 +18,19 @@ BASE = "http://gw.test:3002"
 
 
 def gw(**kw) -> SessionManagerGateway:
-    return SessionManagerGateway(BASE, send_timeout_s=kw.pop("send_timeout_s", 2), status_timeout_s=1, **kw)
+    return SessionManagerGateway(
+        BASE, send_timeout_s=kw.pop("send_timeout_s", 2), status_timeout_s=1, **kw
+    )
 
 
 ANSWERS = [
     (200, {"ok": True, "message_id": "true_549@c.us_3EB0AA"}, Outcome.SENT, "true_549@c.us_3EB0AA"),
-    (200, {"ok": True, "message_id": {"_serialized": "true_549@c.us_X"}}, Outcome.SENT, "true_549@c.us_X"),
+    (
+        200,
+        {"ok": True, "message_id": {"_serialized": "true_549@c.us_X"}},
+        Outcome.SENT,
+        "true_549@c.us_X",
+    ),
     (201, {"ok": True}, Outcome.SENT_WITHOUT_ID, None),
     (200, {"ok": True, "message_id": ""}, Outcome.SENT_WITHOUT_ID, None),
     (200, {"ok": False}, Outcome.UNKNOWN, None),
@@ -43,10 +50,23 @@ ANSWERS = [
     (404, {"error": True}, Outcome.NO_ROUTE, None),
     (302, "", Outcome.UNKNOWN, None),
     # the venom build (live at the incident)
-    (200, {"success": True, "message": "Message sent",
-           "data": {"messageId": "sent-via-ui", "method": "UI-Simulation"}}, Outcome.SENT_WITHOUT_ID, None),
+    (
+        200,
+        {
+            "success": True,
+            "message": "Message sent",
+            "data": {"messageId": "sent-via-ui", "method": "UI-Simulation"},
+        },
+        Outcome.SENT_WITHOUT_ID,
+        None,
+    ),
     (200, {"success": True, "data": {"messageId": "sent"}}, Outcome.SENT_WITHOUT_ID, None),
-    (200, {"success": True, "data": {"messageId": "true_549@c.us_3EB0CC"}}, Outcome.SENT, "true_549@c.us_3EB0CC"),
+    (
+        200,
+        {"success": True, "data": {"messageId": "true_549@c.us_3EB0CC"}},
+        Outcome.SENT,
+        "true_549@c.us_3EB0CC",
+    ),
     (200, {"success": False, "data": {}}, Outcome.UNKNOWN, None),
     (400, {"success": False, "code": "INVALID_CLIENTE_ID", "message": "x"}, Outcome.REJECTED, None),
     (400, {"success": False, "code": "INVALID_TO", "message": "x"}, Outcome.REJECTED, None),
@@ -55,7 +75,12 @@ ANSWERS = [
     (500, {"success": False, "code": "SEND_FAILED", "message": "x"}, Outcome.GATEWAY_ERROR, None),
     (503, {"success": False, "code": "OTHER"}, Outcome.UNKNOWN, None),
     # the whatsapp-web.js build: Express's page for a route it does not have
-    (404, "<!DOCTYPE html><html><body><pre>Cannot POST /send</pre></body></html>", Outcome.NO_ROUTE, None),
+    (
+        404,
+        "<!DOCTYPE html><html><body><pre>Cannot POST /send</pre></body></html>",
+        Outcome.NO_ROUTE,
+        None,
+    ),
 ]
 
 
@@ -75,7 +100,9 @@ def test_answers_are_classified(status, body, outcome, message_id):
 @responses.activate
 def test_request_carries_the_contract_headers_and_body_and_never_logs_the_key(caplog):
     responses.add(responses.POST, f"{BASE}/send", json={"ok": True, "message_id": "m1"})
-    responses.add(responses.GET, f"{BASE}/status", json={"status": "AWAITING_QR", "connected": False})
+    responses.add(
+        responses.GET, f"{BASE}/status", json={"status": "AWAITING_QR", "connected": False}
+    )
     caplog.set_level(logging.DEBUG)
     g = gw(api_key="s3cret-key", client_id="host:1:ab")
     assert g.send(51, "5491123456821", "hola ñandú").outcome is Outcome.SENT
@@ -84,15 +111,23 @@ def test_request_carries_the_contract_headers_and_body_and_never_logs_the_key(ca
     assert sent.headers["X-Cliente-Id"] == "51" and sent.headers["X-Api-Key"] == "s3cret-key"
     assert "host:1:ab" in sent.headers["User-Agent"]
     import json
-    assert json.loads(sent.body) == {"cliente_id": 51, "to": "5491123456821", "message": "hola ñandú"}
+
+    assert json.loads(sent.body) == {
+        "cliente_id": 51,
+        "to": "5491123456821",
+        "message": "hola ñandú",
+    }
     assert "cliente_id=51" in responses.calls[1].request.url
     assert "s3cret-key" not in caplog.text and "s3cret-key" not in repr(g)
 
 
 @responses.activate
 def test_a_placeholder_id_is_never_returned_and_says_why():
-    responses.add(responses.POST, f"{BASE}/send",
-                  json={"success": True, "data": {"messageId": "sent-via-ui", "method": "UI-Simulation"}})
+    responses.add(
+        responses.POST,
+        f"{BASE}/send",
+        json={"success": True, "data": {"messageId": "sent-via-ui", "method": "UI-Simulation"}},
+    )
     result = gw().send(51, "5491123456821", "hola")
     assert (result.message_id, result.gateway_gives_no_id) == (None, True)
     assert "gives no message id" in result.reason and "sent-via-ui" in result.reason
@@ -100,8 +135,12 @@ def test_a_placeholder_id_is_never_returned_and_says_why():
 
 @responses.activate
 def test_no_route_says_so_in_one_line():
-    responses.add(responses.POST, f"{BASE}/send", status=404,
-                  body="<!DOCTYPE html>\n<html>\n<body>\n<pre>Cannot POST /send</pre>\n</body>\n</html>\n")
+    responses.add(
+        responses.POST,
+        f"{BASE}/send",
+        status=404,
+        body="<!DOCTYPE html>\n<html>\n<body>\n<pre>Cannot POST /send</pre>\n</body>\n</html>\n",
+    )
     result = gw().send(51, "5491123456821", "hola")
     assert result.reason == "the gateway has no POST /send route (HTTP 404)"
 
@@ -113,15 +152,30 @@ def test_retry_after_is_read():
 
 
 @responses.activate
-@pytest.mark.parametrize("body,state", [
-    ({"state": "READY", "connected": True}, "READY"),
-    ({"state": "disconnected"}, "DISCONNECTED"),
-    ({"state": "EXPLODED"}, "ERROR"),
-    ("not json", "ERROR"),
-    # every state of every build (DESIGN.md section 9), under "state" or "status"
-    *[({key: s}, s) for key in ("state", "status") for s in (
-        "READY", "CONNECTING", "AWAITING_QR", "QR_REQUIRED", "INIT", "AUTHENTICATED", "DISCONNECTED", "ERROR")],
-])
+@pytest.mark.parametrize(
+    "body,state",
+    [
+        ({"state": "READY", "connected": True}, "READY"),
+        ({"state": "disconnected"}, "DISCONNECTED"),
+        ({"state": "EXPLODED"}, "ERROR"),
+        ("not json", "ERROR"),
+        # every state of every build (DESIGN.md section 9), under "state" or "status"
+        *[
+            ({key: s}, s)
+            for key in ("state", "status")
+            for s in (
+                "READY",
+                "CONNECTING",
+                "AWAITING_QR",
+                "QR_REQUIRED",
+                "INIT",
+                "AUTHENTICATED",
+                "DISCONNECTED",
+                "ERROR",
+            )
+        ],
+    ],
+)
 def test_status_answers(body, state):
     kwargs = {"json": body} if not isinstance(body, str) else {"body": body}
     responses.add(responses.GET, f"{BASE}/status", **kwargs)
@@ -132,27 +186,33 @@ def test_status_answers(body, state):
 
 
 @responses.activate
-@pytest.mark.parametrize("body,shared", [
-    ({"connected": True, "state": "READY", "session": "admin"}, "admin"),  # venom
-    ({"connected": False, "state": "QR_REQUIRED", "session": "admin"}, "admin"),
-    ({"state": "READY", "connected": True}, None),  # multi-client
-    ({"status": "READY"}, None),  # whatsapp-web.js
-])
+@pytest.mark.parametrize(
+    "body,shared",
+    [
+        ({"connected": True, "state": "READY", "session": "admin"}, "admin"),  # venom
+        ({"connected": False, "state": "QR_REQUIRED", "session": "admin"}, "admin"),
+        ({"state": "READY", "connected": True}, None),  # multi-client
+        ({"status": "READY"}, None),  # whatsapp-web.js
+    ],
+)
 def test_status_names_the_one_shared_session(body, shared):
     responses.add(responses.GET, f"{BASE}/status", json=body)
     assert gw().status(7).shared_session == shared
 
 
-
 def test_refused_connection_is_unreachable_not_unknown():
-    g = SessionManagerGateway(f"http://127.0.0.1:{free_port()}", send_timeout_s=1, status_timeout_s=1)
+    g = SessionManagerGateway(
+        f"http://127.0.0.1:{free_port()}", send_timeout_s=1, status_timeout_s=1
+    )
     result = g.send(1, "5491123456821", "x")
     assert result.outcome is Outcome.UNREACHABLE
     assert g.status(1).state == "UNREACHABLE"
 
 
 def test_unknown_host_is_unreachable():
-    g = SessionManagerGateway("http://no-such-host.invalid:3002", send_timeout_s=1, status_timeout_s=1)
+    g = SessionManagerGateway(
+        "http://no-such-host.invalid:3002", send_timeout_s=1, status_timeout_s=1
+    )
     assert g.send(1, "5491123456821", "x").outcome is Outcome.UNREACHABLE
 
 
@@ -174,7 +234,9 @@ def test_send_is_never_retried_by_the_http_stack(gateway):
 
 def test_registry_builds_every_kind_of_the_contract():
     for kind in ("session_manager", "simulator", "waha", "evolution", "cloud_api"):
-        config = make_config("sqlite:///x.db", BASE, **{"gateway.kind": kind, "gateway.phone_number_id": "1"})
+        config = make_config(
+            "sqlite:///x.db", BASE, **{"gateway.kind": kind, "gateway.phone_number_id": "1"}
+        )
         gateway = build_gateway(config)
         assert gateway.base_url == BASE and gateway.kind == kind
 

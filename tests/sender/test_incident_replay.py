@@ -30,10 +30,17 @@ def test_incident_replay_session_down_for_251_ticks_then_back(db_url, conn, sim)
     conn.execute("UPDATE ll_programaciones SET locked_at = NULL, locked_by = NULL WHERE id = 12")
     conn.execute("DELETE FROM ll_envios_whatsapp WHERE estado = 'pendiente'")
     for i in range(ROWS):  # inserted the way the legacy application does: legacy columns only
-        conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
-                     " VALUES (47, %s, %s, 'Hola {nombre}, ¿seguimos en contacto?')",
-                     (f"+54 9 11 5550-{i:04d}", f"Cliente {i}"))
-    ids = [r["id"] for r in conn.query("SELECT id FROM ll_envios_whatsapp WHERE estado = 'pendiente' ORDER BY id")]
+        conn.execute(
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
+            " VALUES (47, %s, %s, 'Hola {nombre}, ¿seguimos en contacto?')",
+            (f"+54 9 11 5550-{i:04d}", f"Cliente {i}"),
+        )
+    ids = [
+        r["id"]
+        for r in conn.query(
+            "SELECT id FROM ll_envios_whatsapp WHERE estado = 'pendiente' ORDER BY id"
+        )
+    ]
     assert len(ids) == ROWS
     history_before = conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial")
 
@@ -49,10 +56,17 @@ def test_incident_replay_session_down_for_251_ticks_then_back(db_url, conn, sim)
         assert estados(conn, 47)["pendiente"] == ROWS
         assert "enviando" not in estados(conn, 47)
         assert conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial") == history_before
-        assert not conn.scalar("SELECT enviados FROM ll_programacion_envios_diarios WHERE programacion_id = 12"
-                               " AND fecha = %s", (start.date(),))
-        assert sender.metrics.value("envios_sender_session_state",
-                                    {"cliente_id": "51", "state": "DISCONNECTED"}) == 1
+        assert not conn.scalar(
+            "SELECT enviados FROM ll_programacion_envios_diarios WHERE programacion_id = 12"
+            " AND fecha = %s",
+            (start.date(),),
+        )
+        assert (
+            sender.metrics.value(
+                "envios_sender_session_state", {"cliente_id": "51", "state": "DISCONNECTED"}
+            )
+            == 1
+        )
 
         sim.state.set_session(51, "READY")  # the session is back
         report = sender.run_once()
@@ -64,9 +78,19 @@ def test_incident_replay_session_down_for_251_ticks_then_back(db_url, conn, sim)
     ledger = sim.state.ledger
     assert len(ledger) == ROWS == sim.state.sends_received
     assert sorted(e["to"] for e in ledger) == sorted(f"549115550{i:04d}" for i in range(ROWS))
-    rows = [r for r in conn.query("SELECT id, estado, message_id FROM ll_envios_whatsapp") if r["id"] in set(ids)]
+    rows = [
+        r
+        for r in conn.query("SELECT id, estado, message_id FROM ll_envios_whatsapp")
+        if r["id"] in set(ids)
+    ]
     assert {r["estado"] for r in rows} == {"enviado"}
     assert sorted(r["message_id"] for r in rows) == sorted(e["message_id"] for e in ledger)
-    assert conn.scalar("SELECT enviados FROM ll_programacion_envios_diarios WHERE programacion_id = 12"
-                       " AND fecha = %s", (clock.today(),)) == ROWS
+    assert (
+        conn.scalar(
+            "SELECT enviados FROM ll_programacion_envios_diarios WHERE programacion_id = 12"
+            " AND fecha = %s",
+            (clock.today(),),
+        )
+        == ROWS
+    )
     assert ledger[0]["text"] == "Hola Cliente 0, ¿seguimos en contacto?"

@@ -25,10 +25,15 @@ TTL_S = 30.0
 
 
 def _lock(conn, at: dt.datetime) -> None:
-    conn.execute("UPDATE ll_programaciones SET locked_at = %s, locked_by = %s WHERE id = 12", (at, LEGACY_OWNER))
+    conn.execute(
+        "UPDATE ll_programaciones SET locked_at = %s, locked_by = %s WHERE id = 12",
+        (at, LEGACY_OWNER),
+    )
 
 
-def test_a_fresh_legacy_lock_keeps_envios_off_the_schedule_and_an_old_one_does_not(db_url, conn, sim, caplog):
+def test_a_fresh_legacy_lock_keeps_envios_off_the_schedule_and_an_old_one_does_not(
+    db_url, conn, sim, caplog
+):
     load_legacy(conn)
     clock = FixedClock(TZ, SATURDAY_IN_WINDOW)
     schema.upgrade(conn, clock.now())
@@ -39,12 +44,21 @@ def test_a_fresh_legacy_lock_keeps_envios_off_the_schedule_and_an_old_one_does_n
     with caplog.at_level(logging.WARNING, logger="envios.sender"):
         report = run_once(config, clock=clock)
     assert report.sent == 0 and sim.state.sends_received == 0
-    assert conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'pendiente'") == pending
-    assert f"event=schedule_locked_by_legacy programacion_id=12 locked_by={LEGACY_OWNER}" in caplog.text
+    assert (
+        conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'pendiente'") == pending
+    )
+    assert (
+        f"event=schedule_locked_by_legacy programacion_id=12 locked_by={LEGACY_OWNER}"
+        in caplog.text
+    )
     shown = status.render(conn, clock.db_now(conn), config, local=clock.now())
-    assert f"schedule 12 (campaign 47): locked by the original scheduler ({LEGACY_OWNER}) 10s ago" in shown
+    assert (
+        f"schedule 12 (campaign 47): locked by the original scheduler ({LEGACY_OWNER}) 10s ago"
+        in shown
+    )
 
-    _lock(conn, clock.db_now(conn) - dt.timedelta(seconds=TTL_S + 1))  # older than the lease ttl: dead
+    # older than the lease ttl: dead
+    _lock(conn, clock.db_now(conn) - dt.timedelta(seconds=TTL_S + 1))
     report = run_once(config, clock=clock)
     assert report.sent >= 1 and sim.state.sends_received == report.sent
     assert "locked by the original scheduler" not in status.render(conn, clock.db_now(conn), config)
@@ -54,6 +68,8 @@ def test_a_lock_taken_by_envios_itself_is_not_the_legacy_schedulers(db_url, conn
     load_legacy(conn)
     clock = FixedClock(TZ, SATURDAY_IN_WINDOW)
     schema.upgrade(conn, clock.now())
-    conn.execute("UPDATE ll_programaciones SET locked_at = %s, locked_by = 'envios-sender' WHERE id = 12",
-                 (clock.db_now(conn),))
+    conn.execute(
+        "UPDATE ll_programaciones SET locked_at = %s, locked_by = 'envios-sender' WHERE id = 12",
+        (clock.db_now(conn),),
+    )
     assert run_once(make_config(db_url, sim.base_url), clock=clock).sent >= 1

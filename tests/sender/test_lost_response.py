@@ -18,16 +18,24 @@ from tests.sender.conftest import (
 )
 
 
-@pytest.mark.parametrize("fault", [
-    {"slow_rate": 1.0, "slow_s": 2.0},  # answered after the send timeout
-    {"drop_connection_rate": 1.0},  # connection closed without an answer
-    {"garbage_rate": 1.0},  # 200 that is not JSON
-], ids=["timeout", "dropped", "garbage"])
-def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(fault, db_url, upgraded, sim, tmp_path):
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"slow_rate": 1.0, "slow_s": 2.0},  # answered after the send timeout
+        {"drop_connection_rate": 1.0},  # connection closed without an answer
+        {"garbage_rate": 1.0},  # 200 that is not JSON
+    ],
+    ids=["timeout", "dropped", "garbage"],
+)
+def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(
+    fault, db_url, upgraded, sim, tmp_path
+):
     ids = seed_session(upgraded, cliente_id=51, rows=3)
     sim.state.set_faults(**fault)
     clock = Clock("America/Argentina/Buenos_Aires")
-    config = make_config(db_url, sim.base_url, **{"gateway.send_timeout_s": 0.5, "sender.lease_ttl_s": 1.0})
+    config = make_config(
+        db_url, sim.base_url, **{"gateway.send_timeout_s": 0.5, "sender.lease_ttl_s": 1.0}
+    )
     report = run_once(config, clock=clock)
     assert report.outcomes and set(report.outcomes) == {Outcome.UNKNOWN}
     stuck = row(upgraded, ids[0])
@@ -41,7 +49,9 @@ def test_a_delivered_message_whose_answer_is_lost_is_never_sent_again(fault, db_
     sim.state.set_faults(slow_rate=0.0, drop_connection_rate=0.0, garbage_rate=0.0)
     for _ in range(2):
         run_once(config, clock=clock)
-    result = envios("send", "--once", env=sender_env(db_url, sim.base_url), cwd=tmp_path, timeout=60)
+    result = envios(
+        "send", "--once", env=sender_env(db_url, sim.base_url), cwd=tmp_path, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
     assert row(upgraded, ids[0])["estado"] == "enviando"  # still: only a person resolves it

@@ -55,7 +55,9 @@ def mysql_url(mysql_server_url):
 
 @pytest.mark.mysql
 @pytest.mark.slow
-def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(mysql_url, gateway, tmp_path):
+def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(
+    mysql_url, gateway, tmp_path
+):
     from envios.store import schema
 
     sessions, per_session, cupo, extra = 20, 100, 100, 5
@@ -66,14 +68,27 @@ def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(mysql_url
             cid = 101 + k
             add_campaign(conn, 1000 + k)
             add_schedule(conn, 1000 + k, 1000 + k, cid, cupo=cupo)
-            add_rows(conn, 1000 + k, per_session + extra, phone=lambda i, k=k: f"+54 9 11 {6000 + k}-{i:04d}")
+            add_rows(
+                conn,
+                1000 + k,
+                per_session + extra,
+                phone=lambda i, k=k: f"+54 9 11 {6000 + k}-{i:04d}",
+            )
 
     rng = random.Random(7)
-    gateway.default_behaviour = lambda _cid: (  # a session blinks now and then: senders drop and re-take it
-        (409, {"error": True, "code": "SESSION_NOT_READY", "message": "CONNECTING"}) if rng.random() < 0.04 else "ok")
+    # a session blinks now and then: senders drop and re-take it
+    gateway.default_behaviour = lambda _cid: (
+        (409, {"error": True, "code": "SESSION_NOT_READY", "message": "CONNECTING"})
+        if rng.random() < 0.04
+        else "ok"
+    )
     gateway.send_delay_s = 0.002
-    env = sender_env(mysql_url, gateway.base_url, ENVIOS_SENDER_TICK_S="0.1", ENVIOS_SENDER_LEASE_TTL_S="10")
-    procs = [spawn_sender(env=env, cwd=tmp_path, log_path=tmp_path / f"sender{i}.log") for i in range(4)]
+    env = sender_env(
+        mysql_url, gateway.base_url, ENVIOS_SENDER_TICK_S="0.1", ENVIOS_SENDER_LEASE_TTL_S="10"
+    )
+    procs = [
+        spawn_sender(env=env, cwd=tmp_path, log_path=tmp_path / f"sender{i}.log") for i in range(4)
+    ]
     over_quota = []
     try:
         deadline = time.monotonic() + 240
@@ -82,7 +97,8 @@ def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(mysql_url
                 counts = estados(conn)
                 used = conn.query(
                     "SELECT claim_programacion_id AS pid, COUNT(*) AS n FROM ll_envios_whatsapp"
-                    " WHERE estado IN ('enviando', 'enviado') GROUP BY claim_programacion_id")
+                    " WHERE estado IN ('enviando', 'enviado') GROUP BY claim_programacion_id"
+                )
                 over_quota += [u for u in used if u["n"] > cupo]
                 if counts.get("enviado") == sessions * per_session:
                     break
@@ -96,7 +112,9 @@ def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(mysql_url
 
     with db.connect() as conn:
         assert estados(conn) == {"enviado": sessions * per_session, "pendiente": sessions * extra}
-        rows = conn.query("SELECT telefono_wapp, message_id, claimed_by FROM ll_envios_whatsapp WHERE estado = 'enviado'")
+        rows = conn.query(
+            "SELECT telefono_wapp, message_id, claimed_by FROM ll_envios_whatsapp WHERE estado = 'enviado'"
+        )
         daily = conn.query("SELECT programacion_id, enviados FROM ll_programacion_envios_diarios")
         leases = conn.query("SELECT * FROM envios_session_leases")
     # every row sent exactly once: one delivery per number, and it is the one recorded
@@ -125,15 +143,23 @@ def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(mysql_url
     assert leases == []  # all released on SIGTERM
 
 
-def test_a_killed_senders_sessions_are_taken_over_after_the_lease_expires(db_url, upgraded, gateway, tmp_path):
+def test_a_killed_senders_sessions_are_taken_over_after_the_lease_expires(
+    db_url, upgraded, gateway, tmp_path
+):
     ttl = 2
     for k in range(3):
         add_campaign(upgraded, 10 + k)
         add_schedule(upgraded, 10 + k, 10 + k, 31 + k)
         add_rows(upgraded, 10 + k, 20)
     gateway.send_delay_s = 0.02
-    env = sender_env(db_url, gateway.base_url, ENVIOS_SENDER_TICK_S="0.2", ENVIOS_SENDER_LEASE_TTL_S=str(ttl),
-                     ENVIOS_SENDER_DELAY_MIN_S="0.05", ENVIOS_SENDER_DELAY_MAX_S="0.1")
+    env = sender_env(
+        db_url,
+        gateway.base_url,
+        ENVIOS_SENDER_TICK_S="0.2",
+        ENVIOS_SENDER_LEASE_TTL_S=str(ttl),
+        ENVIOS_SENDER_DELAY_MIN_S="0.05",
+        ENVIOS_SENDER_DELAY_MAX_S="0.1",
+    )
     first = spawn_sender(env=env, cwd=tmp_path, log_path=tmp_path / "a.log")
     second = None
     try:
@@ -159,9 +185,12 @@ def test_a_killed_senders_sessions_are_taken_over_after_the_lease_expires(db_url
     assert estados(upgraded).get("pendiente", 0) == 0
 
     a = owner_a.pop()
-    claims = upgraded.query("SELECT p.cliente_id, e.claimed_by, MIN(e.claimed_at) AS first_claim"
-                            " FROM ll_envios_whatsapp e JOIN ll_programaciones p ON p.id = e.claim_programacion_id"
-                            " WHERE e.claimed_by <> %s GROUP BY p.cliente_id, e.claimed_by", (a,))
+    claims = upgraded.query(
+        "SELECT p.cliente_id, e.claimed_by, MIN(e.claimed_at) AS first_claim"
+        " FROM ll_envios_whatsapp e JOIN ll_programaciones p ON p.id = e.claim_programacion_id"
+        " WHERE e.claimed_by <> %s GROUP BY p.cliente_id, e.claimed_by",
+        (a,),
+    )
     assert {c["cliente_id"] for c in claims} == {31, 32, 33}  # B took over every session of A
     for c in claims:
         if isinstance(c["first_claim"], str):  # SQLite: MIN() loses the column's type
@@ -169,12 +198,16 @@ def test_a_killed_senders_sessions_are_taken_over_after_the_lease_expires(db_url
         # leases are on the configured zone's clock, claims on the database's
         expired = Clock(TZ).to_db(upgraded, leases[c["cliente_id"]]["expires_at"])
         assert c["first_claim"] >= expired  # not before A's lease expired...
-        assert c["first_claim"] <= expired + dt.timedelta(seconds=ttl + 8)  # ...and soon after (bounded)
+        # ...and soon after (bounded)
+        assert c["first_claim"] <= expired + dt.timedelta(seconds=ttl + 8)
         assert expired <= Clock(TZ).to_db(upgraded, killed_at) + dt.timedelta(seconds=ttl + 1)
 
-    # nothing sent twice; at most the one in-flight row per session is left enviando (unknown), claimed by A
+    # nothing sent twice; at most the one in-flight row per session is left enviando (unknown),
+    # claimed by A
     assert max(gateway.delivered_to().values()) == 1
-    stuck = upgraded.query("SELECT claimed_by, claim_programacion_id FROM ll_envios_whatsapp WHERE estado = 'enviando'")
+    stuck = upgraded.query(
+        "SELECT claimed_by, claim_programacion_id FROM ll_envios_whatsapp WHERE estado = 'enviando'"
+    )
     assert all(s["claimed_by"] == a for s in stuck)
     assert len(stuck) == len({s["claim_programacion_id"] for s in stuck}) <= 3
     assert estados(upgraded)["enviado"] == 60 - len(stuck)

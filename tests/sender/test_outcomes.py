@@ -24,19 +24,64 @@ CLAIM = (P, E, "envios-sender")
 CASES = {
     "2xx with message id": ("ok", OK, [(E, OK, "envios-sender")], 2, 2, True),
     "2xx without message id": ("no_id", OK, [(E, OK, "envios-sender")], 2, 2, True),
-    "400 invalid number": ((400, {"error": True, "code": "INVALID_NUMBER", "message": "bad 5491100470000"}),
-                           ERR, [(E, ERR, "envios-sender")], 2, 1, True),
-    "422 validation": ((422, {"error": True, "code": "VALIDATION_ERROR", "message": "empty"}),
-                       ERR, [(E, ERR, "envios-sender")], 2, 1, True),
-    "409 session not ready": ((409, {"error": True, "code": "SESSION_NOT_READY", "message": "DISCONNECTED"}),
-                              P, [(E, P, "envios-sender")], 1, 0, False),
-    "429 rate limited": ((429, {"error": True, "code": "RATE_LIMITED"}), P, [(E, P, "envios-sender")], 2, 1, True),
+    "400 invalid number": (
+        (400, {"error": True, "code": "INVALID_NUMBER", "message": "bad 5491100470000"}),
+        ERR,
+        [(E, ERR, "envios-sender")],
+        2,
+        1,
+        True,
+    ),
+    "422 validation": (
+        (422, {"error": True, "code": "VALIDATION_ERROR", "message": "empty"}),
+        ERR,
+        [(E, ERR, "envios-sender")],
+        2,
+        1,
+        True,
+    ),
+    "409 session not ready": (
+        (409, {"error": True, "code": "SESSION_NOT_READY", "message": "DISCONNECTED"}),
+        P,
+        [(E, P, "envios-sender")],
+        1,
+        0,
+        False,
+    ),
+    "429 rate limited": (
+        (429, {"error": True, "code": "RATE_LIMITED"}),
+        P,
+        [(E, P, "envios-sender")],
+        2,
+        1,
+        True,
+    ),
     "connection refused": ("refuse", P, [(E, P, "envios-sender")], 0, 0, False),
-    "401 key refused": ((401, {"error": True, "code": "UNAUTHORIZED"}), P, [(E, P, "envios-sender")], 1, 0, False),
-    "500 gateway did not send": ((500, {"error": True, "code": "WHATSAPP_ERROR", "message": "not sent"}),
-                                 P, [(E, P, "envios-sender")], 2, 1, True),
+    "401 key refused": (
+        (401, {"error": True, "code": "UNAUTHORIZED"}),
+        P,
+        [(E, P, "envios-sender")],
+        1,
+        0,
+        False,
+    ),
+    "500 gateway did not send": (
+        (500, {"error": True, "code": "WHATSAPP_ERROR", "message": "not sent"}),
+        P,
+        [(E, P, "envios-sender")],
+        2,
+        1,
+        True,
+    ),
     "502 from a proxy": ((502, "<html>Bad Gateway</html>"), E, [], 1, 0, False),
-    "500 without the did-not-send code": ((500, {"error": True, "code": "INTERNAL"}), E, [], 1, 0, False),
+    "500 without the did-not-send code": (
+        (500, {"error": True, "code": "INTERNAL"}),
+        E,
+        [],
+        1,
+        0,
+        False,
+    ),
     "timeout after delivery": ("timeout", E, [], 1, 1, False),
     "reset after delivery": ("reset", E, [], 1, 1, False),
     "2xx unparseable": ("garbage", E, [], 1, 1, False),
@@ -52,7 +97,9 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
     behaviour, state1, tail, posts, deliveries, second_worked = CASES[case]
     first, second = seed_session(upgraded, cliente_id=51, campania_id=47, rows=2)
     gateway.plan(51, behaviour)
-    config = make_config(db_url, gateway.base_url, **{"gateway.send_timeout_s": 0.5, "sender.retry_after_s": 300})
+    config = make_config(
+        db_url, gateway.base_url, **{"gateway.send_timeout_s": 0.5, "sender.retry_after_s": 300}
+    )
     report = run_once(config, clock=clock, sender_id=SENDER_ID)
 
     r1, r2 = row(upgraded, first), row(upgraded, second)
@@ -72,7 +119,9 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
         assert r1["message_id"] == (gateway.ledger[0]["message_id"] if behaviour == "ok" else None)
         assert r1["attempts"] == 1 and r1["claimed_by"] == SENDER_ID
     elif state1 == ERR:
-        assert "HTTP 4" in r1["last_error"] and r1["message_id"] is None and r1["fecha_envio"] is None
+        assert (
+            "HTTP 4" in r1["last_error"] and r1["message_id"] is None and r1["fecha_envio"] is None
+        )
         assert "5491100470000" not in r1["last_error"]  # numbers echoed by the gateway are masked
     elif state1 == P:
         assert r1["message_id"] is None and r1["fecha_envio"] is None and r1["last_error"]
@@ -82,7 +131,9 @@ def test_outcome_table(case, db_url, upgraded, clock, gateway):
         else:
             assert r1["attempts"] == 0  # the gateway never tried: the attempt is given back
             expected_wait = dt.timedelta(seconds=1) if case.startswith("429") else None
-            assert (r1["next_attempt_at"] and r1["next_attempt_at"] - clock.db_now(upgraded)) == expected_wait
+            assert (
+                r1["next_attempt_at"] and r1["next_attempt_at"] - clock.db_now(upgraded)
+            ) == expected_wait
     else:  # unknown: stays enviando, with the reason, claimed by us
         assert r1["claimed_by"] == SENDER_ID and r1["claimed_at"] == clock.db_now(upgraded)
         assert r1["last_error"].startswith("unknown outcome")
@@ -109,7 +160,9 @@ def test_gateway_error_on_the_last_attempt_makes_the_row_error(db_url, upgraded,
     (first,) = seed_session(upgraded, rows=1)
     upgraded.execute("UPDATE ll_envios_whatsapp SET attempts = 4 WHERE id = %s", (first,))
     gateway.plan(51, (500, {"error": True, "code": "WHATSAPP_ERROR", "message": "not sent"}))
-    sender = Sender(make_config(db_url, gateway.base_url, **{"sender.max_attempts": 5}), clock=clock)
+    sender = Sender(
+        make_config(db_url, gateway.base_url, **{"sender.max_attempts": 5}), clock=clock
+    )
     try:
         sender.run_once()
     finally:
@@ -121,7 +174,9 @@ def test_gateway_error_on_the_last_attempt_makes_the_row_error(db_url, upgraded,
 
 
 @pytest.mark.parametrize("state", ["DISCONNECTED", "AWAITING_QR", "CONNECTING", "ERROR"])
-def test_session_not_ready_at_status_means_no_claim_and_no_send(state, db_url, upgraded, clock, gateway):
+def test_session_not_ready_at_status_means_no_claim_and_no_send(
+    state, db_url, upgraded, clock, gateway
+):
     ids = seed_session(upgraded, rows=3)
     gateway.set_session(51, state)
     sender = Sender(make_config(db_url, gateway.base_url), clock=clock)

@@ -27,7 +27,10 @@ def test_one_person_written_three_ways_gets_one_message(db_url, upgraded, clock,
     for dup in ids[1:3]:
         r = row(upgraded, dup)
         assert r["estado"] == "error"
-        assert r["last_error"] == f"duplicate of row {ids[0]}: same recipient, number written another way"
+        assert (
+            r["last_error"]
+            == f"duplicate of row {ids[0]}: same recipient, number written another way"
+        )
         assert history(upgraded, dup) == [("pendiente", "error", "envios-sender")]
     assert row(upgraded, ids[3])["estado"] == "enviado"
 
@@ -36,8 +39,11 @@ def test_an_earlier_row_waiting_for_its_retry_goes_first(db_url, upgraded, clock
     add_campaign(upgraded, 47)
     add_schedule(upgraded, 47, 47, 51)
     first, second = add_rows(upgraded, 47, 2, phone=lambda i: ANA[i])
-    later = clock.db_now(upgraded) + dt.timedelta(hours=1)  # next_attempt_at follows the database's clock
-    upgraded.execute("UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE id = %s", (later, first))
+    # next_attempt_at follows the database's clock
+    later = clock.db_now(upgraded) + dt.timedelta(hours=1)
+    upgraded.execute(
+        "UPDATE ll_envios_whatsapp SET next_attempt_at = %s WHERE id = %s", (later, first)
+    )
     run_once(make_config(db_url, gateway.base_url), clock=clock, sender_id="dedup:1")
 
     assert gateway.sends_received == 0
@@ -65,16 +71,24 @@ def test_an_index_notices_rows_that_went_away(db_url, upgraded):
     assert index.duplicate_of(upgraded, row(upgraded, second), "5491140100001") == first
     upgraded.execute("DELETE FROM ll_envios_whatsapp WHERE id = %s", (first,))
     third = add_rows(upgraded, 47, 1, phone=ANA[2])[0]
-    assert index.duplicate_of(upgraded, row(upgraded, third), "5491140100001") == second  # earlier pendiente
-    assert index.duplicate_of(upgraded, row(upgraded, second), "5491140100001") is None  # first is gone
+    # earlier pendiente
+    assert index.duplicate_of(upgraded, row(upgraded, third), "5491140100001") == second
+    # first is gone
+    assert index.duplicate_of(upgraded, row(upgraded, second), "5491140100001") is None
 
 
-def test_a_text_longer_than_the_gateway_takes_is_an_error_and_never_sent(db_url, upgraded, clock, gateway):
+def test_a_text_longer_than_the_gateway_takes_is_an_error_and_never_sent(
+    db_url, upgraded, clock, gateway
+):
     add_campaign(upgraded, 47)
     add_schedule(upgraded, 47, 47, 51)
     too_long, at_limit = add_rows(upgraded, 47, 2, mensaje="x")
-    upgraded.execute("UPDATE ll_envios_whatsapp SET mensaje_final = %s WHERE id = %s", ("a" * 60_000, too_long))
-    upgraded.execute("UPDATE ll_envios_whatsapp SET mensaje_final = %s WHERE id = %s", ("é" * 4096, at_limit))
+    upgraded.execute(
+        "UPDATE ll_envios_whatsapp SET mensaje_final = %s WHERE id = %s", ("a" * 60_000, too_long)
+    )
+    upgraded.execute(
+        "UPDATE ll_envios_whatsapp SET mensaje_final = %s WHERE id = %s", ("é" * 4096, at_limit)
+    )
     run_once(make_config(db_url, gateway.base_url), clock=clock, sender_id="len:1")
 
     r = row(upgraded, too_long)

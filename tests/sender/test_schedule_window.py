@@ -30,26 +30,58 @@ def at(day: dt.date, clock_time: str) -> dt.datetime:
 
 CASES = [
     # (what, schedule, now, open)
-    ("last night, after midnight", {**NIGHT, "fecha_fin": str(D)},
-     at(D + dt.timedelta(days=1), "01:00"), True),
-    ("last night, its end (inclusive)", {**NIGHT, "fecha_fin": str(D)},
-     at(D + dt.timedelta(days=1), "02:00:00"), True),
-    ("last night, just after its end", {**NIGHT, "fecha_fin": str(D)},
-     at(D + dt.timedelta(days=1), "02:00:01"), False),
+    (
+        "last night, after midnight",
+        {**NIGHT, "fecha_fin": str(D)},
+        at(D + dt.timedelta(days=1), "01:00"),
+        True,
+    ),
+    (
+        "last night, its end (inclusive)",
+        {**NIGHT, "fecha_fin": str(D)},
+        at(D + dt.timedelta(days=1), "02:00:00"),
+        True,
+    ),
+    (
+        "last night, just after its end",
+        {**NIGHT, "fecha_fin": str(D)},
+        at(D + dt.timedelta(days=1), "02:00:01"),
+        False,
+    ),
     ("last night, before midnight", {**NIGHT, "fecha_fin": str(D)}, at(D, "23:00"), True),
-    ("the night after the last one", {**NIGHT, "fecha_fin": str(D)},
-     at(D + dt.timedelta(days=1), "22:30"), False),
-    ("first day, the small hours: the window opened the day before the schedule",
-     {**NIGHT, "fecha_inicio": str(D)}, at(D, "01:00"), False),
+    (
+        "the night after the last one",
+        {**NIGHT, "fecha_fin": str(D)},
+        at(D + dt.timedelta(days=1), "22:30"),
+        False,
+    ),
+    (
+        "first day, the small hours: the window opened the day before the schedule",
+        {**NIGHT, "fecha_inicio": str(D)},
+        at(D, "01:00"),
+        False,
+    ),
     ("first day, its night", {**NIGHT, "fecha_inicio": str(D)}, at(D, "22:00"), True),
-    ("first day, the next morning", {**NIGHT, "fecha_inicio": str(D)},
-     at(D + dt.timedelta(days=1), "01:00"), True),
+    (
+        "first day, the next morning",
+        {**NIGHT, "fecha_inicio": str(D)},
+        at(D + dt.timedelta(days=1), "01:00"),
+        True,
+    ),
     ("day window, last day", {**DAY, "fecha_fin": str(D)}, at(D, "10:00"), True),
-    ("day window, the day after the last", {**DAY, "fecha_fin": str(D)},
-     at(D + dt.timedelta(days=1), "10:00"), False),
+    (
+        "day window, the day after the last",
+        {**DAY, "fecha_fin": str(D)},
+        at(D + dt.timedelta(days=1), "10:00"),
+        False,
+    ),
     ("day window, first day", {**DAY, "fecha_inicio": str(D)}, at(D, "08:00"), True),
-    ("day window, the day before the first", {**DAY, "fecha_inicio": str(D)},
-     at(D - dt.timedelta(days=1), "19:00"), False),
+    (
+        "day window, the day before the first",
+        {**DAY, "fecha_inicio": str(D)},
+        at(D - dt.timedelta(days=1), "19:00"),
+        False,
+    ),
 ]
 
 
@@ -61,8 +93,9 @@ def test_the_planner_sees_the_window_of_the_day_it_opened(what, schedule, now, i
 
 
 @pytest.mark.parametrize("what,schedule,now,is_open", CASES, ids=[c[0] for c in CASES])
-def test_a_pass_sends_exactly_when_the_window_is_open(what, schedule, now, is_open, db_url,
-                                                      upgraded, gateway):
+def test_a_pass_sends_exactly_when_the_window_is_open(
+    what, schedule, now, is_open, db_url, upgraded, gateway
+):
     seed_session(upgraded, rows=2, **schedule)
     report = run_once(make_config(db_url, gateway.base_url), clock=FixedClock(TZ, now))
     assert report.sent == (2 if is_open else 0), what

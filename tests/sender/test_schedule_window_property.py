@@ -19,19 +19,31 @@ from tests.sender.conftest import add_campaign, add_schedule
 
 D = dt.date(2026, 2, 9)
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-EDGES = [dt.time(0, 0), dt.time(0, 0, 1), dt.time(1, 59, 59), dt.time(2, 0), dt.time(2, 0, 1),
-         dt.time(12, 0), dt.time(21, 59, 59), dt.time(22, 0), dt.time(23, 59, 59)]
+EDGES = [
+    dt.time(0, 0),
+    dt.time(0, 0, 1),
+    dt.time(1, 59, 59),
+    dt.time(2, 0),
+    dt.time(2, 0, 1),
+    dt.time(12, 0),
+    dt.time(21, 59, 59),
+    dt.time(22, 0),
+    dt.time(23, 59, 59),
+]
 
 times = st.one_of(st.sampled_from(EDGES), st.times().map(lambda t: t.replace(microsecond=0)))
-schedules = st.fixed_dictionaries({
-    "hora_inicio": times,
-    "hora_fin": times,
-    "dias": st.sets(st.sampled_from(DAY_NAMES), min_size=1).map(",".join),
-    "fecha_inicio": st.integers(-3, 3).map(lambda n: D + dt.timedelta(days=n)),
-    "length_days": st.one_of(st.none(), st.integers(0, 4)),
-})
-instants = st.builds(lambda days, t: dt.datetime.combine(D + dt.timedelta(days=days), t),
-                     st.integers(-2, 4), times)
+schedules = st.fixed_dictionaries(
+    {
+        "hora_inicio": times,
+        "hora_fin": times,
+        "dias": st.sets(st.sampled_from(DAY_NAMES), min_size=1).map(",".join),
+        "fecha_inicio": st.integers(-3, 3).map(lambda n: D + dt.timedelta(days=n)),
+        "length_days": st.one_of(st.none(), st.integers(0, 4)),
+    }
+)
+instants = st.builds(
+    lambda days, t: dt.datetime.combine(D + dt.timedelta(days=days), t), st.integers(-2, 4), times
+)
 
 
 def last_day(drawn: dict) -> dt.date | None:
@@ -41,8 +53,9 @@ def last_day(drawn: dict) -> dt.date | None:
 
 
 # `upgraded` is one database per test run: every example starts by emptying its schedules.
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(drawn=st.lists(schedules, min_size=1, max_size=12), now=instants)
 def test_the_sql_filter_keeps_every_schedule_the_domain_opens(drawn, now, upgraded):
     upgraded.execute("DELETE FROM ll_programaciones")
@@ -50,16 +63,28 @@ def test_the_sql_filter_keeps_every_schedule_the_domain_opens(drawn, now, upgrad
     add_campaign(upgraded, 47)
     for pid, s in enumerate(drawn, start=1):
         last = last_day(s)
-        add_schedule(upgraded, pid, 47, 51, dias=s["dias"],
-                     hora_inicio=s["hora_inicio"].isoformat(), hora_fin=s["hora_fin"].isoformat(),
-                     fecha_inicio=str(s["fecha_inicio"]),
-                     fecha_fin=None if last is None else str(last))
+        add_schedule(
+            upgraded,
+            pid,
+            47,
+            51,
+            dias=s["dias"],
+            hora_inicio=s["hora_inicio"].isoformat(),
+            hora_fin=s["hora_fin"].isoformat(),
+            fecha_inicio=str(s["fecha_inicio"]),
+            fecha_fin=None if last is None else str(last),
+        )
     kept = {int(r["programacion_id"]) for r in outbox.active_schedules(upgraded, now)}
     for pid, s in enumerate(drawn, start=1):
         last = last_day(s)
-        window = schedule_window(now, dias_semana=s["dias"], hora_inicio=s["hora_inicio"],
-                                 hora_fin=s["hora_fin"], fecha_inicio=s["fecha_inicio"],
-                                 fecha_fin=last)
+        window = schedule_window(
+            now,
+            dias_semana=s["dias"],
+            hora_inicio=s["hora_inicio"],
+            hora_fin=s["hora_fin"],
+            fecha_inicio=s["fecha_inicio"],
+            fecha_fin=last,
+        )
         if window.is_open:
             assert pid in kept, f"schedule {pid} {s} is open at {now}: the SQL filter drops it"
         elif pid not in kept:  # dropped only when no possible opening day is in its dates

@@ -50,10 +50,17 @@ def wwebjs():
     fake.stop()
 
 
-def test_three_clients_share_the_one_admin_session_one_send_at_a_time(db_url, upgraded, venom, tmp_path):
+def test_three_clients_share_the_one_admin_session_one_send_at_a_time(
+    db_url, upgraded, venom, tmp_path
+):
     ids = seed_three_clients(upgraded)
-    env = sender_env(db_url, venom.base_url, ENVIOS_SENDER_DELAY_MIN_S=str(DELAY_S),
-                     ENVIOS_SENDER_DELAY_MAX_S=str(DELAY_S + 0.05))  # gateway.sessions: auto (the default)
+    env = sender_env(
+        db_url,
+        venom.base_url,
+        ENVIOS_SENDER_DELAY_MIN_S=str(DELAY_S),
+        # gateway.sessions: auto (the default)
+        ENVIOS_SENDER_DELAY_MAX_S=str(DELAY_S + 0.05),
+    )
     result = envios("send", "--once", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "sent_without_id=9" in result.stdout
@@ -62,7 +69,9 @@ def test_three_clients_share_the_one_admin_session_one_send_at_a_time(db_url, up
     assert len(spans) == 9 and venom.max_in_flight_total == 1
     for (_start, answered), (next_start, _end) in zip(spans, spans[1:], strict=False):
         assert next_start >= answered, "two sends in flight at once on the one session"
-        assert next_start - answered >= DELAY_S, f"sends {next_start - answered:.3f}s apart, pacing is {DELAY_S}s"
+        assert next_start - answered >= DELAY_S, (
+            f"sends {next_start - answered:.3f}s apart, pacing is {DELAY_S}s"
+        )
     # every client was served, each POST carrying its own cliente_id (venom refuses anything else)
     assert sorted({p["cliente_id"] for p in venom.posts}) == sorted(CLIENTS)
     assert "event=gateway_sessions" in result.stderr and "sessions=single" in result.stderr
@@ -71,7 +80,11 @@ def test_three_clients_share_the_one_admin_session_one_send_at_a_time(db_url, up
 
     for envio_id in ids:
         r = row(upgraded, envio_id)
-        assert (r["estado"], r["message_id"], r["last_error"]) == ("enviado", None, "the gateway gives no message id")
+        assert (r["estado"], r["message_id"], r["last_error"]) == (
+            "enviado",
+            None,
+            "the gateway gives no message id",
+        )
     assert outbox.leases(upgraded) == []  # the one lease was released
 
 
@@ -85,8 +98,13 @@ def test_single_lane_is_shared_by_two_senders_through_one_lease(db_url, upgraded
     config = make_config(db_url, venom.base_url, **{"gateway.sessions": "single"})
     now = clock.now()
     with upgraded.transaction():
-        assert outbox.lease_acquire(upgraded, outbox.SINGLE_SESSION_LEASE, "other:1:0001", now,
-                                    now.replace(year=now.year + 1))
+        assert outbox.lease_acquire(
+            upgraded,
+            outbox.SINGLE_SESSION_LEASE,
+            "other:1:0001",
+            now,
+            now.replace(year=now.year + 1),
+        )
     sender = Sender(config, clock=clock)
     try:
         report = sender.run_once()
@@ -98,7 +116,8 @@ def test_single_lane_is_shared_by_two_senders_through_one_lease(db_url, upgraded
 
 def test_venom_not_ready_and_send_failed_leave_nothing_enviando(db_url, upgraded, venom, tmp_path):
     ids = seed_three_clients(upgraded, rows_each=1)
-    venom.plan(51, "ok", "send_failed", "drop")  # the lane: 51, 52, then 53's send meets a dropped session
+    # the lane: 51, 52, then 53's send meets a dropped session
+    venom.plan(51, "ok", "send_failed", "drop")
     result = envios("send", "--once", env=sender_env(db_url, venom.base_url), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     states = [(row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) for i in ids]
@@ -116,20 +135,29 @@ def test_venom_session_not_ready_at_status_claims_nothing(db_url, upgraded, veno
     assert "state=QR_REQUIRED" in result.stderr
 
 
-def test_whatsapp_web_js_build_has_no_send_route_one_line_nothing_stuck(db_url, upgraded, wwebjs, tmp_path):
+def test_whatsapp_web_js_build_has_no_send_route_one_line_nothing_stuck(
+    db_url, upgraded, wwebjs, tmp_path
+):
     ids = seed_three_clients(upgraded, rows_each=2)
     result = envios("send", "--once", env=sender_env(db_url, wwebjs.base_url), cwd=tmp_path)
     assert result.returncode == 1
     last = result.stderr.splitlines()[-1]
-    assert last == (f"envios send: gateway {wwebjs.base_url}: the gateway has no POST /send route (HTTP 404); "
-                    "nothing is sent through it (is it the whatsapp-web.js build?)")
+    assert last == (
+        f"envios send: gateway {wwebjs.base_url}: the gateway has no POST /send route (HTTP 404); "
+        "nothing is sent through it (is it the whatsapp-web.js build?)"
+    )
     assert "Traceback" not in result.stderr and "<html" not in result.stderr
-    assert wwebjs.sends_received >= 1 and wwebjs.sends_received <= len(CLIENTS)  # at most the request each session had started
-    assert all((row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) == ("pendiente", 0) for i in ids)
+    # at most the request each session had started
+    assert wwebjs.sends_received >= 1 and wwebjs.sends_received <= len(CLIENTS)
+    assert all(
+        (row(upgraded, i)["estado"], row(upgraded, i)["attempts"]) == ("pendiente", 0) for i in ids
+    )
 
 
 @pytest.mark.parametrize("state", ["READY", "QR_REQUIRED"])
-def test_the_one_session_state_is_exported_for_every_client_it_serves(state, db_url, upgraded, venom, clock):
+def test_the_one_session_state_is_exported_for_every_client_it_serves(
+    state, db_url, upgraded, venom, clock
+):
     """The alerts join session state and pending work on cliente_id: lane 0 alone would blind them."""
     from envios.sender.loop import Sender
     from prometheus_client import generate_latest
@@ -138,14 +166,18 @@ def test_the_one_session_state_is_exported_for_every_client_it_serves(state, db_
 
     seed_three_clients(upgraded, rows_each=1)
     venom.set_session(51, state)
-    sender = Sender(make_config(db_url, venom.base_url, **{"gateway.sessions": "auto"}), clock=clock)
+    sender = Sender(
+        make_config(db_url, venom.base_url, **{"gateway.sessions": "auto"}), clock=clock
+    )
     try:
         sender.run_once()
         text = generate_latest(sender.metrics.registry).decode()
     finally:
         sender.close()
     for cliente_id in CLIENTS:
-        assert f'envios_sender_session_state{{cliente_id="{cliente_id}",state="{state}"}} 1.0' in text
+        assert (
+            f'envios_sender_session_state{{cliente_id="{cliente_id}",state="{state}"}} 1.0' in text
+        )
         sent = f'envios_sender_last_success_timestamp_seconds{{cliente_id="{cliente_id}"}}' in text
         assert sent is (state == "READY")
     assert 'cliente_id="0"' not in text

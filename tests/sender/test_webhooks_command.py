@@ -15,16 +15,27 @@ from tests.sender.conftest import envios, sender_env
 
 
 def test_refuses_to_start_without_any_secret(db_url, upgraded, tmp_path):
-    result = envios("webhooks", env=sender_env(db_url, "http://127.0.0.1:1"), cwd=tmp_path, timeout=60)
+    result = envios(
+        "webhooks", env=sender_env(db_url, "http://127.0.0.1:1"), cwd=tmp_path, timeout=60
+    )
     assert result.returncode != 0
     assert "webhooks.secret" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_serves_on_loopback_refuses_unauthenticated_calls_and_stops_on_sigterm(db_url, upgraded, tmp_path):
-    env = sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_PORT="0", ENVIOS_WEBHOOKS_SECRET="s3cret")
-    proc = subprocess.Popen([sys.executable, "-m", "envios", "webhooks"], cwd=tmp_path, env=env,
-                            stderr=subprocess.PIPE, text=True)
+def test_serves_on_loopback_refuses_unauthenticated_calls_and_stops_on_sigterm(
+    db_url, upgraded, tmp_path
+):
+    env = sender_env(
+        db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_PORT="0", ENVIOS_WEBHOOKS_SECRET="s3cret"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envios", "webhooks"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = None
         deadline = time.monotonic() + 30
@@ -33,9 +44,15 @@ def test_serves_on_loopback_refuses_unauthenticated_calls_and_stops_on_sigterm(d
             match = re.search(r"url=(http://127\.0\.0\.1:\d+/webhooks/)", line)
             url = match.group(1) if match else None
         assert url, "the receiver did not log where it listens"
-        assert requests.post(url + "waha", json={"event": "message.ack"}, timeout=5).status_code == 401
-        ok = requests.post(url + "waha", json={"event": "message.ack", "payload": {"id": "x", "ack": 2}},
-                           headers={"X-Webhook-Secret": "s3cret"}, timeout=5)
+        assert (
+            requests.post(url + "waha", json={"event": "message.ack"}, timeout=5).status_code == 401
+        )
+        ok = requests.post(
+            url + "waha",
+            json={"event": "message.ack", "payload": {"id": "x", "ack": 2}},
+            headers={"X-Webhook-Secret": "s3cret"},
+            timeout=5,
+        )
         assert ok.status_code == 200 and ok.json()["results"] == {"unknown_message": 1}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -47,8 +64,12 @@ def test_serves_on_loopback_refuses_unauthenticated_calls_and_stops_on_sigterm(d
 def test_needs_the_upgraded_schema(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'empty.db'}"
     Database(db_url).connect().close()
-    result = envios("webhooks", env=sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_SECRET="x"),
-                    cwd=tmp_path, timeout=60)
+    result = envios(
+        "webhooks",
+        env=sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_SECRET="x"),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode != 0 and "envios db upgrade" in result.stderr
 
 
@@ -59,7 +80,9 @@ def test_a_port_in_use_is_one_clear_line(db_url, upgraded, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = sender_env(db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_PORT=str(port), ENVIOS_WEBHOOKS_SECRET="x")
+        env = sender_env(
+            db_url, "http://127.0.0.1:1", ENVIOS_WEBHOOKS_PORT=str(port), ENVIOS_WEBHOOKS_SECRET="x"
+        )
         result = envios("webhooks", env=env, cwd=tmp_path, timeout=60)
     assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -24,7 +24,8 @@ def leases(conn) -> int:
 
 
 def test_a_bug_inside_the_claim_rolls_back_releases_the_lease_and_is_reported(
-        db_url, upgraded, clock, gateway, monkeypatch, caplog):
+    db_url, upgraded, clock, gateway, monkeypatch, caplog
+):
     ids = seed_session(upgraded, rows=2)
 
     def broken_vet(row):
@@ -39,12 +40,17 @@ def test_a_bug_inside_the_claim_rolls_back_releases_the_lease_and_is_reported(
     assert [history(upgraded, i) for i in ids] == [[], []]
     assert gateway.sends_received == 0
     assert leases(upgraded) == 0  # released: the session is not blocked for lease_ttl_s
-    assert any("session 51 worker crashed" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert any(
+        "session 51 worker crashed" in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.ERROR
+    )
     assert any("event=session_stop" in m and "crashed: Bug" in m for m in caplog.messages)
 
 
 def test_a_bug_after_a_delivery_leaves_the_row_enviando_and_it_is_never_sent_again(
-        db_url, upgraded, clock, gateway, monkeypatch, caplog):
+    db_url, upgraded, clock, gateway, monkeypatch, caplog
+):
     """Delivered, then the worker crashed before recording: an unknown outcome (stuck), never a re-send."""
     ids = seed_session(upgraded, rows=2)
 

@@ -18,10 +18,14 @@ class AdapterBugAfterThePost(SessionManagerGateway):
         raise KeyError("message_id")
 
 
-def test_an_adapter_exception_after_the_post_is_an_unknown_outcome(db_url, upgraded, clock, gateway):
+def test_an_adapter_exception_after_the_post_is_an_unknown_outcome(
+    db_url, upgraded, clock, gateway
+):
     first, second = seed_session(upgraded, cliente_id=51, campania_id=47, rows=2)
     buggy = AdapterBugAfterThePost(gateway.base_url, send_timeout_s=5, status_timeout_s=2)
-    report = run_once(make_config(db_url, gateway.base_url), clock=clock, gateway=buggy, sender_id="bug:1")
+    report = run_once(
+        make_config(db_url, gateway.base_url), clock=clock, gateway=buggy, sender_id="bug:1"
+    )
 
     assert len(gateway.ledger) == 1  # it was delivered
     r1 = row(upgraded, first)

@@ -10,20 +10,44 @@ from envios.sender.gateways.base import EvidenceUnavailable, Outcome
 
 from tests.sender.gateways.conftest import answered_as_the_table_says, every_rule_tested
 
-NOT_WORKING = {"error": "Session status is not as expected. Try again later or restart the session",
-               "session": "default", "status": "STOPPED", "expected": ["WORKING"]}
+NOT_WORKING = {
+    "error": "Session status is not as expected. Try again later or restart the session",
+    "session": "default",
+    "status": "STOPPED",
+    "expected": ["WORKING"],
+}
 CASES = [
-    # what the fake does                                                     outcome                    table row
-    ("ok",                                                                    Outcome.SENT,              "sent, with its id"),
-    ("no_id",                                                                 Outcome.SENT_WITHOUT_ID,   "sent, no id given"),
-    ("garbage",                                                               Outcome.UNKNOWN,           "2xx that is not a JSON object"),
-    ((422, NOT_WORKING),                                                      Outcome.SESSION_NOT_READY, "session is not WORKING"),
-    ((400, {"statusCode": 400, "message": ["chatId must be a string"], "error": "Bad Request"}),
-                                                                              Outcome.REJECTED,          "WAHA refused the request"),
-    ((401, {"statusCode": 401, "message": "Unauthorized"}),                   Outcome.UNREACHABLE,       "WAHA refused our API key"),
-    ((404, {"statusCode": 404, "message": "Session not found"}),              Outcome.UNREACHABLE,       "no such WAHA session or route"),
-    ((429, {"statusCode": 429, "message": "Too Many Requests"}),              Outcome.RATE_LIMITED,      "WAHA asks us to slow down"),
-    ((500, {"statusCode": 500, "exception": {"message": "Evaluation failed"}}), Outcome.UNKNOWN,         "WAHA failed while sending"),
+    # what the fake does                                                     outcome
+    # table row
+    ("ok", Outcome.SENT, "sent, with its id"),
+    ("no_id", Outcome.SENT_WITHOUT_ID, "sent, no id given"),
+    ("garbage", Outcome.UNKNOWN, "2xx that is not a JSON object"),
+    ((422, NOT_WORKING), Outcome.SESSION_NOT_READY, "session is not WORKING"),
+    (
+        (400, {"statusCode": 400, "message": ["chatId must be a string"], "error": "Bad Request"}),
+        Outcome.REJECTED,
+        "WAHA refused the request",
+    ),
+    (
+        (401, {"statusCode": 401, "message": "Unauthorized"}),
+        Outcome.UNREACHABLE,
+        "WAHA refused our API key",
+    ),
+    (
+        (404, {"statusCode": 404, "message": "Session not found"}),
+        Outcome.UNREACHABLE,
+        "no such WAHA session or route",
+    ),
+    (
+        (429, {"statusCode": 429, "message": "Too Many Requests"}),
+        Outcome.RATE_LIMITED,
+        "WAHA asks us to slow down",
+    ),
+    (
+        (500, {"statusCode": 500, "exception": {"message": "Evaluation failed"}}),
+        Outcome.UNKNOWN,
+        "WAHA failed while sending",
+    ),
 ]
 
 
@@ -32,8 +56,13 @@ def test_every_row_of_the_table_has_a_case():
 
 
 def gateway_for(fake, **kw):
-    return waha.WahaGateway(fake.base_url, session="default", api_key="k3y", send_timeout_s=kw.get("send_timeout_s", 3),
-                            status_timeout_s=1)
+    return waha.WahaGateway(
+        fake.base_url,
+        session="default",
+        api_key="k3y",
+        send_timeout_s=kw.get("send_timeout_s", 3),
+        status_timeout_s=1,
+    )
 
 
 @pytest.mark.parametrize(("behaviour", "outcome", "row"), CASES, ids=[c[2] for c in CASES])
@@ -57,11 +86,28 @@ def test_session_not_working_answers_422_and_nothing_is_delivered(fake_api):
     assert result.outcome is Outcome.SESSION_NOT_READY and fake.ledger == []
 
 
-@pytest.mark.parametrize("engine_body", [
-    {"id": "true_5491100000001@c.us_3EB0AAA"},
-    {"id": {"fromMe": True, "remote": "5491100000001@c.us", "id": "3EB0AAA", "_serialized": "true_5491100000001@c.us_3EB0AAA"}},
-    {"key": {"remoteJid": "5491100000001@s.whatsapp.net", "fromMe": True, "id": "true_5491100000001@c.us_3EB0AAA"}},
-], ids=["id string", "WEBJS id._serialized", "NOWEB key.id"])
+@pytest.mark.parametrize(
+    "engine_body",
+    [
+        {"id": "true_5491100000001@c.us_3EB0AAA"},
+        {
+            "id": {
+                "fromMe": True,
+                "remote": "5491100000001@c.us",
+                "id": "3EB0AAA",
+                "_serialized": "true_5491100000001@c.us_3EB0AAA",
+            }
+        },
+        {
+            "key": {
+                "remoteJid": "5491100000001@s.whatsapp.net",
+                "fromMe": True,
+                "id": "true_5491100000001@c.us_3EB0AAA",
+            }
+        },
+    ],
+    ids=["id string", "WEBJS id._serialized", "NOWEB key.id"],
+)
 def test_message_id_in_each_engine_shape(fake_api, engine_body):
     fake = fake_api("waha")
     fake.plan((201, engine_body))
@@ -75,13 +121,19 @@ def test_lost_answers_are_unknown_and_refused_connections_unreachable(fake_api):
     gw = gateway_for(fake, send_timeout_s=0.5)
     assert gw.send(51, "5491100000001", "a").outcome is Outcome.UNKNOWN
     assert gw.send(51, "5491100000002", "b").outcome is Outcome.UNKNOWN
-    assert len(fake.ledger) == 2  # both were delivered: exactly why they are unknown, not "not sent"
+    # both were delivered: exactly why they are unknown, not "not sent"
+    assert len(fake.ledger) == 2
     url = fake.base_url
     fake.stop()
-    assert waha.WahaGateway(url, status_timeout_s=1).send(51, "5491100000003", "c").outcome is Outcome.UNREACHABLE
+    assert (
+        waha.WahaGateway(url, status_timeout_s=1).send(51, "5491100000003", "c").outcome
+        is Outcome.UNREACHABLE
+    )
 
 
-@pytest.mark.parametrize(("state", "expected"), [("READY", "READY"), ("DOWN", "DISCONNECTED"), ("QR", "AWAITING_QR")])
+@pytest.mark.parametrize(
+    ("state", "expected"), [("READY", "READY"), ("DOWN", "DISCONNECTED"), ("QR", "AWAITING_QR")]
+)
 def test_session_status(fake_api, state, expected):
     fake = fake_api("waha")
     fake.state = state
@@ -92,8 +144,13 @@ def test_session_status(fake_api, state, expected):
 
 def test_status_of_a_missing_session_or_a_refused_key(fake_api):
     fake = fake_api("waha")
-    assert waha.WahaGateway(fake.base_url, session="other", api_key="k3y").status(1).state == "ERROR"
-    assert waha.WahaGateway(fake.base_url, session="default", api_key="bad").status(1).state == "UNREACHABLE"
+    assert (
+        waha.WahaGateway(fake.base_url, session="other", api_key="k3y").status(1).state == "ERROR"
+    )
+    assert (
+        waha.WahaGateway(fake.base_url, session="default", api_key="bad").status(1).state
+        == "UNREACHABLE"
+    )
 
 
 def test_session_per_client(fake_api):
@@ -113,7 +170,8 @@ def test_evidence_lookup_finds_our_message_after_the_claim_only(fake_api):
     assert found is not None and found.message_id == fake.ledger[0]["message_id"]
     assert gw.find_sent(51, "5491100000001", "Other text", before) is None
     assert gw.find_sent(51, "5491100000002", "Hola Ana", before) is None
-    assert gw.find_sent(51, "5491100000001", "Hola Ana", time.time() + 60) is None  # sent before the claim
+    # sent before the claim
+    assert gw.find_sent(51, "5491100000001", "Hola Ana", time.time() + 60) is None
     fake.stop()
     with pytest.raises(EvidenceUnavailable):
         gw.find_sent(51, "5491100000001", "Hola Ana", before)
