@@ -267,7 +267,8 @@ def main() -> int:
                 proc.wait(timeout=10)
             runs.setdefault(name, []).append(ok / elapsed)
             print(
-                f"[{rnd + 1}] {name:18s} {ok / elapsed:8.0f} sends/s  ({ok} ok, {bad} bad, {elapsed:.2f}s){extra}"
+                f"[{rnd + 1}] {name:18s} {ok / elapsed:8.0f} sends/s  "
+                f"({ok} ok, {bad} bad, {elapsed:.2f}s){extra}"
             )
     rates = {name: statistics.median(r) for name, r in runs.items()}
     if args.rounds > 1:

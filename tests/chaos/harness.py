@@ -1,4 +1,5 @@
-"""The chaos soak's moving parts: a seeded outbox, the simulator with faults, the fault schedule, the tally.
+"""The chaos soak's moving parts: a seeded outbox, the simulator with faults, the fault schedule,
+the tally.
 
 The tally reconciles the database with the simulator's ledger (every delivery it made):
 
@@ -56,13 +57,14 @@ def seed(db_url: str, rows_per_session: int, quota: int) -> None:
         with conn.transaction():
             for n, cid in enumerate(SESSIONS, start=1):
                 conn.execute(
-                    "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, %s, %s,"
-                    " 'en_progreso')",
+                    "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+                    " VALUES (%s, %s, %s, 'en_progreso')",
                     (n, f"chaos {n}", "Hola {nombre}"),
                 )
                 conn.execute(
-                    "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-                    " cupo_diario, fecha_inicio, estado) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'aprobada')",
+                    "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana,"
+                    " hora_inicio, hora_fin, cupo_diario, fecha_inicio, estado)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'aprobada')",
                     (
                         n,
                         n,
@@ -76,8 +78,9 @@ def seed(db_url: str, rows_per_session: int, quota: int) -> None:
                 )
                 for i in range(rows_per_session):
                     conn.execute(
-                        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
-                        " mensaje_final) VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
+                        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp,"
+                        " nombre_destino, mensaje_final)"
+                        " VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
                         (n, f"54911{40000000 + n * 100000 + i:08d}"),
                     )
 
@@ -94,7 +97,8 @@ def kill_a_connection(server_url_parts, database: str, rng: random.Random) -> bo
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                "SELECT ID FROM information_schema.PROCESSLIST"
+                " WHERE DB = %s AND ID <> CONNECTION_ID()",
                 (database,),
             )
             ids = [r[0] for r in cur.fetchall()]

@@ -1,4 +1,5 @@
-"""A bounded chaos soak: several real `envios send` processes on MariaDB and the simulator, mixed faults.
+"""A bounded chaos soak: several real `envios send` processes on MariaDB and the simulator,
+mixed faults.
 
 Faults, all real: 5xx, 429, session drops, timeouts that delivered and timeouts that did
 not (stalled), connections dropped after delivery (simulator), refused connections (the simulator
@@ -67,7 +68,8 @@ def databases(mysql_server_url):
 
 def proxied(db_url: str, proxy: TcpProxy) -> str:
     parts = urlsplit(db_url)
-    netloc = f"{parts.username or 'root'}{':' + parts.password if parts.password else ''}@127.0.0.1:{proxy.port}"
+    password = ":" + parts.password if parts.password else ""
+    netloc = f"{parts.username or 'root'}{password}@127.0.0.1:{proxy.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

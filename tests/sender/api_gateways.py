@@ -195,7 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(
                 422,
                 {
-                    "error": "Session status is not as expected. Try again later or restart the session",
+                    "error": (
+                        "Session status is not as expected. Try again later or restart the session"
+                    ),
                     "session": fake.session,
                     "status": fake.state_word(),
                     "expected": ["WORKING"],

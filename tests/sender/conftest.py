@@ -37,7 +37,8 @@ def add_campaign(
     conn, campania_id: int, *, estado: str = "en_progreso", mensaje: str = "Hola {nombre}"
 ) -> None:
     conn.execute(
-        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado, cliente_id) VALUES (%s, %s, %s, %s, NULL)",
+        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado, cliente_id)"
+        " VALUES (%s, %s, %s, %s, NULL)",
         (campania_id, f"campaign {campania_id}", mensaje, estado),
     )
 
@@ -59,8 +60,9 @@ def add_schedule(
     delay_max_s: int | None = None,
 ) -> None:
     conn.execute(
-        "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio, hora_fin, cupo_diario,"
-        " fecha_inicio, fecha_fin, estado, delay_min_s, delay_max_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio,"
+        " hora_fin, cupo_diario, fecha_inicio, fecha_fin, estado, delay_min_s, delay_max_s)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             programacion_id,
             campania_id,
@@ -98,7 +100,8 @@ def add_rows(
         )
         ids.append(
             conn.insert(
-                "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
+                "INSERT INTO ll_envios_whatsapp"
+                " (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
                 " VALUES (%s, %s, %s, %s)",
                 (campania_id, number, nombre, mensaje),
             )
@@ -140,7 +143,8 @@ def history(conn, envio_id: int) -> list[tuple[str, str, str]]:
     return [
         (r["estado_anterior"], r["estado_nuevo"], r["origen"])
         for r in conn.query(
-            "SELECT estado_anterior, estado_nuevo, origen FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id",
+            "SELECT estado_anterior, estado_nuevo, origen FROM ll_envios_whatsapp_historial"
+            " WHERE envio_id = %s ORDER BY id",
             (envio_id,),
         )
     ]
@@ -149,7 +153,8 @@ def history(conn, envio_id: int) -> list[tuple[str, str, str]]:
 def sent_today(conn, programacion_id: int, day: dt.date) -> int:
     return int(
         conn.scalar(
-            "SELECT enviados FROM ll_programacion_envios_diarios WHERE programacion_id = %s AND fecha = %s",
+            "SELECT enviados FROM ll_programacion_envios_diarios"
+            " WHERE programacion_id = %s AND fecha = %s",
             (programacion_id, day),
         )
         or 0

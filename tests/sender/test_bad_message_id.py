@@ -1,4 +1,5 @@
-"""Issue 12: a "sent" whose message id the column cannot hold is a gateway fault with its own outcome.
+"""Issue 12: a "sent" whose message id the column cannot hold is a gateway fault with its own
+outcome.
 
 The row stays `enviando` (flagged with the reason, resolved by `envios reconcile`), the
 session stops, and the row is never sent again.

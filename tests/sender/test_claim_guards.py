@@ -1,4 +1,5 @@
-"""The guards inside the claim transaction, each executed by a change made between planning and claim.
+"""The guards inside the claim transaction, each executed by a change made between planning
+and claim.
 
 A session worker plans its work (`eligible_work`, outside any transaction), then
 claims a row (`claim_next`, one transaction that re-reads the schedule, its
@@ -24,7 +25,10 @@ CLIENTE, CAMPANIA, PROGRAMACION = 51, 47, 47
 
 
 def _db_time(conn, today, at):
-    """A wall-clock time of the configured zone, as the database's clock writes it (DESIGN.md section 10)."""
+    """A wall-clock time of the configured zone, as the database's clock writes it.
+
+    DESIGN.md section 10.
+    """
     from envios.clock import FixedClock
 
     return FixedClock(TZ, dt.datetime.combine(today, at)).db_now(conn)
@@ -59,7 +63,8 @@ def _close_window(conn, today):  # the clock fixture says 10:00
 
 def _use_quota(conn, today):  # another sender sent the day's 5 meanwhile
     conn.execute(
-        "INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados) VALUES (%s, %s, 5)",
+        "INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados)"
+        " VALUES (%s, %s, 5)",
         (PROGRAMACION, today),
     )
 
@@ -67,12 +72,13 @@ def _use_quota(conn, today):  # another sender sent the day's 5 meanwhile
 # another sender claimed 5 rows under this schedule meanwhile
 def _fill_quota_in_flight(conn, today):
     conn.execute(
-        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (99, 'x', 'm', 'en_progreso')"
+        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+        " VALUES (99, 'x', 'm', 'en_progreso')"
     )
     for i in range(5):
         conn.execute(
-            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
-            " estado, claimed_at, claimed_by, claim_programacion_id)"
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+            " mensaje_final, estado, claimed_at, claimed_by, claim_programacion_id)"
             " VALUES (99, %s, 'Ana', 'hola', 'enviando', %s, 'other-sender', %s)",
             (f"54911000099{i:02d}", _db_time(conn, today, dt.time(9, 59)), PROGRAMACION),
         )
@@ -100,7 +106,8 @@ GUARDS = {
 
 @pytest.fixture
 def change_after_first_plan(monkeypatch, upgraded, clock):
-    """Install `change(conn, today)` to run on the test's own connection right after the worker's first plan."""
+    """Install `change(conn, today)` to run on the test's own connection right after the
+    worker's first plan."""
     made = []
 
     def install(change):

@@ -35,7 +35,8 @@ def test_a_frozen_server_is_noticed_by_the_sender_within_its_lease(db_url, upgra
     seed_session(upgraded, cliente_id=51, campania_id=47, rows=1)
     parts = urlsplit(db_url)
     proxy = FreezableProxy((parts.hostname, parts.port or 3306))
-    netloc = f"{parts.username or 'root'}{':' + parts.password if parts.password else ''}@127.0.0.1:{proxy.port}"
+    password = ":" + parts.password if parts.password else ""
+    netloc = f"{parts.username or 'root'}{password}@127.0.0.1:{proxy.port}"
     url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     sender = Sender(make_config(url, gateway.base_url, **{"sender.lease_ttl_s": LEASE_TTL_S}))
     lock_wait_s, _ = sender_timeouts(LEASE_TTL_S)

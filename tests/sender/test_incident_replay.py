@@ -31,7 +31,8 @@ def test_incident_replay_session_down_for_251_ticks_then_back(db_url, conn, sim)
     conn.execute("DELETE FROM ll_envios_whatsapp WHERE estado = 'pendiente'")
     for i in range(ROWS):  # inserted the way the legacy application does: legacy columns only
         conn.execute(
-            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
+            "INSERT INTO ll_envios_whatsapp"
+            " (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
             " VALUES (47, %s, %s, 'Hola {nombre}, ¿seguimos en contacto?')",
             (f"+54 9 11 5550-{i:04d}", f"Cliente {i}"),
         )

@@ -174,7 +174,8 @@ def test_a_torn_last_line_is_ignored(tmp_path):
 def test_a_sender_killed_while_its_write_waits_is_recorded_by_the_next_one(
     db_url, upgraded, gateway, tmp_path
 ):
-    """Real processes: the write of `enviado` waits on a global read lock, the sender is SIGKILLed."""
+    """Real processes: the write of `enviado` waits on a global read lock, the sender is
+    SIGKILLed."""
     import signal
     import time
 

@@ -1,4 +1,5 @@
-"""A fresh lock by the original scheduler means it is still running: envios leaves that schedule alone.
+"""A fresh lock by the original scheduler means it is still running: envios leaves that
+schedule alone.
 
 The legacy scheduler sets `ll_programaciones.locked_at` (its server's NOW())
 and `locked_by` while it works a schedule and never expires the lock. A lock

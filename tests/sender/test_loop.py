@@ -40,8 +40,8 @@ def test_quota_counts_sent_and_in_flight_rows(db_url, upgraded, clock, gateway):
     ids = seed_session(upgraded, rows=6, cupo=4)
     # one row already in flight today under this schedule (e.g. stuck): it uses one unit of quota
     upgraded.execute(
-        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
-        " WHERE id = %s",
+        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s,"
+        " claim_programacion_id = 47 WHERE id = %s",
         (clock.db_now(upgraded), ids[0]),
     )
     report = run_once(make_config(db_url, gateway.base_url), clock=clock)
@@ -286,7 +286,10 @@ def test_sender_metrics_are_served(db_url, upgraded, clock, gateway):
 
 
 def test_times_written_are_the_databases_clock(db_url, upgraded, gateway):
-    """fecha_envio and claimed_at compare with what the application writes with NOW() (DESIGN.md section 10)."""
+    """fecha_envio and claimed_at compare with what the application writes with NOW().
+
+    DESIGN.md section 10.
+    """
     (envio_id,) = seed_session(upgraded, rows=1)
     clock = Clock("America/Argentina/Buenos_Aires")
     before = clock.db_now(upgraded)
@@ -304,8 +307,8 @@ def test_one_structured_line_per_state_change_with_masked_phone(
     lines = [r.getMessage() for r in caplog.records if "event=state_change" in r.getMessage()]
     assert len(lines) == 2
     assert (
-        f"envio_id={envio_id} campania_id=47 programacion_id=47 cliente_id=51 from=enviando to=enviado"
-        " outcome=sent message_id=true_*********0000@c.us" in lines[1]
+        f"envio_id={envio_id} campania_id=47 programacion_id=47 cliente_id=51"
+        " from=enviando to=enviado outcome=sent message_id=true_*********0000@c.us" in lines[1]
     )
     assert "phone=*********0000" in lines[1]
     assert "5491100470000" not in caplog.text  # not even inside the WhatsApp message id
@@ -321,7 +324,8 @@ def test_threads_do_not_leak(db_url, upgraded, clock, gateway):
 def test_a_session_held_by_another_sender_is_not_reported_by_this_one(
     db_url, upgraded, clock, gateway
 ):
-    """Only the lease holder exports a session's state: a stale READY must not mask a DISCONNECTED."""
+    """Only the lease holder exports a session's state: a stale READY must not mask a
+    DISCONNECTED."""
     seed_session(upgraded, rows=3, cupo=1)
     sender = Sender(make_config(db_url, gateway.base_url), clock=clock)
     try:

@@ -1,4 +1,5 @@
-"""The gateway delivers but the answer is lost: the row stays enviando and no sender sends it again."""
+"""The gateway delivers but the answer is lost: the row stays enviando and no sender sends it
+again."""
 
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def test_four_senders_2000_rows_20_sessions_each_row_sent_exactly_once(
     with db.connect() as conn:
         assert estados(conn) == {"enviado": sessions * per_session, "pendiente": sessions * extra}
         rows = conn.query(
-            "SELECT telefono_wapp, message_id, claimed_by FROM ll_envios_whatsapp WHERE estado = 'enviado'"
+            "SELECT telefono_wapp, message_id, claimed_by FROM ll_envios_whatsapp"
+            " WHERE estado = 'enviado'"
         )
         daily = conn.query("SELECT programacion_id, enviados FROM ll_programacion_envios_diarios")
         leases = conn.query("SELECT * FROM envios_session_leases")

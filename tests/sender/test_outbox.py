@@ -89,8 +89,9 @@ def test_in_flight_today_counts_claims_of_that_day_only(upgraded, clock):
         )
     ):
         upgraded.execute(
-            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
-            " estado, claimed_at, claim_programacion_id) VALUES (47, %s, 'Ana', 'x', 'enviando', %s, 47)",
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+            " mensaje_final, estado, claimed_at, claim_programacion_id)"
+            " VALUES (47, %s, 'Ana', 'x', 'enviando', %s, 47)",
             (f"5491100000{n:03d}", claimed_at),
         )
     assert outbox.in_flight_today(upgraded, [47], today) == {47: 2}  # 00:00:00 and 23:59:59

@@ -1,4 +1,5 @@
-"""The outcome table, pinned: DESIGN.md sections 3 and 9 written out by hand, judged on real sockets.
+"""The outcome table, pinned: DESIGN.md sections 3 and 9 written out by hand, judged on real
+sockets.
 
 Never derived from `sender.session_worker.ACTIONS` or the adapter's OUTCOME_TABLE:
 if either drifts from the contract, a row below fails. Each row scripts the first
@@ -235,7 +236,8 @@ def test_gateway_error_on_the_last_attempt_makes_the_row_error_on_venom(db_url, 
 
 
 def test_no_route_stops_the_gateway_across_ticks_of_a_long_running_sender(db_url, upgraded, clock):
-    """STOP_GATEWAY, not just STOP_SESSION: later ticks start no session either, for retry_after_s."""
+    """STOP_GATEWAY, not just STOP_SESSION: later ticks start no session either, for
+    retry_after_s."""
     fake = ScriptedGateway(build="wwebjs")
     rows = seed_two_clients(upgraded)
     sender = Sender(

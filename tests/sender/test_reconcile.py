@@ -1,4 +1,5 @@
-"""`envios reconcile`: list stuck and doubtful rows, and record a person's decision through the state machine."""
+"""`envios reconcile`: list stuck and doubtful rows, and record a person's decision through the
+state machine."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from tests.sender.conftest import envios, history, row, seed_session, sender_env
 
 @pytest.fixture
 def stuck(upgraded, clock):
-    """Row 1 stuck in enviando (claimed 10 minutes ago), row 2 sent without id, row 3 error, row 4 pendiente."""
+    """Row 1 stuck in enviando (claimed 10 minutes ago), row 2 sent without id, row 3 error,
+    row 4 pendiente."""
     ids = seed_session(upgraded, rows=4, cupo=10)
     claimed = clock.db_now(upgraded) - dt.timedelta(minutes=10)
     upgraded.execute(
-        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claimed_by = 'vm:1:ab',"
-        " claim_programacion_id = 47, attempts = 1, last_error = 'unknown outcome: ReadTimeout'"
+        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s,"
+        " claimed_by = 'vm:1:ab', claim_programacion_id = 47, attempts = 1,"
+        " last_error = 'unknown outcome: ReadTimeout'"
         " WHERE id = %s",
         (claimed, ids[0]),
     )
@@ -145,7 +148,10 @@ def test_reconcile_command_line(db_url, upgraded, stuck, tmp_path):
     )
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.splitlines() == [
-        f"envios reconcile: row {stuck[0]} is enviado: requeue only applies to enviando or error rows",
+        (
+            f"envios reconcile: row {stuck[0]} is enviado:"
+            " requeue only applies to enviando or error rows"
+        ),
         "envios reconcile: row 424242 does not exist",
     ]
     err = envios(
@@ -238,7 +244,8 @@ def test_requeue_without_person_or_justification_is_one_line_exit_2(
 
 
 def test_a_named_user_of_the_application_goes_into_usuario_id(conn, clock):
-    """The later schema's history has usuario_id (a foreign key to usuarios): only a real user goes there."""
+    """The later schema's history has usuario_id (a foreign key to usuarios): only a real user
+    goes there."""
     load_legacy(conn, "2026-02-27")
     schema.upgrade(conn, clock.now())
     with pytest.raises(ReconcileError, match="no such user in usuarios"):

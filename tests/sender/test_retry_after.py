@@ -1,4 +1,5 @@
-"""A 429's Retry-After is read per RFC 9110 and capped; odd values never crash or park a row for years.
+"""A 429's Retry-After is read per RFC 9110 and capped; odd values never crash or park a row
+for years.
 
 A date is read against the gateway's own `Date` header when it sends one (its
 clock against itself), else against ours. Stored times follow the database's clock.

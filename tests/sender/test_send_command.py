@@ -1,4 +1,5 @@
-"""`envios send` as an operator runs it: one pass, one-line errors, the kill switch, the debug switch, SIGTERM."""
+"""`envios send` as an operator runs it: one pass, one-line errors, the kill switch, the debug
+switch, SIGTERM."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def test_an_incomplete_gateway_config_is_one_line(db_url, upgraded, tmp_path):
     assert (
         result.returncode == 2
         and result.stderr.strip()
-        == "envios send: config key gateway.phone_number_id: required when gateway.kind is cloud_api"
+        == "envios send: config key gateway.phone_number_id:"
+        " required when gateway.kind is cloud_api"
     )
 
 

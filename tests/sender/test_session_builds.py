@@ -1,4 +1,5 @@
-"""`envios send` against fakes of the session manager's venom and whatsapp-web.js builds (DESIGN.md section 9).
+"""`envios send` against fakes of the session manager's venom and whatsapp-web.js builds
+(DESIGN.md section 9).
 
 The venom build has ONE admin WhatsApp session for every client: three clients'
 campaigns must go through it as one lane (one lease, one send at a time, paced
@@ -158,7 +159,8 @@ def test_whatsapp_web_js_build_has_no_send_route_one_line_nothing_stuck(
 def test_the_one_session_state_is_exported_for_every_client_it_serves(
     state, db_url, upgraded, venom, clock
 ):
-    """The alerts join session state and pending work on cliente_id: lane 0 alone would blind them."""
+    """The alerts join session state and pending work on cliente_id: lane 0 alone would blind
+    them."""
     from envios.sender.loop import Sender
     from prometheus_client import generate_latest
 

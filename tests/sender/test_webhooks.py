@@ -1,4 +1,5 @@
-"""`envios webhooks` on a real waitress server (loopback), on SQLite and MariaDB, per gateway's payloads."""
+"""`envios webhooks` on a real waitress server (loopback), on SQLite and MariaDB, per gateway's
+payloads."""
 
 from __future__ import annotations
 
@@ -328,7 +329,8 @@ def test_session_manager_ack_with_recipient_and_text_settles_a_stuck_row(
 
 
 def test_an_ack_without_the_text_does_not_settle_a_stuck_row(hooks, sent_rows, upgraded):
-    """Evolution's messages.update carries no text: a message to that number is not proof of this one."""
+    """Evolution's messages.update carries no text: a message to that number is not proof of
+    this one."""
     fake, ids = sent_rows("evolution", plan=("drop",))
     before = snapshot(upgraded)
     body = evolution_update(fake.ledger[0]["message_id"], "DELIVERY_ACK", to=fake.ledger[0]["to"])
@@ -400,14 +402,15 @@ def test_bad_json_and_unknown_routes(hooks):
 def test_an_ack_for_a_send_still_in_flight_is_kept_and_settles_it_only_after_the_timeout(
     db_url, upgraded, clock
 ):
-    """The ack may beat the send's own answer: recorded with its id, never a race with the sender's record."""
+    """The ack may beat the send's own answer: recorded with its id, never a race with the
+    sender's record."""
     from envios.sender import delivery
 
     [envio_id] = seed_session(upgraded, rows=1)
     claimed = clock.to_db(upgraded, clock.now())
     upgraded.execute(
-        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47,"
-        " attempts = 1 WHERE id = %s",
+        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s,"
+        " claim_programacion_id = 47, attempts = 1 WHERE id = %s",
         (claimed, envio_id),
     )
     ack = delivery.Ack(

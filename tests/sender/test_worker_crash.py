@@ -1,4 +1,5 @@
-"""The worker's crash handler: a bug inside a session worker ends in a defined state, logged and reported.
+"""The worker's crash handler: a bug inside a session worker ends in a defined state, logged
+and reported.
 
 The bug is a real exception raised from inside the worker's own code path (not a
 mocked worker): before the claim commits, and after the gateway delivered.
@@ -51,7 +52,8 @@ def test_a_bug_inside_the_claim_rolls_back_releases_the_lease_and_is_reported(
 def test_a_bug_after_a_delivery_leaves_the_row_enviando_and_it_is_never_sent_again(
     db_url, upgraded, clock, gateway, monkeypatch, caplog
 ):
-    """Delivered, then the worker crashed before recording: an unknown outcome (stuck), never a re-send."""
+    """Delivered, then the worker crashed before recording: an unknown outcome (stuck), never a
+    re-send."""
     ids = seed_session(upgraded, rows=2)
 
     def broken_outcome(self, outcome, latency_s):

@@ -1,4 +1,5 @@
-"""Issue 12: what goes wrong between claim and record ends in an outcome; `send --once` says a worker failed."""
+"""Issue 12: what goes wrong between claim and record ends in an outcome; `send --once` says a
+worker failed."""
 
 from __future__ import annotations
 

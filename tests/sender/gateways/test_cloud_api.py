@@ -1,4 +1,5 @@
-"""Cloud API adapter: every row of its outcome table against a loopback Graph API from Meta's docs."""
+"""Cloud API adapter: every row of its outcome table against a loopback Graph API from Meta's
+docs."""
 
 from __future__ import annotations
 
@@ -60,7 +61,10 @@ CASES = [
             graph_error(
                 131047,
                 "Re-engagement message",
-                details="Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+                details=(
+                    "Message failed to send because more than 24 hours have passed"
+                    " since the customer last replied to this number."
+                ),
             ),
         ),
         Outcome.REJECTED,

@@ -1,4 +1,5 @@
-"""Evolution API v2 adapter: every row of its outcome table against a loopback Evolution from its docs."""
+"""Evolution API v2 adapter: every row of its outcome table against a loopback Evolution from
+its docs."""
 
 from __future__ import annotations
 
