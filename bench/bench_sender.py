@@ -45,19 +45,22 @@ def seed(url: str, sessions: int, rows: int) -> None:
         for k in range(sessions):
             cid = k + 1
             conn.execute(
-                "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, 'b', 'm', 'en_progreso')",
+                "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+                " VALUES (%s, 'b', 'm', 'en_progreso')",
                 (cid,),
             )
             conn.execute(
-                "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-                " cupo_diario, fecha_inicio, estado) VALUES (%s, %s, %s, 'mon,tue,wed,thu,fri,sat,sun',"
+                "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana,"
+                " hora_inicio, hora_fin, cupo_diario, fecha_inicio, estado)"
+                " VALUES (%s, %s, %s, 'mon,tue,wed,thu,fri,sat,sun',"
                 " '00:00:00', '23:59:59', %s, '2020-01-01', 'aprobada')",
                 (cid, cid, cid, rows),
             )
             with conn.transaction():
                 for i in range(rows):
                     conn.execute(
-                        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
+                        "INSERT INTO ll_envios_whatsapp"
+                        " (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
                         " VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
                         (cid, f"54911{k:04d}{i:04d}"),
                     )
@@ -137,12 +140,14 @@ def main() -> int:
     finally:
         baseline_sim.stop()
     print(
-        f"{total} rows, {args.sessions} sessions, {args.procs} sender process(es), {url.split(':')[0]}: "
+        f"{total} rows, {args.sessions} sessions, {args.procs} sender process(es), "
+        f"{url.split(':')[0]}: "
         f"{elapsed:.1f}s (includes process start-up) = {total / elapsed:.0f} rows/s; "
         f"delivered {len(ledger)}, duplicates {len(dupes)}"
     )
     print(
-        f"baseline, bare status+send with no database: {baseline:.1f}s = {total / baseline:.0f} msgs/s; "
+        f"baseline, bare status+send with no database: {baseline:.1f}s = "
+        f"{total / baseline:.0f} msgs/s; "
         f"sender time / baseline time = {elapsed / baseline:.2f}"
     )
     return 0 if not dupes and len(ledger) == total else 1

@@ -65,7 +65,8 @@ SEED_KPIS = {
     "seed 2: error rate per campaign": (
         "SELECT campania_id, COUNT(*) AS total,"
         " SUM(CASE WHEN estado = 'error' THEN 1 ELSE 0 END) AS errores,"
-        " ROUND(SUM(CASE WHEN estado = 'error' THEN 1 ELSE 0 END) * 100.0 / COUNT(*), 2) AS tasa_error_pct"
+        " ROUND(SUM(CASE WHEN estado = 'error' THEN 1 ELSE 0 END) * 100.0 / COUNT(*), 2)"
+        " AS tasa_error_pct"
         " FROM ll_envios_whatsapp GROUP BY campania_id HAVING tasa_error_pct > 5"
     ),
     "seed 3: sent without message_id": (
@@ -95,14 +96,16 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
     conn.execute(
         "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado, fecha_creacion)"
         " SELECT seq, CONCAT('Campaña ', seq), 'Hola {nombre}',"
-        " CASE WHEN seq <= %s THEN 'en_progreso' WHEN seq <= %s THEN 'pendiente' ELSE 'finalizado' END,"
+        " CASE WHEN seq <= %s THEN 'en_progreso' WHEN seq <= %s THEN 'pendiente'"
+        " ELSE 'finalizado' END,"
         " %s FROM seq_1_to_" + str(campaigns),
         (pendiente_from, active, now - dt.timedelta(days=60)),
     )
     conn.execute(
-        "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-        " cupo_diario, fecha_inicio, estado)"
-        " SELECT c.seq, 50 + MOD(c.seq * 2 + s.seq, 40), 'mon,tue,wed,thu,fri', '08:00:00', '20:00:00', 500,"
+        "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio,"
+        " hora_fin, cupo_diario, fecha_inicio, estado)"
+        " SELECT c.seq, 50 + MOD(c.seq * 2 + s.seq, 40), 'mon,tue,wed,thu,fri',"
+        " '08:00:00', '20:00:00', 500,"
         " %s, CASE WHEN c.seq <= %s THEN 'aprobada' ELSE 'pausada' END"
         " FROM seq_1_to_" + str(campaigns) + " c, seq_1_to_2 s",
         (now.date() - dt.timedelta(days=60), active),
@@ -111,7 +114,8 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
     log(f"  inserting {rows:,} outbox rows ...")
     started = time.perf_counter()
     conn.execute(
-        f"""INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,
+        "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+        f""" mensaje_final,
               estado, fecha_envio, message_id, claimed_at, claimed_by, attempts)
         SELECT t.cid, CONCAT('549', LPAD(t.seq, 10, '0')), 'Ana', 'Hola Ana',
           t.estado,
@@ -150,15 +154,16 @@ def fill(conn, rows: int, campaigns: int, active: int, now: dt.datetime) -> None
     log("  inserting the history rows ...")
     started = time.perf_counter()
     conn.execute(
-        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
-        " origen, detalle, created_at)"
+        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
+        " estado_nuevo, origen, detalle, created_at)"
         " SELECT id, campania_id, 'pendiente', 'enviando', 'envios-sender', NULL, claimed_at"
         " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL"
     )
     conn.execute(
-        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior, estado_nuevo,"
-        " origen, detalle, created_at)"
-        " SELECT id, campania_id, 'enviando', estado, 'envios-sender', NULL, claimed_at + INTERVAL 2 SECOND"
+        "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
+        " estado_nuevo, origen, detalle, created_at)"
+        " SELECT id, campania_id, 'enviando', estado, 'envios-sender', NULL,"
+        " claimed_at + INTERVAL 2 SECOND"
         " FROM ll_envios_whatsapp WHERE claimed_at IS NOT NULL AND estado IN ('enviado', 'error')"
     )
     log(f"  ... {time.perf_counter() - started:.1f}s")
@@ -303,14 +308,16 @@ def main() -> int:
             now = clock.now()
             started = time.perf_counter()
             log(
-                f"filling: {args.rows:,} rows, {args.campaigns} campaigns ({args.active} not finalizado)"
+                f"filling: {args.rows:,} rows, {args.campaigns} campaigns"
+                f" ({args.active} not finalizado)"
             )
             fill(conn, args.rows, args.campaigns, args.active, now)
             load_s = time.perf_counter() - started
             outbox = conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp")
             history = conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial")
             mix = conn.query(
-                "SELECT estado, COUNT(*) AS n FROM ll_envios_whatsapp GROUP BY estado ORDER BY estado"
+                "SELECT estado, COUNT(*) AS n FROM ll_envios_whatsapp"
+                " GROUP BY estado ORDER BY estado"
             )
             legacy = conn.scalar(
                 "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado'"
@@ -361,14 +368,16 @@ def main() -> int:
 
             log("worst case: every campaign not finalizado ...")
             conn.execute(
-                "UPDATE ll_campanias_whatsapp SET estado = 'en_progreso' WHERE estado = 'finalizado'"
+                "UPDATE ll_campanias_whatsapp SET estado = 'en_progreso'"
+                " WHERE estado = 'finalizado'"
             )
             worst = measure_watcher(cfg, clock, args.runs)
 
         ms = lambda s: f"{s * 1000:9.1f} ms"  # noqa: E731
         log("\n=== results (median of runs) ===")
         log(
-            f"rows {outbox:,} in ll_envios_whatsapp, {history:,} in the history, {args.campaigns} campaigns"
+            f"rows {outbox:,} in ll_envios_whatsapp, {history:,} in the history,"
+            f" {args.campaigns} campaigns"
         )
         log(f"{'':44}{'time':>12}")
         log(
@@ -385,7 +394,8 @@ def main() -> int:
         for kpi, seconds in seed.items():
             mine = realistic["per_query"][COUNTERPART[kpi]]
             log(
-                f"{kpi:44}{ms(seconds)}   vs the watcher's {COUNTERPART[kpi]} query {ms(mine).strip()}:"
+                f"{kpi:44}{ms(seconds)}   vs the watcher's {COUNTERPART[kpi]} query"
+                f" {ms(mine).strip()}:"
                 f" seed/watcher = {seconds / mine if mine else float('inf'):.2f}"
             )
         log(f"{'seed KPI queries, all three':44}{ms(seed_total)}")

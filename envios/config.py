@@ -248,7 +248,8 @@ def _coerce_number(dotted: str, value: Any, kind: type) -> float | int:
         number = float(value) if kind is float else _to_int(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"config key {dotted}: expected {'a number' if kind is float else 'a whole number'}, got {value!r}"
+            f"config key {dotted}: expected"
+            f" {'a number' if kind is float else 'a whole number'}, got {value!r}"
         ) from None
     if not math.isfinite(number):  # nan passes every comparison: it would switch a check off
         raise ConfigError(f"config key {dotted}: must be a finite number, got {value!r}")
@@ -309,7 +310,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     raw["gateway"]["phone_number_id"] = str(raw["gateway"]["phone_number_id"])
     if raw["gateway"]["kind"] not in GATEWAY_KINDS:
         raise ConfigError(
-            f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)}, got {raw['gateway']['kind']!r}"
+            f"config key gateway.kind: must be one of {', '.join(GATEWAY_KINDS)},"
+            f" got {raw['gateway']['kind']!r}"
         )
     if raw["gateway"]["sessions"] not in GATEWAY_SESSIONS:
         raise ConfigError(

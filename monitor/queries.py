@@ -199,7 +199,8 @@ def _schedule(r: dict[str, Any]) -> ScheduleRow:
 
 
 def schedules(conn: Connection, include_all: bool = False) -> list[ScheduleRow]:
-    """Approved and paused schedules of campaigns not finalizado (every schedule with include_all)."""
+    """Approved and paused schedules of campaigns not finalizado (every schedule with
+    include_all)."""
     if include_all:
         return [_schedule(r) for r in conn.query(watching.SCHEDULES_ALL)]
     open_states = by_value(
@@ -245,7 +246,8 @@ class Delivery:
 
 
 def delivery(conn: Connection, campania_ids: Sequence[int]) -> dict[int, Delivery]:
-    """Per campaign: enviado rows and how many the gateway acknowledged as delivered, read, failed."""
+    """Per campaign: enviado rows and how many the gateway acknowledged as delivered, read,
+    failed."""
     counts: dict[int, dict[str | None, int]] = {}
     for chunk in _chunks(list(campania_ids)):
         statement, params = watching.DELIVERY.with_lists(ids=chunk)
@@ -264,7 +266,8 @@ def delivery(conn: Connection, campania_ids: Sequence[int]) -> dict[int, Deliver
 
 
 def settled_unknowns(conn: Connection, campania_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Per campaign: rows that left enviando by evidence (automatically) or by a person (reconcile, manual)."""
+    """Per campaign: rows that left enviando by evidence (automatically) or by a person
+    (reconcile, manual)."""
     out = {cid: {"evidence": 0, "person": 0} for cid in campania_ids}
     origins = list(SETTLED_BY)
     for chunk in _chunks(list(campania_ids)):

@@ -480,7 +480,8 @@ class Refresher:
         return running if running > self.stall_after_s else None
 
     def health(self) -> tuple[bool, str]:
-        """(fresh?, one line): fresh when the last complete refresh is younger than 3 x refresh_s."""
+        """(fresh?, one line): fresh when the last complete refresh is younger than
+        3 x refresh_s."""
         state = self.state
         limit = 3 * self.refresh_s
         stalled = self.stalled()
@@ -496,5 +497,8 @@ class Refresher:
             return True, f"ok: last refresh {age:.1f}s ago (limit {limit:g}s)"
         return (
             False,
-            f"stale: last complete refresh {age:.1f}s ago (limit {limit:g}s, db up={int(state.up)})",
+            (
+                f"stale: last complete refresh {age:.1f}s ago"
+                f" (limit {limit:g}s, db up={int(state.up)})"
+            ),
         )

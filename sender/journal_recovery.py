@@ -197,7 +197,8 @@ def database_identity(database) -> str:
 
 
 def undo_own_orphans(conn: Connection, ctx: Context, journal) -> int:
-    """This sender's claims that never led to a request (the claim committed, the client never heard).
+    """This sender's claims that never led to a request (the claim committed, the client never
+    heard).
 
     A connection lost right after the claim's commit makes the claim look failed to us
     while the row is `enviando` under our name; no worker holds it. Past one lease

@@ -98,7 +98,8 @@ class PassReport:
             f"{o.value}={n}" for o, n in sorted(self.outcomes.items(), key=lambda x: x[0].value)
         ]
         return (
-            f"sessions={len(self.sessions_worked)} held_elsewhere={len(self.sessions_held_elsewhere)} "
+            f"sessions={len(self.sessions_worked)}"
+            f" held_elsewhere={len(self.sessions_held_elsewhere)} "
             + (" ".join(parts) if parts else "sends=0")
         )
 
@@ -173,7 +174,8 @@ class Sender:
             )
 
     def run_once(self) -> PassReport:
-        """One pass: every eligible session worked until empty / quota used / stopped; then return."""
+        """One pass: every eligible session worked until empty / quota used / stopped; then
+        return."""
         report = PassReport()
         if not self.enabled():
             report.disabled = True
@@ -187,7 +189,8 @@ class Sender:
         return report
 
     def run_forever(self) -> PassReport:
-        """Tick every tick_s until request_stop(); then finish in-flight sends and release leases."""
+        """Tick every tick_s until request_stop(); then finish in-flight sends and release
+        leases."""
         log.info(
             kv(
                 "sender_start",
@@ -221,8 +224,9 @@ class Sender:
         return self.report
 
     def settle_unknowns(self, report: PassReport) -> None:
-        """Unknown outcomes settled by evidence: acknowledgements received while the send was in flight,
-        and the gateway's own record of the message (WAHA, Evolution lookups). Never a retry."""
+        """Unknown outcomes settled by evidence: acknowledgements received while the send was
+        in flight, and the gateway's own record of the message (WAHA, Evolution lookups).
+        Never a retry."""
         try:
             acked = delivery.settle_acknowledged(
                 self._main_conn(), self.clock, delivery.in_flight_s(self.config)
@@ -418,7 +422,8 @@ class Sender:
         self.report.outcomes.update(report.outcomes)
 
     def _shutdown(self, report: PassReport) -> None:
-        """Workers see stop_event at their next check; an in-flight send ends within the send timeout."""
+        """Workers see stop_event at their next check; an in-flight send ends within the send
+        timeout."""
         deadline = (
             time.monotonic()
             + float(self.config.gateway.send_timeout_s)
@@ -435,7 +440,9 @@ class Sender:
                         "worker_abandoned",
                         cliente_id=worker.cliente_id,
                         sender=self.sender_id,
-                        detail="still busy at shutdown; its row stays enviando if a send was in flight",
+                        detail=(
+                            "still busy at shutdown; its row stays enviando if a send was in flight"
+                        ),
                     )
                 )
         self._reap(report)

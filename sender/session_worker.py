@@ -199,7 +199,8 @@ def eligible_work(
     at: dt.datetime | None = None,
     lock_ttl_s: float = 0.0,
 ) -> WorkPlan:
-    """Approved schedules inside their window, of campaigns in progress, with quota and pending rows.
+    """Approved schedules inside their window, of campaigns in progress, with quota and
+    pending rows.
 
     `now` is the configured zone's wall clock (windows, the quota's day); `at` the
     database's at the same instant (`Clock.to_db`; default `now`), for the stored times.
@@ -446,7 +447,8 @@ def _change(
 
 
 def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: SendResult) -> Action:
-    """Write what the gateway said, per ACTIONS, in one transaction (with the daily count for enviado)."""
+    """Write what the gateway said, per ACTIONS, in one transaction (with the daily count for
+    enviado)."""
     action = ACTIONS[result.outcome]
     to_state = action.row_goes_to
     detail = f"{result.outcome.value}: {result.reason}" if result.reason else result.outcome.value
@@ -671,7 +673,8 @@ class SessionWorker:
             )
 
     def _clients(self, works: list[ScheduleWork]) -> list[int]:
-        """The cliente_ids this lane serves now (metrics are per cliente_id, as the alerts join them)."""
+        """The cliente_ids this lane serves now (metrics are per cliente_id, as the alerts join
+        them)."""
         return (
             sorted({int(w.schedule["cliente_id"]) for w in works})
             if self.single
@@ -790,7 +793,9 @@ class SessionWorker:
                         "sender_stopped_by_gateway",
                         cliente_id=claimed.cliente_id,
                         outcome=result.outcome,
-                        detail=f"{result.reason}; every session stops until a person fixes the account",
+                        detail=(
+                            f"{result.reason}; every session stops until a person fixes the account"
+                        ),
                     )
                 )
                 ctx.stop.set()

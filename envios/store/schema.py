@@ -112,7 +112,10 @@ def add_column(table: str, column: str, mysql_type: str, sqlite_type: str | None
         found = view.column(table, column)
         wanted = re.split(r"[\s(]", types[view.dialect].lower(), maxsplit=1)[0]
         if found is not None and not _same_family(found.base_type, wanted):
-            return f"{table}.{column} exists as {found.type}; envios needs {types[view.dialect].split()[0].lower()}"
+            return (
+                f"{table}.{column} exists as {found.type};"
+                f" envios needs {types[view.dialect].split()[0].lower()}"
+            )
         return None
 
     return Step(
@@ -126,7 +129,8 @@ def add_column(table: str, column: str, mysql_type: str, sqlite_type: str | None
 
 
 def require_columns(table: str, names: tuple[str, ...], why: str) -> Step:
-    """No change: the preflight refuses when an existing table lacks columns envios cannot do without."""
+    """No change: the preflight refuses when an existing table lacks columns envios cannot do
+    without."""
 
     def problem(view: SchemaView) -> str | None:
         if not view.has_table(table):
@@ -241,7 +245,10 @@ def append_enum_value(table: str, column: str, value: str = ENVIANDO) -> Step:
         col = view.column(table, column)
         extra = [v for v in (col.enum_values() if col else []) if v not in ENVIOS_STATES]
         if extra:
-            return f"{table}.{column} keeps {', '.join(repr(v) for v in extra)} (the application's values; left as is)"
+            return (
+                f"{table}.{column} keeps {', '.join(repr(v) for v in extra)}"
+                " (the application's values; left as is)"
+            )
         return None
 
     def new_type(col: Column) -> str:
@@ -261,7 +268,8 @@ def append_enum_value(table: str, column: str, value: str = ENVIANDO) -> Step:
 
 
 def make_nullable(table: str, column: str, mysql_type: str, why: str) -> Step:
-    """MySQL: an envios-only column an earlier envios made NOT NULL becomes optional (never an app column)."""
+    """MySQL: an envios-only column an earlier envios made NOT NULL becomes optional (never an
+    app column)."""
 
     def needed(view: SchemaView) -> bool:
         col = view.column(table, column)
@@ -280,7 +288,8 @@ def make_nullable(table: str, column: str, mysql_type: str, why: str) -> Step:
 
 
 def rename_own_column(table: str, old: str, new: str, why: str) -> Step:
-    """A column only an earlier envios ever created gets the application's name (`creado_en` -> `created_at`)."""
+    """A column only an earlier envios ever created gets the application's name
+    (`creado_en` -> `created_at`)."""
 
     def needed(view: SchemaView) -> bool:
         return view.column(table, old) is not None and view.column(table, new) is None
@@ -521,7 +530,8 @@ def _application_history() -> list[Step]:
 
 
 def _delivery_acknowledgements() -> list[Step]:
-    """What the gateway said after the send (DESIGN.md section 11): all optional, written by `envios webhooks`.
+    """What the gateway said after the send (DESIGN.md section 11): all optional, written by
+    `envios webhooks`.
 
     `delivery_status` is sent | delivered | read | failed and never moves backwards;
     `delivery_error` holds a failed delivery's reason. The indexes serve the watcher's
@@ -634,7 +644,8 @@ def ready_for(process: Process, conn: Connection) -> bool:
 
 @dataclass
 class Plan:
-    """What an upgrade does: the versions it records, (version, step, statements), what it leaves alone."""
+    """What an upgrade does: the versions it records, (version, step, statements), what it
+    leaves alone."""
 
     pending_versions: list[Version]
     statements: list[tuple[Version, str, list[str]]]
@@ -688,7 +699,8 @@ def plan(conn: Connection, refuse: bool = True) -> Plan:
 
 @contextlib.contextmanager
 def strict_session(conn: Connection) -> Iterator[None]:
-    """MySQL: this session refuses to truncate or coerce anything, whatever the server's global mode."""
+    """MySQL: this session refuses to truncate or coerce anything, whatever the server's
+    global mode."""
     if conn.dialect != MYSQL:
         yield
         return
@@ -702,7 +714,8 @@ def strict_session(conn: Connection) -> Iterator[None]:
 
 
 def upgrade(conn: Connection, now, log: Callable[[str], None] = lambda _m: None) -> Plan:
-    """Check every pending step, then apply them, recording each version; returns what was carried out.
+    """Check every pending step, then apply them, recording each version; returns what was
+    carried out.
 
     Steps are planned against the live schema, so a run interrupted half-way
     (MySQL DDL commits as it goes) resumes where it stopped.

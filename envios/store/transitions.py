@@ -97,7 +97,8 @@ def transition(
     if changed != 1:
         also = f" with {', '.join(sorted(expected))} as expected" if expected else ""
         raise StaleTransition(
-            f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
+            f"row {envio_id} is not {Estado(from_state).value}{also} any more;"
+            f" not moved to {Estado(to_state).value}"
         )
     entry = {
         "from_state": Estado(from_state).value,
