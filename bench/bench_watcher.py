@@ -49,10 +49,10 @@ sys.path.insert(0, ROOT)
 from envios.monitor import queries as q  # noqa: E402
 from envios.monitor.refresher import QUERY_NAMES  # noqa: E402
 from envios.monitor.watcher import Watcher  # noqa: E402
-from envios.sender import schema  # noqa: E402
 
 from envios import config as config_module  # noqa: E402
 from envios.clock import Clock  # noqa: E402
+from envios.store import schema  # noqa: E402
 from envios.store.connector import Database  # noqa: E402
 
 TZ = "America/Argentina/Buenos_Aires"

@@ -150,13 +150,22 @@ class Missing:
     unverifiable_since_resume: int = 0
 
 
-def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> dict[int, Missing]:
+def without_message_id(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """Per campaign: (enviado without a message id, of them legacy, of them unverifiable), counted."""
     counts: dict[int, tuple[int, int, int]] = {}
-    for chunk in _chunks(list(campaigns)):
+    for chunk in _chunks(list(campaign_ids)):
         # safe: only "%s" placeholders are interpolated; the ids are parameters.
         sql = SQL_MISSING_MESSAGE_ID.format(ids=placeholders(len(chunk)))  # noqa: S608
         for r in conn.query(sql, [UNVERIFIABLE_NOTE, *chunk]):
             counts[int(r["campania_id"])] = (int(r["n"]), int(r["legacy"] or 0), int(r["unverifiable"] or 0))
+    return counts
+
+
+def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow],
+                        counts: dict[int, tuple[int, int, int]] | None = None) -> dict[int, Missing]:
+    """`counts`: without_message_id's answer when already known (the watcher's monitor.counts)."""
+    if counts is None:
+        counts = without_message_id(conn, list(campaigns))
     resumed = [cid for cid, c in campaigns.items() if c.resumed_at is not None
                and counts.get(cid, (0, 0, 0))[0] > counts.get(cid, (0, 0, 0))[1]]
     since: dict[int, tuple[int, int]] = {}
@@ -258,7 +267,8 @@ def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:
 
 
 SQL_SCHEMA_VERSIONS = "SELECT version FROM envios_schema_version"
-REQUIRED_SCHEMA_VERSIONS = (2, 4, 5)  # claims, pause columns, indexes; the application's history table; acks
+REQUIRED_SCHEMA_VERSIONS = (2, 4, 5, 6)  # claims, pause columns, indexes; the application's history table;
+# acks; change times (monitor.counts)
 
 
 SQL_TABLE_EXISTS = {

@@ -258,6 +258,7 @@ class Claimed:
     claimed_at: dt.datetime  # the database's clock
     remaining: int  # quota left after this claim
     day: dt.date | None = None  # the quota's day (configured zone) it was claimed on
+    more: bool = True  # its schedule had another ready row and quota when it was claimed
 
     @property
     def envio_id(self) -> int:
@@ -328,6 +329,9 @@ class _Rows:
         self.buffer: collections.deque[dict] = collections.deque()
         self.exhausted = False
 
+    def has_more(self) -> bool:
+        return bool(self.buffer) or not self.exhausted
+
     def next(self) -> dict | None:
         if not self.buffer and not self.exhausted:
             rows = self.conn.query(batches.READY_ROWS, {
@@ -396,6 +400,7 @@ def claim_batch(conn: Connection, ctx: Context,
                         if isinstance(got, Claimed):
                             remaining[pid] -= 1
                             got.remaining = remaining[pid]
+                            got.more = rows.has_more() and remaining[pid] > 0
                             ctx.metrics.quota(pid, remaining[pid])
                             claimed.setdefault(pid, []).append(got)
                             results[i] = got
@@ -762,6 +767,7 @@ class Lane:
         self.next_due = 0.0  # monotonic time of the next step (token bucket in throughput mode)
         self.not_before = 0.0  # throughput mode: no step before this (the gateway said slow down)
         self._lock = threading.Lock()
+        self._plan_lock = threading.Lock()
         self._last_claim: dict[int, float] = {}
         self._status_at = -1e9
 
@@ -811,8 +817,9 @@ class Lane:
         if ctx.stop.is_set():
             self.stop("sender stopping")
             return None
-        if self.works is None:
-            self._plan()
+        with self._plan_lock:  # the first of the lane's steps plans; the others wait for it
+            if self.works is None:
+                self._plan()
         if not self.works:
             self.stop("no work left (queue empty, quota used or schedules closed)")
             return None
@@ -898,9 +905,17 @@ class Lane:
         if action.then == STOP_SESSION:
             self.stop(f"{result.outcome.value}: {result.reason}", session_level=True)
             return None
+        delay = 0.0
         if action.then == SLOW_DOWN:
             wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
-            return max(wait_s, 0.0 if ctx.settings.throughput else ctx.pacing_delay(claimed.schedule))
-        if action.pace and not ctx.settings.throughput:
-            return ctx.pacing_delay(claimed.schedule)
-        return 0.0
+            delay = max(wait_s, 0.0 if ctx.settings.throughput else ctx.pacing_delay(claimed.schedule))
+        elif action.pace and not ctx.settings.throughput:
+            delay = ctx.pacing_delay(claimed.schedule)
+        if delay > 0 and (not claimed.more or action.row_goes_to is not Estado.ENVIADO):
+            # Before waiting: is there still work (this schedule ran dry, or the row is back
+            # waiting for a retry)? A pass must not wait out a delay with nothing left to send.
+            self._plan()
+            if not self.works:
+                self.stop("no work left (queue empty, quota used or schedules closed)")
+                return None
+        return delay

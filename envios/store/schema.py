@@ -466,12 +466,29 @@ class Version:
     steps: Callable[[], list[Step]] = field(repr=False)
 
 
+def _change_times() -> list[Step]:
+    """`cambiado_en`, kept by the database on every change of an outbox row (any writer).
+
+    The watcher's per-campaign counts read only the rows changed since its last
+    refresh (monitor/counts.py) instead of recounting a million rows. The DDL lives
+    in migrations/change_times_*.sql: MariaDB keeps the column itself (ON UPDATE),
+    SQLite by two triggers.
+    """
+    scripts = {dialect: split_statements(resources.files("envios.store.migrations")
+                                         .joinpath(f"change_times_{dialect}.sql").read_text("utf-8"))
+               for dialect in (MYSQL, SQLITE)}
+    column = add_column(OUTBOX, "cambiado_en", "datetime(6) NOT NULL", "TEXT DEFAULT NULL")
+    column.sql = lambda v: scripts[v.dialect]
+    return [column, create_index(OUTBOX, "idx_envios_cambiado_en", "cambiado_en")]
+
+
 VERSIONS: list[Version] = [
     Version(1, "base tables", _base_tables),
     Version(2, "claims, message ids, leases, pauses", _claims_and_pauses),
     Version(3, "watcher: covering index for sends without message id", _watcher_indexes),
     Version(4, "the application's history table", _application_history),
     Version(5, "delivery acknowledgements", _delivery_acknowledgements),
+    Version(6, "outbox change times for the watcher's incremental counts", _change_times),
 ]
 
 LATEST = VERSIONS[-1].number
