@@ -3,8 +3,9 @@
 The first read takes every row's facts (campaign, state, whether it was sent without
 a message id and why); later reads take only the rows whose `cambiado_en` (schema
 v6, kept by the database on every change, the original application's included) is
-at or after the newest change seen minus `MARGIN_S`: a transaction that commits
-later than that after its change is picked up by the next full read. Re-reading a
+at or after the start of the previous read minus `MARGIN_S` (on the database's
+clock): every change made before that had committed by then, unless its transaction
+ran longer than the margin; such a late one is picked up by the next full read. Re-reading a
 row is harmless: each row's last known facts replace its previous ones, so the
 totals stay exact. A full read every `FULL_EVERY_S` also takes rows deleted
 meanwhile out of the counts.
@@ -50,13 +51,22 @@ def _code(row: dict[str, Any]) -> int:
     return _UNVERIFIABLE if row["unverifiable"] else _ID_LOST
 
 
+def _database_clock(conn: Connection) -> dt.datetime:
+    """Now on the clock `cambiado_en` is written with: the server's wall clock (MariaDB),
+    UTC (SQLite's triggers)."""
+    epoch = time.time()
+    utc = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).replace(tzinfo=None)
+    offset = conn.utc_offset(epoch)
+    return utc if offset is None else utc + offset
+
+
 class OutboxCounts:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic):
         self.monotonic = monotonic
         self._codes = bytearray()  # by row id; 0 = no such row
         self._campaigns = array("i")
         self._totals: collections.Counter[tuple[int, int]] = collections.Counter()
-        self._newest: Any = None  # the newest cambiado_en read (the database's value)
+        self._since: Any = None  # where the next incremental read starts (the database's clock)
         self._full_at: float | None = None
         self._read_for: object = None
         self._lock = threading.Lock()
@@ -68,10 +78,11 @@ class OutboxCounts:
             if self._read_for is refresh:
                 return self
             full = self._full_at is None or self.monotonic() - self._full_at >= FULL_EVERY_S
+            started = _database_clock(conn) - dt.timedelta(seconds=MARGIN_S)
             if full:
                 self._full_at = None  # until the whole read succeeded
                 self._codes, self._campaigns, self._totals = bytearray(), array("i"), collections.Counter()
-                self._newest, self.rows_read, after = None, 0, 0
+                self.rows_read, after = 0, 0
                 while True:
                     rows = conn.query(sql.ALL_ROW_FACTS, {"note": NO_ID_FROM_GATEWAY, "after": after,
                                                           "n": FULL_READ_CHUNK})
@@ -82,23 +93,15 @@ class OutboxCounts:
                     after = int(rows[-1]["id"])
                 self._full_at = self.monotonic()
             else:
-                rows = conn.query(sql.CHANGED_ROW_FACTS, {"note": NO_ID_FROM_GATEWAY, "since": self._since()})
+                rows = conn.query(sql.CHANGED_ROW_FACTS, {"note": NO_ID_FROM_GATEWAY, "since": self._since})
                 self._apply(rows)
                 self.rows_read = len(rows)
+            self._since = started
             self._read_for = refresh
         return self
 
-    def _since(self) -> Any:
-        newest = self._newest
-        if newest is None:  # no row had a change time yet
-            return dt.datetime(1970, 1, 1)
-        if isinstance(newest, str):  # SQLite keeps it as text
-            newest = dt.datetime.fromisoformat(newest)
-        return newest - dt.timedelta(seconds=MARGIN_S)
-
     def _apply(self, rows: list[dict[str, Any]]) -> None:
         codes, campaigns, totals = self._codes, self._campaigns, self._totals
-        newest = self._newest
         for row in rows:
             envio_id, campania_id, code = int(row["id"]), int(row["campania_id"]), _code(row)
             if envio_id >= len(codes):
@@ -110,10 +113,6 @@ class OutboxCounts:
                 totals[(campaigns[envio_id], old)] -= 1
             codes[envio_id], campaigns[envio_id] = code, campania_id
             totals[(campania_id, code)] += 1
-            changed = row["cambiado_en"]
-            if changed is not None and (newest is None or changed > newest):
-                newest = changed
-        self._newest = newest
 
     def messages(self, campaign_ids: Sequence[int]) -> dict[int, dict[str, int]]:
         """Rows per state of the given campaigns; every state present (0 when none)."""

@@ -15,9 +15,10 @@ person never both pass this check unless the first one is in `error`.
 
 Normalising every row of a campaign on every claim would be quadratic, so each
 process keeps an index per (database, campaign): number -> row ids, read
-incrementally by id and rebuilt when the campaign's row count says rows went
-away. The index only proposes candidates; each one is re-read and re-checked in
-the claim's own transaction.
+incrementally by id (only when a row newer than the index is vetted: rows get
+growing ids) and rebuilt when the campaign's row count says rows went away. The
+index only proposes candidates; each one is re-read and re-checked in the
+claim's own transaction.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class RecipientIndex:
         with self._lock:
             index = self._campaigns.setdefault((getattr(conn, "url", id(conn)), campania_id), _CampaignIndex())
         with index.lock:
-            if refreshed is None or campania_id not in refreshed:
+            # Rows are added with growing ids: an index that already holds this row holds every
+            # row that could stand for its recipient before it (its candidates are re-read below).
+            if own_id > index.top_id and (refreshed is None or campania_id not in refreshed):
                 index.refresh(conn, campania_id)
                 if refreshed is not None:
                     refreshed.add(campania_id)

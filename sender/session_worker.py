@@ -409,12 +409,12 @@ def claim_batch(conn: Connection, ctx: Context,
                     why.append((pid, reason))
                 if results[i] is None:
                     results[i] = Refusal(tuple(why))
-            for pid, rows_claimed in sorted(claimed.items()):
-                transition_many(conn, [c.envio_id for c in rows_claimed], Estado.PENDIENTE, Estado.ENVIANDO,
-                                origin=Origin.SENDER, at=at, detail=f"claimed by {ctx.sender_id}",
-                                columns={"claimed_at": at, "claimed_by": ctx.sender_id,
-                                         "claim_programacion_id": pid, "attempts": Increment(),
-                                         "next_attempt_at": None})
+            every = [c for pid in sorted(claimed) for c in claimed[pid]]
+            transition_many(conn, [c.envio_id for c in every], Estado.PENDIENTE, Estado.ENVIANDO,
+                            origin=Origin.SENDER, at=at, detail=f"claimed by {ctx.sender_id}",
+                            columns={"claimed_at": at, "claimed_by": ctx.sender_id, "attempts": Increment(),
+                                     "next_attempt_at": None},
+                            per_row={"claim_programacion_id": {c.envio_id: c.programacion_id for c in every}})
         return results
 
     def attempt_until_settled() -> list[Claimed | Refusal | LeaseLost]:
@@ -573,24 +573,19 @@ def _detail(result: SendResult) -> str:
 
 def _write_sent(conn: Connection, claimed: list[Claimed], results: list[SendResult],
                 now: dt.datetime) -> None:
-    """Many confirmed sends: one UPDATE, their history rows, one count update per schedule and day."""
-    days = collections.Counter((c.programacion_id, c.day or c.claimed_at.date()) for c in claimed)
-    for day in sorted({d for _, d in days}):
-        pids = sorted(p for p, d in days if d == day)
-        rows, params = batches.values_list("d", ({"pid": p, "day": day, "zero": 0} for p in pids))
-        conn.execute(batches.expand(batches.ENSURE_DAILY_MANY, rows=rows), params)
-        text, params = batches.in_list("pid", pids)
-        conn.query(batches.expand(batches.LOCK_DAILY_MANY, pids=text), {**params, "day": day})
-    ids = [c.envio_id for c in claimed]
+    """Many confirmed sends: one UPDATE, their history rows, one upsert of the day's counts."""
+    pairs = list(zip(claimed, results, strict=True))
     transition_many(
-        conn, ids, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now,
-        detail={c.envio_id: _detail(r) for c, r in zip(claimed, results, strict=True)},
+        conn, [c.envio_id for c in claimed], Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now,
+        detail={c.envio_id: _detail(r) for c, r in pairs},
         columns={"fecha_envio": now},
-        per_row={"message_id": {c.envio_id: r.message_id for c, r in zip(claimed, results, strict=True)},
+        per_row={"message_id": {c.envio_id: r.message_id for c, r in pairs},
                  "last_error": {c.envio_id: NO_ID_FROM_GATEWAY if r.gateway_gives_no_id else None
-                                for c, r in zip(claimed, results, strict=True)}})
-    for (pid, day), n in sorted(days.items()):
-        conn.execute(batches.COUNT_SENT_MANY, {"n": n, "now": now, "pid": pid, "day": day})
+                                for c, r in pairs}})
+    days = collections.Counter((c.programacion_id, c.day or c.claimed_at.date()) for c in claimed)
+    rows, params = batches.values_list(
+        "d", ({"pid": pid, "day": day, "n": n, "now": now} for (pid, day), n in sorted(days.items())))
+    conn.execute(batches.expand(batches.COUNT_SENT_MANY, rows=rows), params)
 
 
 def record_batch(conn: Connection, ctx: Context,

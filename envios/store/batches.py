@@ -105,11 +105,18 @@ IN_FLIGHT_MANY = Statement(
     " AND claimed_at >= %(start)s AND claimed_at < %(end)s GROUP BY claim_programacion_id",
 )
 
-# One more `n` sends on the day for one schedule (after LOCK_DAILY_MANY, same transaction).
+# `n` more sends per (schedule, day), in the transaction that writes them enviado: {rows} of
+# (pid, fecha, n, now) in schedule order (count rows are always locked in that order).
+# A claim reading a count waits for this transaction, so it never sees the rows
+# enviado without their count, or the other way round.
 COUNT_SENT_MANY = Statement(
     "count_sent_many",
-    "UPDATE ll_programacion_envios_diarios SET enviados = enviados + %(n)s, actualizado_en = %(now)s"
-    " WHERE programacion_id = %(pid)s AND fecha = %(day)s",
+    mysql="INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados, actualizado_en)"
+          " VALUES {rows} ON DUPLICATE KEY UPDATE enviados = enviados + VALUES(enviados),"
+          " actualizado_en = VALUES(actualizado_en)",
+    sqlite="INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados, actualizado_en)"
+           " VALUES {rows} ON CONFLICT (programacion_id, fecha) DO UPDATE SET"
+           " enviados = enviados + excluded.enviados, actualizado_en = excluded.actualizado_en",
 )
 
 # -- rows ----------------------------------------------------------------------------------------
