@@ -178,7 +178,7 @@ def throughput(server_url: str, sim: SimulatorServer, total: int, sessions: int)
         seed_sessions(db.url, sessions, total // sessions)
         env = sender_env(db.url, sim.base_url, ENVIOS_SENDER_RATE_PER_S="1000000", ENVIOS_SENDER_MAX_IN_FLIGHT="16",
                          ENVIOS_SENDER_DELAY_MIN_S="0", ENVIOS_SENDER_DELAY_MAX_S="0",
-                         ENVIOS_SENDER_TICK_S="0.2")
+                         ENVIOS_SENDER_TICK_S="5")
         proc = spawn(["-m", "envios", "send", "--log-level", "WARNING"], env)
         try:
             out["engine_s"] = wait_until_sent(db.url, total, proc, 1800)

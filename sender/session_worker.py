@@ -155,7 +155,11 @@ class Context:
     records: Batcher | None = None
 
     def start_batchers(self) -> None:
-        self.claims = Batcher("claims", self.pool, lambda conn, reqs: claim_batch(conn, self, reqs))
+        # Claims of different lanes never wait for each other (SKIP LOCKED, their own lease and
+        # count rows): they may run side by side on the connections the recorder and the
+        # scheduler leave free.
+        self.claims = Batcher("claims", self.pool, lambda conn, reqs: claim_batch(conn, self, reqs),
+                              workers=max(1, self.settings.db_pool_size - 2))
         self.records = Batcher("records", self.pool, lambda conn, items: record_batch(conn, self, items))
 
     def close_batchers(self) -> None:
@@ -324,7 +328,7 @@ class _Rows:
 
     def __init__(self, conn: Connection, campania_id: int, at: dt.datetime, wanted: int):
         self.conn, self.campania_id, self.at = conn, campania_id, at
-        self.read_ahead = max(2, min(wanted, MAX_BATCH))
+        self.read_ahead = min(wanted, MAX_BATCH) + 1  # one more: whether the schedule has more
         self.after_id = 0
         self.buffer: collections.deque[dict] = collections.deque()
         self.exhausted = False
@@ -332,15 +336,17 @@ class _Rows:
     def has_more(self) -> bool:
         return bool(self.buffer) or not self.exhausted
 
+    def take(self, rows: list[dict]) -> None:
+        self.buffer.extend(rows)
+        self.exhausted = len(rows) < self.read_ahead
+        if rows:
+            self.after_id = int(rows[-1]["id"])
+
     def next(self) -> dict | None:
         if not self.buffer and not self.exhausted:
-            rows = self.conn.query(batches.READY_ROWS, {
+            self.take(self.conn.query(batches.READY_ROWS, {
                 "campania_id": self.campania_id, "pendiente": Estado.PENDIENTE.value,
-                "after_id": self.after_id, "at": self.at, "n": self.read_ahead})
-            self.buffer.extend(rows)
-            self.exhausted = len(rows) < self.read_ahead
-            if rows:
-                self.after_id = int(rows[-1]["id"])
+                "after_id": self.after_id, "at": self.at, "n": self.read_ahead}))
         return self.buffer.popleft() if self.buffer else None
 
 
@@ -379,9 +385,9 @@ def claim_batch(conn: Connection, ctx: Context,
                 return results
             schedules, reasons = _open_schedules(conn, ctx, pids, now, at)
             remaining = _quotas(conn, ctx, {p: schedules[p] for p in pids if p not in reasons}, day, at - now)
-            wanted = collections.Counter(int(schedules[p]["campania_id"])
-                                         for i in live for p in requests[i].pids if p in schedules)
-            cursors: dict[int, _Rows] = {}
+            wanted = collections.Counter(int(schedules[p]["campania_id"]) for i in live for p in requests[i].pids
+                                         if p not in reasons and remaining[p] > 0)
+            cursors = _prefetch(conn, wanted, at)
             refreshed: set[int] = set()
             claimed: dict[int, list[Claimed]] = {}
             for i in live:
@@ -395,7 +401,7 @@ def claim_batch(conn: Connection, ctx: Context,
                         reason = "daily quota used"
                     if reason is None:
                         cid = int(schedule["campania_id"])
-                        rows = cursors.get(cid) or cursors.setdefault(cid, _Rows(conn, cid, at, wanted[cid]))
+                        rows = cursors.get(cid) or cursors.setdefault(cid, _Rows(conn, cid, at, 1))
                         got = _take_row(conn, ctx, rows, schedule, at, day, refreshed, events)
                         if isinstance(got, Claimed):
                             remaining[pid] -= 1
@@ -431,6 +437,23 @@ def claim_batch(conn: Connection, ctx: Context,
             log.info(_change(got.row, got.schedule, got.cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
                              attempt=got.attempt, phone=got.to))
     return results
+
+
+def _prefetch(conn: Connection, wanted: collections.Counter, at: dt.datetime) -> dict[int, _Rows]:
+    """Every wanted campaign's first ready rows, in one statement (a campaign read short of
+    rows, say because some were unsendable, reads on by itself)."""
+    cursors = {cid: _Rows(conn, cid, at, n) for cid, n in wanted.items()}
+    if not cursors:
+        return cursors
+    params: dict[str, Any] = {"pendiente": Estado.PENDIENTE.value, "at": at}
+    for i, rows in enumerate(cursors.values()):
+        params.update({f"campania_id_{i}": rows.campania_id, f"after_id_{i}": 0, f"n_{i}": rows.read_ahead})
+    by_campaign: dict[int, list[dict]] = {cid: [] for cid in cursors}
+    for row in conn.query(batches.ready_rows_many(len(cursors)), params):
+        by_campaign[int(row["campania_id"])].append(row)
+    for cid, rows in cursors.items():
+        rows.take(by_campaign[cid])
+    return cursors
 
 
 def _open_schedules(conn: Connection, ctx: Context, pids: list[int], now: dt.datetime,
@@ -676,12 +699,15 @@ class Batcher:
     """
 
     def __init__(self, name: str, pool: ConnectionPool,
-                 run: Callable[[Connection, list[Any]], list[Any]], max_batch: int = MAX_BATCH):
+                 run: Callable[[Connection, list[Any]], list[Any]], max_batch: int = MAX_BATCH,
+                 workers: int = 1):
         self.name, self.pool, self.run, self.max_batch = name, pool, run, max_batch
+        self.workers = workers  # batches written at once, each on its own connection
         self._queue: list[_Waiter] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
         self.batches = 0
         self.items = 0
 
@@ -690,9 +716,11 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise EnviosError(f"{self.name}: the sender is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name=f"batch-{self.name}", daemon=True)
-                self._thread.start()
+            if self._idle == 0 and len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._serve, name=f"batch-{self.name}-{len(self._threads)}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
             self._queue.append(waiter)
             self._cond.notify()
         waiter.done.wait()
@@ -703,8 +731,10 @@ class Batcher:
     def _serve(self) -> None:
         while True:
             with self._cond:
+                self._idle += 1
                 while not self._queue and not self._closed:
                     self._cond.wait()
+                self._idle -= 1
                 if not self._queue:
                     return
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
@@ -725,8 +755,8 @@ class Batcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(10)
 
 

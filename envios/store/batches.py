@@ -141,6 +141,30 @@ READY_ROWS = Statement(
            " ORDER BY id LIMIT %(n)s",
 )
 
+# READY_ROWS for many campaigns in one statement: `parts` of it joined by UNION ALL, the i-th
+# with parameters campania_id_i, after_id_i, n_i (SQLite takes no LIMIT inside a compound
+# SELECT unless the part is a subquery).
+READY_ROWS_PART = Statement(
+    "ready_rows_part",
+    mysql=f"(SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
+          " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
+          " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+          " ORDER BY id LIMIT %(n_{i})s FOR UPDATE SKIP LOCKED)",
+    sqlite=f"SELECT * FROM (SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
+           " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
+           " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+           " ORDER BY id LIMIT %(n_{i})s)",
+)
+
+
+def ready_rows_many(parts: int) -> Statement:
+    """READY_ROWS_PART for campaigns 0..parts-1, as one statement."""
+    def joined(text: str) -> str:
+        return " UNION ALL ".join(text.replace("{i}", str(i)) for i in range(parts))
+    return Statement("ready_rows_many", mysql=joined(READY_ROWS_PART.mysql or ""),
+                     sqlite=joined(READY_ROWS_PART.sqlite or ""))
+
+
 # -- leases ------------------------------------------------------------------------------------
 
 # The batch's lease rows, locked: a sender taking one over waits for our claim to commit,
