@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from envios.domain import GATEWAY_KINDS
 from envios.errors import ConfigError
 from envios.store.connector import DatabaseUrl
 
@@ -77,7 +78,6 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-GATEWAY_KINDS = ("session_manager", "simulator", "waha", "evolution", "cloud_api")
 # auto: one lane when GET /status names one session for every client (DESIGN.md section 9)
 GATEWAY_SESSIONS = ("auto", "per_cliente", "single")
 
@@ -261,7 +261,8 @@ def _to_int(value: Any) -> int:
     return int(str(value).strip()) if isinstance(value, str) else int(value)
 
 
-def _coerce_bool(dotted: str, value: Any) -> bool:
+def coerce_bool(dotted: str, value: Any) -> bool:
+    """A config value as a boolean (true/false, yes/no, 1/0, on/off); ConfigError names the key."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -282,7 +283,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"config key {dotted}: must be <= {high}, got {number}")
         _set_path(raw, dotted, number)
     for dotted in _BOOL_KEYS:
-        _set_path(raw, dotted, _coerce_bool(dotted, _get_path(raw, dotted)))
+        _set_path(raw, dotted, coerce_bool(dotted, _get_path(raw, dotted)))
     if raw["sender"]["delay_max_s"] < raw["sender"]["delay_min_s"]:
         raise ConfigError("config key sender.delay_max_s: must be >= sender.delay_min_s")
     for dotted in ("database.url", "timezone", "gateway.kind", "gateway.base_url", "gateway.api_key",

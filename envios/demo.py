@@ -32,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from envios.clock import Clock
+from envios.domain import FINISHED, Estado, stuck_cutoff
 from envios.monitor import queries as watcher_queries
 from envios.monitor.watcher import Watcher
 from envios.phones import normalise
@@ -110,7 +111,8 @@ class Progress:
 
     @property
     def open_work(self) -> int:
-        return self.by_state["pendiente"] + self.by_state["enviando"] - self.stuck + self.settling
+        s = self.by_state
+        return s[Estado.PENDIENTE.value] + s[Estado.ENVIANDO.value] - self.stuck + self.settling
 
 
 SETTLING = ("SELECT campania_id, COUNT(*) AS n FROM ll_envios_whatsapp WHERE estado = 'enviando'"
@@ -120,7 +122,7 @@ SETTLING = ("SELECT campania_id, COUNT(*) AS n FROM ll_envios_whatsapp WHERE est
 def read_progress(conn, clock: Clock, stuck_after_s: float) -> dict[int, Progress]:
     ids = list(CAMPAIGNS)
     counts = watcher_queries.messages(conn, ids)
-    stuck = watcher_queries.stuck(conn, clock.now() - dt.timedelta(seconds=stuck_after_s))
+    stuck = watcher_queries.stuck(conn, stuck_cutoff(clock.now(), stuck_after_s))
     acks = watcher_queries.delivery(conn, ids)
     settled = watcher_queries.settled_unknowns(conn, ids)
     settling = {int(r["campania_id"]): int(r["n"]) for r in conn.query(SETTLING)}
@@ -133,8 +135,9 @@ def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorS
     for cid, p in progress.items():
         s = p.by_state
         acked = f" delivered {p.acks.delivered:>3} read {p.acks.read:>3}" if p.acks else ""
-        parts.append(f"campaign {cid}: sent {s['enviado']:>3} pending {s['pendiente']:>3} "
-                     f"errors {s['error']:>2} stuck {p.stuck:>2}{acked} settled {p.settled:>2}")
+        sent, pending, errors = (s[e] for e in (Estado.ENVIADO, Estado.PENDIENTE, Estado.ERROR))
+        parts.append(f"campaign {cid}: sent {sent:>3} pending {pending:>3} "
+                     f"errors {errors:>2} stuck {p.stuck:>2}{acked} settled {p.settled:>2}")
     sessions = " ".join(f"{c}={sim.state.session_state(c)}" for c in SESSIONS)
     parts.append(f"sessions {sessions}")
     return " | ".join(parts)
@@ -166,8 +169,8 @@ def verify(conn, ledger: list[dict]) -> Verdict:
                       " FROM ll_envios_whatsapp")
     by_id = Counter(e["message_id"] for e in ledger)
     by_to = Counter(e["to"] for e in ledger)
-    sent = [r for r in rows if r["estado"] == "enviado"]
-    stuck = [r for r in rows if r["estado"] == "enviando"]
+    sent = [r for r in rows if r["estado"] == Estado.ENVIADO]
+    stuck = [r for r in rows if r["estado"] == Estado.ENVIANDO]
     explained_tos = {normalise(r["telefono_wapp"]) for r in sent + stuck}
     return Verdict(
         recipients=len(rows),
@@ -176,10 +179,10 @@ def verify(conn, ledger: list[dict]) -> Verdict:
         read=sum(1 for r in sent if r["delivery_status"] == "read"),
         settled=int(conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial"
                                 " WHERE origen = 'envios-evidence'") or 0),
-        errors=Counter(_reason(r["last_error"]) for r in rows if r["estado"] == "error"),
+        errors=Counter(_reason(r["last_error"]) for r in rows if r["estado"] == Estado.ERROR),
         stuck=len(stuck),
         stuck_delivered=sum(1 for r in stuck if by_to[normalise(r["telefono_wapp"])]),
-        pending=sum(1 for r in rows if r["estado"] == "pendiente"),
+        pending=sum(1 for r in rows if r["estado"] == Estado.PENDIENTE),
         duplicates=sum(n - 1 for n in by_to.values() if n > 1),
         sent_not_in_ledger=sum(1 for r in sent if by_id[r["message_id"]] != 1),
         ledger_unexplained=sum(1 for e in ledger if e["to"] not in explained_tos),
@@ -271,7 +274,7 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
             while time.monotonic() - started < duration_s:
                 time.sleep(0.5)
                 progress = read_progress(conn, clock, speed.stuck_after_s)
-                finished = sum(p.by_state["enviado"] + p.by_state["error"] for p in progress.values())
+                finished = sum(p.by_state[e] for p in progress.values() for e in FINISHED)
                 if drop["at"] is None and finished >= rows // 3:
                     drop["at"] = time.monotonic()
                     drop["wall"] = time.time()

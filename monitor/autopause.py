@@ -24,7 +24,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from envios.monitor.campaigns import WATCHER, pause
+from envios.monitor.campaigns import pause
+
+from envios.domain import WATCHER
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -69,8 +71,8 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
     """
     approved = {s.campania_id for s in snapshot.schedules if s.estado == "aprobada"}
     verdicts = []
-    for cid in sorted(approved & set(snapshot.campaigns)):
-        c = snapshot.campaigns[cid]
+    for campania_id in sorted(approved & set(snapshot.campaigns)):
+        c = snapshot.campaigns[campania_id]
         crossings: list[Crossing] = []
         if "stuck" in snapshot.fresh and c.stuck > settings.max_stuck:
             crossings.append(Crossing(
@@ -92,7 +94,7 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
                 f"error_ratio {c.error_ratio:.3f} > max_error_ratio {settings.max_error_ratio:g}"
                 f" ({c.errors} errors / {c.finished} finished since {c.window_start:%Y-%m-%d %H:%M:%S})"))
         if crossings:
-            verdicts.append(Verdict(cid, tuple(crossings), c.resumed_at))
+            verdicts.append(Verdict(campania_id, tuple(crossings), c.resumed_at))
     return verdicts
 
 

@@ -28,34 +28,33 @@ from dataclasses import dataclass
 
 from envios.monitor import queries as q
 
+from envios.domain import (
+    NAME_MAX,
+    OPERATOR,
+    PAUSE_REASONS,
+    TEXT_MAX,
+    UNKNOWN,
+    WATCHER,
+    ProgramacionEstado,
+)
 from envios.errors import EnviosError
 from envios.store.connector import Connection
 
-# paused_reason values (and the `reason` label of envios_schedule_paused)
-AUTO_REASONS = ("stuck", "missing_message_id", "error_ratio")  # the auto-pause's, in priority order
-OPERATOR = "operator"
-UNKNOWN = "unknown"  # paused by something else (the legacy UI): no reason recorded
-REASONS = (*AUTO_REASONS, OPERATOR)
-WATCHER = "watcher"
 
-AUDIT_DETAIL_MAX = 500
-AUDIT_ORIGIN_MAX = 120
-
-
-def reason_label(paused_reason: str | None) -> str:
-    return paused_reason if paused_reason in REASONS else UNKNOWN
+def login_name() -> str:
+    """The person at the terminal, for the audit and the history (UNKNOWN in a bare container)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in a bare container
+        return UNKNOWN
 
 
 def watcher_identity() -> str:
-    return f"{WATCHER}@{socket.gethostname()}:{os.getpid()}"[:AUDIT_ORIGIN_MAX]
+    return f"{WATCHER}@{socket.gethostname()}:{os.getpid()}"[:NAME_MAX]
 
 
 def operator_identity() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in a bare container
-        user = "unknown"
-    return f"{OPERATOR}:{user}@{socket.gethostname()}"[:AUDIT_ORIGIN_MAX]
+    return f"{OPERATOR}:{login_name()}@{socket.gethostname()}"[:NAME_MAX]
 
 
 class UnknownCampaign(EnviosError):
@@ -86,7 +85,7 @@ def pause(
     values were read), nothing is paused when the campaign was resumed since: a
     verdict on sends finished before a resume must not undo it.
     """
-    if reason not in REASONS:
+    if reason not in PAUSE_REASONS:
         raise ValueError(f"unknown pause reason {reason!r}")
     action = "autopause" if paused_by == WATCHER else "pause"
     origin = (origin or (watcher_identity() if paused_by == WATCHER else operator_identity()))
@@ -101,7 +100,7 @@ def pause(
                 continue  # someone else paused it first
             changed.append(schedule_id)
             conn.execute(q.SQL_AUDIT, (now, action, campania_id, schedule_id, reason,
-                                       detail[:AUDIT_DETAIL_MAX], origin[:AUDIT_ORIGIN_MAX]))
+                                       detail[:TEXT_MAX], origin[:NAME_MAX]))
     return changed
 
 
@@ -135,7 +134,7 @@ def resume(
                 continue
             changed.append(schedule_id)
             conn.execute(q.SQL_AUDIT, (now, "resume", campania_id, schedule_id, OPERATOR,
-                                       detail[:AUDIT_DETAIL_MAX], origin[:AUDIT_ORIGIN_MAX]))
+                                       detail[:TEXT_MAX], origin[:NAME_MAX]))
         if changed:
             conn.execute(q.SQL_MARK_RESUMED, (now, campania_id))
     return changed
@@ -164,7 +163,7 @@ def overview(conn: Connection) -> list[CampaignOverview]:
     for cid, (nombre, estado) in names.items():
         details = {}
         for s in by_campaign.get(cid, []):
-            if s.estado == "pausada":
+            if s.estado == ProgramacionEstado.PAUSADA:
                 row = conn.query_one(q.SQL_LAST_PAUSE_AUDIT, (cid, s.id))
                 if row and row["detalle"]:
                     details[s.id] = row["detalle"]

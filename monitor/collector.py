@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from envios.monitor import queries as q
-from envios.monitor.campaigns import reason_label
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
+
+from envios.domain import ESTADOS, ProgramacionEstado, pause_reason_label
 
 if TYPE_CHECKING:
     from envios.monitor.refresher import Refresher
@@ -63,7 +64,7 @@ class WatcherCollector:
         clock = self.refresher.clock
         snap = state.snapshot
         if snap is not None:
-            camps = [snap.campaigns[cid] for cid in sorted(snap.campaigns)]
+            camps = [snap.campaigns[campania_id] for campania_id in sorted(snap.campaigns)]
             if "stuck" in snap.available:
                 stuck = _gauge("envios_stuck_sending", ["campania_id"])
                 oldest = _gauge("envios_oldest_stuck_claim_timestamp_seconds", ["campania_id"])
@@ -96,7 +97,7 @@ class WatcherCollector:
             if "messages" in snap.available:
                 messages = _gauge("envios_messages", ["campania_id", "estado"])
                 for c in camps:
-                    for estado in q.ESTADOS:
+                    for estado in ESTADOS:
                         messages.add_metric([str(c.campania_id), estado], (c.messages or {}).get(estado, 0))
                 yield messages
             if "delivery" in snap.available:
@@ -118,8 +119,9 @@ class WatcherCollector:
             if "schedules" in snap.available:
                 paused = _gauge("envios_schedule_paused", ["programacion_id", "campania_id", "reason"])
                 for s in snap.schedules:
-                    if s.estado == "pausada":
-                        paused.add_metric([str(s.id), str(s.campania_id), reason_label(s.paused_reason)], 1)
+                    if s.estado == ProgramacionEstado.PAUSADA:
+                        reason = pause_reason_label(s.paused_reason)
+                        paused.add_metric([str(s.id), str(s.campania_id), reason], 1)
                 yield paused
 
         autopause = CounterMetricFamily("envios_autopause_total", HELP["envios_autopause_total"],

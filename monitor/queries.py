@@ -30,10 +30,10 @@ from typing import Any
 
 from envios.sender.gateways.base import NO_ID_FROM_GATEWAY
 
-from envios.store.connector import MYSQL, SQLITE, Connection, placeholders
+from envios.domain import ESTADOS, FINISHED, SETTLED_BY, CampaniaEstado, Estado
+from envios.store.connector import Connection, placeholders
+from envios.store.schema import Process, ready_for
 
-ESTADOS = ("pendiente", "enviando", "enviado", "error")
-FINISHED = ("enviado", "error")
 IN_CHUNK = 500  # ids per IN (...) list
 
 
@@ -72,7 +72,8 @@ def campaigns(conn: Connection, include_finished: bool = False) -> dict[int, Cam
     """Campaigns whose series the watcher exports (all of them with include_finished)."""
     rows = conn.query(SQL_CAMPAIGNS_ALL if include_finished else SQL_CAMPAIGNS_ACTIVE)
     return {
-        int(r["id"]): CampaignRow(int(r["id"]), r["estado"] or "pendiente", _as_datetime(r["resumed_at"]))
+        int(r["id"]): CampaignRow(int(r["id"]), r["estado"] or CampaniaEstado.PENDIENTE.value,
+                                  _as_datetime(r["resumed_at"]))
         for r in rows
     }
 
@@ -218,9 +219,10 @@ def finished_in_window(conn: Connection, since: dt.datetime, until: dt.datetime)
     counts: dict[int, dict[str, int]] = {}
     for r in conn.query(SQL_FINISHED_IN_WINDOW, (since, until)):
         counts.setdefault(int(r["campania_id"]), {})[r["estado_nuevo"]] = int(r["n"])
+    errors = Estado.ERROR.value
     return {
-        cid: Finished(c.get("enviado", 0) + c.get("error", 0), c.get("error", 0))
-        for cid, c in counts.items()
+        campania_id: Finished(sum(c.get(estado, 0) for estado in FINISHED), c.get(errors, 0))
+        for campania_id, c in counts.items()
     }
 
 
@@ -262,28 +264,13 @@ SQL_CAMPAIGN_NAMES = "SELECT id, nombre, estado FROM ll_campanias_whatsapp ORDER
 
 def campaign_names(conn: Connection) -> dict[int, tuple[str, str]]:
     """id -> (nombre, estado), for the terminal only (never a label)."""
-    return {int(r["id"]): (r["nombre"] or "", r["estado"] or "pendiente")
+    return {int(r["id"]): (r["nombre"] or "", r["estado"] or CampaniaEstado.PENDIENTE.value)
             for r in conn.query(SQL_CAMPAIGN_NAMES)}
 
 
-SQL_SCHEMA_VERSIONS = "SELECT version FROM envios_schema_version"
-REQUIRED_SCHEMA_VERSIONS = (2, 4, 5, 6)  # claims, pause columns, indexes; the application's history table;
-# acks; change times (monitor.counts)
-
-
-SQL_TABLE_EXISTS = {
-    MYSQL: ("SELECT COUNT(*) FROM information_schema.tables"
-            " WHERE table_schema = DATABASE() AND table_name = %s"),
-    SQLITE: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = %s",
-}
-
-
 def schema_ready(conn: Connection) -> bool:
-    """True when `envios db upgrade` has applied the version the watcher reads."""
-    if not conn.scalar(SQL_TABLE_EXISTS[conn.dialect], ("envios_schema_version",)):
-        return False  # never upgraded
-    done = {int(r["version"]) for r in conn.query(SQL_SCHEMA_VERSIONS)}
-    return all(v in done for v in REQUIRED_SCHEMA_VERSIONS)
+    """True when `envios db upgrade` has applied the versions the watcher reads."""
+    return ready_for(Process.WATCHER, conn)
 
 
 # -- pause / resume (monitor.campaigns) ------------------------------------------
@@ -332,7 +319,6 @@ SQL_STUCK_OF_CAMPAIGN = (
 # -- delivery acknowledgements and unknowns settled (schema v5) ----------------------------
 
 DELIVERY_STATUSES = ("delivered", "read", "failed")
-SETTLED_BY = {"envios-evidence": "evidence", "envios-reconcile": "person", "manual": "person"}
 
 SQL_DELIVERY = (
     "SELECT campania_id, delivery_status, COUNT(*) AS n FROM ll_envios_whatsapp"

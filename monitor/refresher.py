@@ -30,10 +30,11 @@ from typing import Any
 
 from envios.monitor import autopause
 from envios.monitor import queries as q
-from envios.monitor.campaigns import AUTO_REASONS, watcher_identity
+from envios.monitor.campaigns import watcher_identity
 from envios.monitor.counts import OutboxCounts
 
 from envios.clock import Clock
+from envios.domain import AUTO_PAUSE_REASONS, ESTADOS, stuck_cutoff
 from envios.errors import DatabaseNotAnswering, DatabaseUnavailable
 from envios.store.connector import MYSQL, Connection, Database
 
@@ -52,7 +53,7 @@ def _default_queries() -> dict[str, Callable[..., Any]]:
     return {
         "campaigns": lambda conn, r: q.campaigns(conn),
         "messages": lambda conn, r: counts.up_to_date(conn, r).messages(r.campaign_ids),
-        "stuck": lambda conn, r: q.stuck(conn, r.now - dt.timedelta(seconds=r.stuck_after_s)),
+        "stuck": lambda conn, r: q.stuck(conn, stuck_cutoff(r.now, r.stuck_after_s)),
         "missing_message_id": lambda conn, r: q.missing_message_ids(
             conn, r.campaigns, counts.up_to_date(conn, r).without_message_id(r.campaign_ids)),
         "error_ratio": lambda conn, r: q.finished_in_window(
@@ -127,7 +128,8 @@ class State:
     query_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_LABELS, 0))
     query_last_success_epoch: dict[str, float] = field(default_factory=dict)
     query_duration_s: dict[str, float] = field(default_factory=dict)
-    autopause_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AUTO_REASONS, 0))
+    autopause_total: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(AUTO_PAUSE_REASONS, 0))
 
 
 def default_query_timeout(refresh_s: float) -> float:
@@ -329,14 +331,15 @@ class Refresher:
         window_start = now - dt.timedelta(seconds=window_s)
         messages = r.get("messages")
         stats = {}
-        for cid, camp in r.get("campaigns", {}).items():
-            st = r.get("stuck", {}).get(cid)
-            fin = r.get("error_ratio", {}).get(cid)
-            mis = r.get("missing_message_id", {}).get(cid)
-            stats[cid] = CampaignStats(
-                campania_id=cid,
+        for campania_id, camp in r.get("campaigns", {}).items():
+            st = r.get("stuck", {}).get(campania_id)
+            fin = r.get("error_ratio", {}).get(campania_id)
+            mis = r.get("missing_message_id", {}).get(campania_id)
+            stats[campania_id] = CampaignStats(
+                campania_id=campania_id,
                 estado=camp.estado,
-                messages=None if messages is None else messages.get(cid, dict.fromkeys(q.ESTADOS, 0)),
+                messages=(None if messages is None
+                          else messages.get(campania_id, dict.fromkeys(ESTADOS, 0))),
                 stuck=st.count if st else 0,
                 oldest_stuck_claim=st.oldest_claim if st else None,
                 finished=fin.finished if fin else 0,
@@ -348,8 +351,8 @@ class Refresher:
                 resumed_at=camp.resumed_at,
                 unverifiable=mis.unverifiable if mis else 0,
                 unverifiable_since_resume=mis.unverifiable_since_resume if mis else 0,
-                delivery=r.get("delivery", {}).get(cid),
-                settled=r.get("settled", {}).get(cid),
+                delivery=r.get("delivery", {}).get(campania_id),
+                settled=r.get("settled", {}).get(campania_id),
             )
         active = set(stats)
         schedules = [s for s in r.get("schedules", []) if s.campania_id in active]

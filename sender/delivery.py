@@ -31,7 +31,7 @@ from envios.sender import outbox
 from envios.sender.messages import personalise
 
 from envios.clock import Clock
-from envios.domain import Estado, Origin
+from envios.domain import TEXT_MAX, Estado, Origin
 from envios.errors import StaleTransition
 from envios.logfmt import kv
 from envios.phones import InvalidPhone, normalise, scrub
@@ -126,7 +126,8 @@ def _keep_unmatched(conn: Connection, ack: Ack, now: dt.datetime) -> None:
     conn.execute("DELETE FROM envios_unmatched_acks WHERE received_at < %s",
                  (now - dt.timedelta(seconds=UNMATCHED_KEEP_S),))
     conn.execute("INSERT INTO envios_unmatched_acks (message_id, kind, status, error, received_at)"
-                 " VALUES (%s, %s, %s, %s, %s)", (ack.message_id, ack.kind, ack.status, ack.error[:500] or None, now))
+                 " VALUES (%s, %s, %s, %s, %s)",
+                 (ack.message_id, ack.kind, ack.status, ack.error[:TEXT_MAX] or None, now))
 
 
 def _apply_unmatched(conn: Connection, envio_id: int, message_id: str, now: dt.datetime) -> None:
@@ -146,7 +147,8 @@ def _delivery_update(conn: Connection, row: dict, status: str, now: dt.datetime,
     read_at = row.get("read_at") or (now if status == "read" else None)
     error_text = row.get("delivery_error")
     if status == "failed" and new_status == "failed" and not error_text:
-        error_text = (error or "the gateway reports the delivery failed")[:500]  # parsers scrub numbers out
+        # parsers scrub numbers out
+        error_text = (error or "the gateway reports the delivery failed")[:TEXT_MAX]
     if (new_status, delivered_at, read_at, error_text) == (current, row.get("delivered_at"), row.get("read_at"),
                                                            row.get("delivery_error")):
         return False

@@ -1,91 +1,36 @@
 """Is a schedule open now? Pure functions over a schedule row (DESIGN.md section 4).
 
-A schedule sends when it is `aprobada`, its campaign is `en_progreso`, today is
-within `fecha_inicio..fecha_fin`, today's weekday is in `dias_semana` and the
-time is within `hora_inicio..hora_fin` (both inclusive). A window whose end is
-before its start runs past midnight (22:00-02:00) and belongs to the day it
-opened on. "Now" is local time in the configured zone (`sender.clock`). A schedule
-the original scheduler is working (a fresh `locked_at`) is not envios's to send.
+A schedule sends when it is `aprobada`, its campaign is `en_progreso` and its window is
+open: the window rule (days, hours, dates, overnight windows) is the domain's,
+`envios.domain.schedule_window`, the same one that bounds the store's date filter. A
+schedule the original scheduler is working (a fresh `locked_at`) is not envios's to send.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import unicodedata
+
+from envios.domain import CampaniaEstado, ProgramacionEstado, schedule_window
 
 log = logging.getLogger("envios.sender")
-
-_DAYS = {
-    # English (production: 'mon,tue,wed,thu,fri,sat'), Spanish, and ISO numbers
-    "mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
-    "lun": 0, "mar": 1, "mie": 2, "jue": 3, "vie": 4, "sab": 5, "dom": 6,
-    "1": 0, "2": 1, "3": 2, "4": 3, "5": 4, "6": 5, "7": 6,
-}
 _warned: set[str] = set()
-
-
-def weekdays(dias_semana: str | None) -> frozenset[int]:
-    """'mon,tue,wed' -> {0, 1, 2} (Monday = 0). Unknown words are ignored, with one warning."""
-    days = set()
-    for word in (dias_semana or "").replace(";", ",").replace(" ", ",").split(","):
-        key = unicodedata.normalize("NFKD", word.strip().lower()).encode("ascii", "ignore").decode()[:3]
-        if not key:
-            continue
-        if key in _DAYS:
-            days.add(_DAYS[key])
-        elif word not in _warned:
-            _warned.add(word)
-            log.warning("event=bad_dias_semana value=%r: not a weekday, ignored", word)
-    return frozenset(days)
-
-
-def _as_time(value) -> dt.time:
-    if isinstance(value, dt.time):
-        return value
-    if isinstance(value, dt.timedelta):  # a MySQL TIME read by a plain driver
-        return (dt.datetime.min + value).time()
-    return dt.time.fromisoformat(str(value))
-
-
-def _as_date(value) -> dt.date | None:
-    if value is None or isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def closed_reason(schedule: dict, now: dt.datetime) -> str | None:
     """None when the schedule may send at `now`; otherwise why not (for logs)."""
-    if schedule.get("programacion_estado") != "aprobada":
+    if schedule.get("programacion_estado") != ProgramacionEstado.APROBADA.value:
         return f"schedule is {schedule.get('programacion_estado')}"
-    if schedule.get("campania_estado") != "en_progreso":
+    if schedule.get("campania_estado") != CampaniaEstado.EN_PROGRESO.value:
         return f"campaign is {schedule.get('campania_estado')}"
-    start, end = _as_time(schedule["hora_inicio"]), _as_time(schedule["hora_fin"])
-    clock = now.time().replace(microsecond=0)
-    if start <= end:
-        if not start <= clock <= end:
-            return f"outside the window {start:%H:%M}-{end:%H:%M}"
-        opened_on = now.date()
-    else:  # runs past midnight
-        if clock >= start:
-            opened_on = now.date()
-        elif clock <= end:
-            opened_on = now.date() - dt.timedelta(days=1)
-        else:
-            return f"outside the window {start:%H:%M}-{end:%H:%M}"
-    if opened_on.weekday() not in weekdays(schedule.get("dias_semana")):
-        return f"not a sending day ({schedule.get('dias_semana')})"
-    first, last = _as_date(schedule.get("fecha_inicio")), _as_date(schedule.get("fecha_fin"))
-    if first is not None and opened_on < first:
-        return f"starts on {first}"
-    if last is not None and opened_on > last:
-        return f"ended on {last}"
-    return None
+    return schedule_window(now, dias_semana=schedule.get("dias_semana"),
+                           hora_inicio=schedule["hora_inicio"], hora_fin=schedule["hora_fin"],
+                           fecha_inicio=schedule.get("fecha_inicio"),
+                           fecha_fin=schedule.get("fecha_fin")).closed
 
 
-ENVIOS_LOCK_PREFIX = "envios"  # envios never takes the legacy lock; a locked_by of its own would say so
+# envios never takes the legacy lock; a locked_by of its own would say so
+ENVIOS_LOCK_PREFIX = "envios"
 
 
 def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str | None:
@@ -101,13 +46,14 @@ def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str
     age_s = (db_now - locked_at).total_seconds()
     if abs(age_s) >= ttl_s:
         return None
-    reason = (f"locked by the original scheduler ({locked_by or 'unknown'}) {max(0, int(age_s))}s ago:"
-              " it is still running; envios leaves this schedule to it")
+    reason = (f"locked by the original scheduler ({locked_by or 'unknown'})"
+              f" {max(0, int(age_s))}s ago: it is still running; envios leaves this schedule to it")
     key = f"{schedule.get('programacion_id')}@{locked_at}"
     if key not in _warned:
         _warned.add(key)
-        log.warning("event=schedule_locked_by_legacy programacion_id=%s locked_by=%s locked_at=%s detail=%r",
-                    schedule.get("programacion_id"), locked_by or "unknown", locked_at, reason)
+        log.warning("event=schedule_locked_by_legacy programacion_id=%s locked_by=%s"
+                    " locked_at=%s detail=%r", schedule.get("programacion_id"),
+                    locked_by or "unknown", locked_at, reason)
     return reason
 
 

@@ -89,7 +89,8 @@ class KillSwitch:
             return bool(cfg.sender.enabled), source
         if ENV_VAR in env:
             try:
-                return config_module._coerce_bool("sender.enabled", env[ENV_VAR]), f"{ENV_VAR}={env[ENV_VAR]}"
+                enabled = config_module.coerce_bool("sender.enabled", env[ENV_VAR])
+                return enabled, f"{ENV_VAR}={env[ENV_VAR]}"
             except ConfigError as exc:
                 return False, f"failing closed: {exc}"
         return self._base, "sender.enabled in the given config"

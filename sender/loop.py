@@ -177,7 +177,7 @@ class Sender:
         """Connect and verify the schema; raises an EnviosError with one clear line."""
         with self.pool.connection() as conn:
             done = schema.applied_versions(conn)
-        if schema.LATEST not in done:
+        if schema.missing_versions(schema.Process.SENDER, done):
             raise DatabaseError(f"{self.database.describe()}: schema not upgraded "
                                 f"(have {sorted(done) or 'none'}, need v{schema.LATEST}): run `envios db upgrade`")
 
@@ -360,10 +360,9 @@ class Sender:
         if ours:
             try:
                 def release(conn: Connection) -> None:
-                    lanes, params = batches.in_list("lane", ours)
+                    statement, params = batches.LEASES_RELEASE_MANY.with_lists(lanes=ours)
                     with conn.transaction():
-                        conn.execute(batches.expand(batches.LEASES_RELEASE_MANY, lanes=lanes),
-                                     {**params, "owner": self.sender_id})
+                        conn.execute(statement, {**params, "owner": self.sender_id})
                 self._with_conn(f"releasing {len(ours)} leases", release)
             except EnviosError as exc:
                 log.warning(kv("lease_release_failed", cliente_id=",".join(map(str, ours)), detail=str(exc)))
@@ -454,11 +453,12 @@ class Sender:
             me = {"owner": self.sender_id, "now": now, "expires": expires}
             rows, row_params = batches.values_list(
                 "l", ({"cid": cid, "owner": self.sender_id, "now": now, "expires": expires} for cid in lanes))
-            listed, params = batches.in_list("lane", lanes)
+            take, params = batches.LEASES_TAKE_EXPIRED.with_lists(lanes=lanes)
+            extend, _ = batches.LEASES_EXTEND_LISTED.with_lists(lanes=lanes)
             with conn.transaction():
                 conn.execute(batches.expand(batches.LEASES_INSERT_MANY, rows=rows), row_params)
-                conn.execute(batches.expand(batches.LEASES_TAKE_EXPIRED, lanes=listed), {**params, **me})
-                conn.execute(batches.expand(batches.LEASES_EXTEND_LISTED, lanes=listed), {**params, **me})
+                conn.execute(take, {**params, **me})
+                conn.execute(extend, {**params, **me})
                 owned = {int(r["cliente_id"]) for r in conn.query(batches.LEASES_OWNED, me)}
             return owned & set(lanes)
         return self._with_conn(f"leases of {len(lanes)} sessions", attempt)

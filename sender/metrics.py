@@ -34,6 +34,7 @@ class SenderMetrics:
         self.eligible_pending = Gauge("envios_sender_eligible_pending",
                                       "pending rows of eligible schedules for the session, at the last tick",
                                       ["cliente_id"], registry=r)
+        self._pending_series: set[str] = set()  # cliente_id labels of eligible_pending we set
         self.quota_remaining = Gauge("envios_sender_quota_remaining",
                                      "cupo_diario minus sent and in-flight rows today",
                                      ["programacion_id"], registry=r)
@@ -69,11 +70,11 @@ class SenderMetrics:
 
     def pending(self, by_cliente: dict[int, int]) -> None:
         seen = {str(c) for c in by_cliente}
-        for labels in list(_label_values(self.eligible_pending)):
-            if labels[0] not in seen:
-                self.eligible_pending.remove(*labels)
+        for gone in self._pending_series - seen:
+            self.eligible_pending.remove(gone)
         for cliente_id, n in by_cliente.items():
             self.eligible_pending.labels(str(cliente_id)).set(n)
+        self._pending_series = seen
 
     def quota(self, programacion_id: int, remaining: int) -> None:
         self.quota_remaining.labels(str(programacion_id)).set(remaining)
@@ -104,7 +105,3 @@ class SenderMetrics:
             self._server.server_close()
             self._server = None
 
-
-def _label_values(gauge: Gauge):
-    # prometheus_client keeps the children keyed by their label values.
-    return list(getattr(gauge, "_metrics", {}).keys())

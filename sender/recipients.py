@@ -28,6 +28,7 @@ from collections.abc import Hashable
 
 from envios.sender.messages import personalise
 
+from envios.domain import Estado
 from envios.phones import InvalidPhone, normalise
 from envios.store.connector import Connection, placeholders
 
@@ -37,7 +38,7 @@ PHONES_AFTER = ("SELECT id, telefono_wapp FROM ll_envios_whatsapp"
 CANDIDATES = ("SELECT id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado"
               " FROM ll_envios_whatsapp WHERE id IN ({ids})")
 
-_STANDS_FOR_THE_PERSON = ("enviado", "enviando")
+_STANDS_FOR_THE_PERSON = (Estado.ENVIADO.value, Estado.ENVIANDO.value)
 
 
 class _CampaignIndex:
@@ -97,7 +98,8 @@ class RecipientIndex:
                 continue  # the row changed since it was indexed
             if other["estado"] in _STANDS_FOR_THE_PERSON:
                 return int(other["id"])
-            if (other["estado"] == "pendiente" and int(other["id"]) < own_id and earlier_pending is None
+            if (other["estado"] == Estado.PENDIENTE and int(other["id"]) < own_id
+                    and earlier_pending is None
                     and personalise(other["mensaje_final"], other["nombre_destino"])):
                 earlier_pending = int(other["id"])
         return earlier_pending

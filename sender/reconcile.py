@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from envios.sender import outbox
 
 from envios.clock import Clock
-from envios.domain import Estado, Origin
+from envios.domain import OPERATOR, TEXT_MAX, UNKNOWN, Estado, Origin, stuck_cutoff
 from envios.errors import EnviosError, ForbiddenTransition, StaleTransition
 from envios.logfmt import kv
 from envios.phones import mask
@@ -43,7 +43,7 @@ class Doubtful:
 
 
 def list_doubtful(conn: Connection, clock: Clock, stuck_after_s: float) -> Doubtful:
-    before = clock.db_now(conn) - dt.timedelta(seconds=stuck_after_s)
+    before = stuck_cutoff(clock.db_now(conn), stuck_after_s)
     return Doubtful(outbox.stuck_rows(conn, before), outbox.sent_without_message_id(conn))
 
 
@@ -117,7 +117,7 @@ def _allowed(row: dict, to_state: Estado, action: str, allowed_from: tuple[Estad
 
 
 def _detail(action: str, by: str, note: str) -> str:
-    text = f"{action} by {by or 'operator'}"
+    text = f"{action} by {by or UNKNOWN}"
     return f"{text}: {note}" if note else text
 
 
@@ -153,7 +153,7 @@ def requeue(conn: Connection, clock: Clock, envio_id: int, *, by: str = "", note
     with conn.transaction():
         row = _row(conn, envio_id)
         current = _allowed(row, Estado.PENDIENTE, "requeue", (Estado.ENVIANDO, Estado.ERROR))
-        columns = {"next_attempt_at": None, "last_error": f"requeued by {by or 'operator'}"[:500]}
+        columns = {"next_attempt_at": None, "last_error": f"requeued by {by or UNKNOWN}"[:TEXT_MAX]}
         if current is Estado.ERROR:
             columns["attempts"] = 0
         try:
@@ -179,7 +179,7 @@ def mark_error(conn: Connection, clock: Clock, envio_id: int, *, reason: str, by
         try:
             transition(conn, envio_id, current, Estado.ERROR, origin=Origin.RECONCILE, at=now,
                        detail=_detail("marked error", by, reason.strip()), usuario_id=usuario_id,
-                       columns={"last_error": reason.strip()[:500]})
+                       columns={"last_error": reason.strip()[:TEXT_MAX]})
         except StaleTransition:
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again") from None
         after = outbox.get_row(conn, envio_id)
@@ -201,7 +201,7 @@ def set_message_id(conn: Connection, clock: Clock, envio_id: int, message_id: st
             raise ReconcileError(f"row {envio_id} changed while we looked at it; try again")
         detail = _detail(f"message id recorded for row {envio_id}", by, note)
         outbox.audit(conn, now, "set_message_id", campania_id=row["campania_id"], reason="missing_message_id",
-                     detail=detail, origin=f"operator:{by or 'operator'}")
+                     detail=detail, origin=f"{OPERATOR}:{by or UNKNOWN}")
         after = outbox.get_row(conn, envio_id)
     log.info(kv("message_id_recorded", envio_id=envio_id, campania_id=row["campania_id"],
                 message_id=after["message_id"], detail=detail))

@@ -49,10 +49,9 @@ from envios.sender.messages import personalise
 from envios.sender.metrics import SenderMetrics
 from envios.sender.pool import ConnectionPool
 from envios.sender.recipients import duplicate_problem
-from envios.sender.text_limits import too_long
 
 from envios.clock import Clock
-from envios.domain import Estado, Origin
+from envios.domain import TEXT_MAX, Estado, Origin, too_long
 from envios.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -226,7 +225,7 @@ def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = N
     """
     day = now.date()
     at = now if at is None else at
-    schedules = outbox.active_schedules(conn, day, cliente_id)
+    schedules = outbox.active_schedules(conn, now, cliente_id)
     open_ones, closed = [], {}
     for s in schedules:
         reason = closed_reason(s, now) or legacy_lock_reason(s, at, lock_ttl_s)
@@ -370,13 +369,11 @@ def claim_batch(conn: Connection, ctx: Context,
         results: list[Claimed | Refusal | LeaseLost | None] = [None] * len(requests)
         with conn.transaction():
             # Leases are envios's own, compared only by envios: on the configured zone's clock.
-            lanes, params = batches.in_list("lane", sorted({r.lane for r in requests}))
-            held = {int(r["cliente_id"]): r
-                    for r in conn.query(batches.expand(batches.LEASES_LOCKED, lanes=lanes), params)}
+            locked, params = batches.LEASES_LOCKED.with_lists(lanes=sorted({r.lane for r in requests}))
+            held = {int(r["cliente_id"]): r for r in conn.query(locked, params)}
             live = []
             for i, req in enumerate(requests):
-                lease = held.get(req.lane)
-                if lease is None or lease["owner"] != ctx.sender_id or lease["expires_at"] < now:
+                if not outbox.lease_is_live(held.get(req.lane), ctx.sender_id, now):
                     results[i] = LeaseLost(f"lease of session {req.lane} is no longer ours")
                 else:
                     live.append(i)
@@ -459,9 +456,8 @@ def _prefetch(conn: Connection, wanted: collections.Counter, at: dt.datetime) ->
 def _open_schedules(conn: Connection, ctx: Context, pids: list[int], now: dt.datetime,
                     at: dt.datetime) -> tuple[dict[int, dict], dict[int, str]]:
     """The schedules as they are now, and why each closed one may not send."""
-    text, params = batches.in_list("pid", pids)
-    schedules = {int(s["programacion_id"]): s
-                 for s in conn.query(batches.expand(batches.SCHEDULES_BY_ID, pids=text), params)}
+    statement, params = batches.SCHEDULES_BY_ID.with_lists(pids=pids)
+    schedules = {int(s["programacion_id"]): s for s in conn.query(statement, params)}
     reasons = {}
     for pid in pids:
         schedule = schedules.get(pid)
@@ -480,12 +476,13 @@ def _quotas(conn: Connection, ctx: Context, schedules: dict[int, dict], day: dt.
         return {}
     rows, params = batches.values_list("d", ({"pid": pid, "day": day, "zero": 0} for pid in pids))
     conn.execute(batches.expand(batches.ENSURE_DAILY_MANY, rows=rows), params)
-    text, params = batches.in_list("pid", pids)
+    lock, params = batches.LOCK_DAILY_MANY.with_lists(pids=pids)
+    flying_statement, _ = batches.IN_FLIGHT_MANY.with_lists(pids=pids)
     sent = {int(r["programacion_id"]): int(r["enviados"]) for r in conn.query(
-        batches.expand(batches.LOCK_DAILY_MANY, pids=text), {**params, "day": day})}
+        lock, {**params, "day": day})}
     start, end = (bound + shift for bound in outbox.day_bounds(day))
     flying = {int(r["pid"]): int(r["n"]) for r in conn.query(
-        batches.expand(batches.IN_FLIGHT_MANY, pids=text),
+        flying_statement,
         {**params, "enviando": Estado.ENVIANDO.value, "start": start, "end": end})}
     out = {}
     for pid in pids:
@@ -508,7 +505,7 @@ def _take_row(conn: Connection, ctx: Context, rows: _Rows, schedule: dict, at: d
             return Claimed(row, schedule, cliente_id, to, text, at, 0, day)
         try:
             transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
-                       detail=f"not sendable: {problem}", columns={"last_error": problem[:500]})
+                       detail=f"not sendable: {problem}", columns={"last_error": problem[:TEXT_MAX]})
         except StaleTransition:
             continue  # another schedule of the campaign took it first
         events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
@@ -567,9 +564,9 @@ def _write_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
         outbox.count_sent(conn, pid, day, now)
         return to_state
     if to_state is None:  # unknown: stays enviando, never retried automatically
-        outbox.note_on_stuck_row(conn, eid, f"unknown outcome: {result.reason}"[:500])
+        outbox.note_on_stuck_row(conn, eid, f"unknown outcome: {result.reason}"[:TEXT_MAX])
         return None
-    columns: dict = {"last_error": (result.reason or result.outcome.value)[:500]}
+    columns: dict = {"last_error": (result.reason or result.outcome.value)[:TEXT_MAX]}
     if action.give_back_attempt:
         columns["attempts"] = Increment(-1)
     wait_s = None

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from envios.clock import Clock
+from envios.domain import GATEWAY_DIALECTS
 from envios.errors import EnviosError
 from envios.logfmt import kv
 from envios.phones import scrub
@@ -38,7 +39,7 @@ from envios.store.connector import Database
 
 log = logging.getLogger("envios.webhooks")
 
-KINDS = ("session_manager", "waha", "evolution", "cloud_api")
+KINDS = GATEWAY_DIALECTS  # the simulator acknowledges in session_manager's dialect
 MAX_BODY = 1024 * 1024
 
 # whatsapp-web.js / WAHA ack numbers (WAMessageAck): -1 ERROR, 0 PENDING, 1 SERVER, 2 DEVICE, 3 READ, 4 PLAYED

@@ -8,6 +8,7 @@ import datetime as dt
 from envios.clock import Clock
 from envios.commands._table import format_table, shorten
 from envios.commands.common import common_options
+from envios.domain import OPERATOR, ProgramacionEstado, pause_reason_label, stuck_cutoff
 from envios.monitor import campaigns
 from envios.store.connector import Database
 
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace, config) -> int:
             print(_list(conn))
             return 0
         if args.campaign_action == "pause":
-            changed = campaigns.pause(conn, args.campaign_id, reason=campaigns.OPERATOR,
-                                      now=clock.db_now(conn), paused_by=campaigns.OPERATOR,
+            changed = campaigns.pause(conn, args.campaign_id, reason=OPERATOR,
+                                      now=clock.db_now(conn), paused_by=OPERATOR,
                                       detail=args.reason)
             if changed:
                 print(f"campaign {args.campaign_id}: paused schedule(s) {_ids(changed)} (reason operator)")
@@ -70,8 +71,8 @@ def run(args: argparse.Namespace, config) -> int:
         print(f"campaign {args.campaign_id}: resumed schedule(s) {_ids(changed)}; sends finished"
               f" before {_when(now)} no longer count toward the error-ratio and missing-id pauses")
         monitor = config.monitor
-        stuck = campaigns.stuck_count(conn, args.campaign_id,
-                                      now - dt.timedelta(seconds=monitor.stuck_after_s))
+        cutoff = stuck_cutoff(now, monitor.stuck_after_s)
+        stuck = campaigns.stuck_count(conn, args.campaign_id, cutoff)
         if stuck:
             again = ("; the watcher will pause it again until they are resolved"
                      if monitor.autopause.enabled and stuck > monitor.autopause.max_stuck else "")
@@ -92,9 +93,9 @@ def _list(conn) -> str:
             rows.append([*first, "-", "", "", "", "", "", ""])
         for i, s in enumerate(c.schedules):
             head = first if i == 0 else ["", "", ""]
-            paused = s.estado == "pausada"
+            paused = s.estado == ProgramacionEstado.PAUSADA
             rows.append([*head, s.id, s.cliente_id, s.estado,
-                         campaigns.reason_label(s.paused_reason) if paused else "",
+                         pause_reason_label(s.paused_reason) if paused else "",
                          s.paused_by or "" if paused else "", _when(s.paused_at) if paused else "",
                          shorten(c.pause_details.get(s.id, ""), 60)])
     if not rows:

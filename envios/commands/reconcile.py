@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 
 from envios.clock import Clock
 from envios.commands.common import common_options
 from envios.errors import EnviosError
+from envios.monitor.campaigns import login_name
 from envios.phones import mask
 from envios.sender import reconcile
 from envios.store.connector import Database
@@ -63,12 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _who(args) -> str:
-    if args.by:
-        return args.by
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in a container
-        return "operator"
+    return args.by or login_name()
 
 
 def _fmt(value) -> str:

@@ -89,10 +89,12 @@ def run(args: argparse.Namespace, config) -> int:
                 raise EnviosError(f"gateway {config.gateway.base_url} unreachable: "
                                   f"{len(unreachable)} session(s) not worked")
             print(f"envios send --once: {report.summary()}")
-            failed = {cid: r.stop_reason for cid, r in report.sessions_worked.items() if r.failed}
+            failed = {cliente_id: r.stop_reason
+                      for cliente_id, r in report.sessions_worked.items() if r.failed}
             if failed:  # rows of these sessions may be left enviando: say so, exit non-zero
                 raise EnviosError(f"{len(failed)} session worker(s) failed: "
-                                  + "; ".join(f"session {cid}: {why}" for cid, why in sorted(failed.items())))
+                                  + "; ".join(f"session {cliente_id}: {why}"
+                                              for cliente_id, why in sorted(failed.items())))
             return 0
         _account_blocked(sender.run_forever(), config)
         return 0

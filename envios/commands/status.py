@@ -7,9 +7,15 @@ import datetime as dt
 
 from envios.clock import Clock
 from envios.commands._table import format_table, shorten
+from envios.domain import (
+    ESTADOS,
+    LIVE_SCHEDULE_STATES,
+    ProgramacionEstado,
+    pause_reason_label,
+    stuck_cutoff,
+)
 from envios.errors import EnviosError
 from envios.monitor import queries as q
-from envios.monitor.campaigns import reason_label
 from envios.sender.eligibility import legacy_lock_reason
 from envios.store.connector import Database
 
@@ -43,7 +49,7 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
     ids = sorted(camps)
     names = q.campaign_names(conn)
     counts = q.messages(conn, ids)
-    stuck = q.stuck(conn, now - dt.timedelta(seconds=monitor.stuck_after_s))
+    stuck = q.stuck(conn, stuck_cutoff(now, monitor.stuck_after_s))
     missing = q.missing_message_ids(conn, camps)
     finished = q.finished_in_window(conn, now - dt.timedelta(seconds=monitor.window_s), now)
     acks = q.delivery(conn, ids)
@@ -52,15 +58,15 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
     for s in q.schedules(conn, include_all=True):
         schedules.setdefault(s.campania_id, []).append(s)
     rows = []
-    for cid in ids:
-        m = counts[cid]
-        fin = finished.get(cid)
+    for campania_id in ids:
+        m = counts[campania_id]
+        fin = finished.get(campania_id)
         ratio = f"{fin.ratio:.2f} of {fin.finished}" if fin and fin.finished else "-"
-        live = [s for s in schedules.get(cid, []) if s.estado in ("aprobada", "pausada")]
-        paused = [s for s in live if s.estado == "pausada"]
+        live = [s for s in schedules.get(campania_id, []) if s.estado in LIVE_SCHEDULE_STATES]
+        paused = [s for s in live if s.estado == ProgramacionEstado.PAUSADA]
         why = ""
         if paused:
-            reasons = sorted({reason_label(s.paused_reason) for s in paused})
+            reasons = sorted({pause_reason_label(s.paused_reason) for s in paused})
             by = sorted({s.paused_by or "the application" for s in paused})
             latest = max((s.paused_at for s in paused if s.paused_at), default=None)
             why = f"{len(paused)}/{len(live)} {','.join(reasons)}"
@@ -68,13 +74,14 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
                 why += f" by {','.join(by)}"
             if latest:
                 why += f" {latest:%m-%d %H:%M}"
-        st = stuck.get(cid)
-        mis = missing[cid]
-        rows.append([cid, shorten(names.get(cid, ("", ""))[0], 28), camps[cid].estado,
-                     m["pendiente"], m["enviando"], m["enviado"], m["error"],
+        st = stuck.get(campania_id)
+        mis = missing[campania_id]
+        ack, settle = acks[campania_id], settled[campania_id]
+        rows.append([campania_id, shorten(names.get(campania_id, ("", ""))[0], 28),
+                     camps[campania_id].estado, *(m[estado] for estado in ESTADOS),
                      st.count if st else 0, mis.missing, mis.legacy, ratio,
-                     f"{acks[cid].delivered}/{acks[cid].read}/{acks[cid].failed}",
-                     f"{settled[cid]['evidence']} auto, {settled[cid]['person']} person", why])
+                     f"{ack.delivered}/{ack.read}/{ack.failed}",
+                     f"{settle['evidence']} auto, {settle['person']} person", why])
     when = f"{now:%Y-%m-%d %H:%M:%S} ({config.timezone})"
     if local is not None and local != now:  # two clocks: say which is which
         when = f"{local:%Y-%m-%d %H:%M:%S} ({config.timezone}; database clock {now:%Y-%m-%d %H:%M:%S})"

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, config) -> int:
                           "every acknowledgement would be refused; set at least one")
     database = Database(config.database.url)
     with database.connect() as conn:
-        if schema.LATEST not in schema.applied_versions(conn):
+        if not schema.ready_for(schema.Process.WEBHOOKS, conn):
             raise DatabaseError(f"{database.describe()}: schema not upgraded: run `envios db upgrade`")
     app = WebhookApp.from_config(config, database=database)
     host, port = args.host or w.host, w.port if args.port is None else args.port

@@ -4,8 +4,9 @@ One claim transaction serves every lane that is due (`sender.session_worker.clai
 one record transaction every outcome that has arrived (`record_batch`), one statement
 renews every lease the sender holds. States are parameters (`envios.domain.Estado`).
 
-Lists (`IN (...)`, multi-row VALUES, `CASE id WHEN ...`) are built by `expand`: the
-text gets only `%(name)s` placeholders, every value stays a parameter.
+IN lists are filled by `Statement.with_lists`; multi-row VALUES and `CASE id WHEN ...`
+by `expand` with `values_list` / `case_by_id`: the text gets only `%(name)s`
+placeholders, every value stays a parameter.
 
 Dialect differences:
 - claimed rows are locked with `FOR UPDATE SKIP LOCKED` on MariaDB/MySQL, so two
@@ -21,13 +22,14 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from envios.store.sql import Statement, in_list
+from envios.store.sending import ROW_COLUMNS, SCHEDULE_COLUMNS
+from envios.store.sql import Statement
 
 # -- building lists ------------------------------------------------------------------------
 
 
 def expand(statement: Statement, **parts: str) -> Statement:
-    """The statement with `{name}` slots filled by placeholder text (from in_list/values_list)."""
+    """The statement with `{name}` slots filled by placeholder text (from values_list)."""
     return dataclasses.replace(
         statement,
         sql=statement.sql.format(**parts) if statement.sql else "",
@@ -61,15 +63,7 @@ def case_by_id(prefix: str, values: Mapping[int, Any]) -> tuple[str, dict[str, A
     return " ".join(text), params
 
 
-__all__ = ["case_by_id", "expand", "in_list", "values_list"]
-
 # -- schedules, quota -------------------------------------------------------------------------
-
-SCHEDULE_COLUMNS = (
-    "p.id AS programacion_id, p.campania_id, p.cliente_id, p.dias_semana, p.hora_inicio, p.hora_fin,"
-    " p.cupo_diario, p.fecha_inicio, p.fecha_fin, p.estado AS programacion_estado,"
-    " p.delay_min_s, p.delay_max_s, p.locked_at, p.locked_by, c.estado AS campania_estado"
-)
 
 # The schedules of one claim batch and their campaigns, as they are now: {pids}.
 SCHEDULES_BY_ID = Statement(
@@ -120,11 +114,6 @@ COUNT_SENT_MANY = Statement(
 )
 
 # -- rows ----------------------------------------------------------------------------------------
-
-ROW_COLUMNS = (
-    "id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado, attempts, message_id,"
-    " claimed_at, claimed_by, claim_programacion_id, next_attempt_at, last_error, fecha_envio"
-)
 
 # The campaign's next ready rows after `after_id`, oldest first, up to `n` (index
 # idx_envios_camp_estado: campania_id, estado, id). MariaDB skips rows another sender's

@@ -44,6 +44,8 @@ def _sqlite_placeholder(match: re.Match[str]) -> str:
 
 MYSQL = "mysql"
 SQLITE = "sqlite"
+# The URL schemes of a MariaDB/MySQL database: the one rule (config asks `DatabaseUrl.parse`).
+MYSQL_SCHEMES = (MYSQL, "mariadb", "mysql+pymysql")
 
 # MySQL/MariaDB error numbers we treat specially.
 _ACCESS_DENIED = {1044, 1045, 1698}
@@ -76,7 +78,7 @@ class DatabaseUrl:
             if not url.startswith("sqlite:///") or not path:
                 raise ConfigError("config key database.url: a SQLite URL looks like sqlite:///envios.db")
             return cls(dialect=SQLITE, path=path)
-        if parts.scheme in (MYSQL, "mariadb", "mysql+pymysql"):
+        if parts.scheme in MYSQL_SCHEMES:
             database = parts.path.lstrip("/")
             if not parts.hostname or not database:
                 raise ConfigError("config key database.url: a MySQL URL looks like mysql://user:pass@host:3306/dbname")
@@ -92,7 +94,8 @@ class DatabaseUrl:
                 password=unquote(parts.password or ""),
                 database=database,
             )
-        raise ConfigError("config key database.url: must start with sqlite:/// or mysql://")
+        raise ConfigError("config key database.url: must start with sqlite:/// or "
+                          + " or ".join(f"{scheme}://" for scheme in MYSQL_SCHEMES))
 
     def describe(self) -> str:
         """Where we connect, for messages: never the password."""

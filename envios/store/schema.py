@@ -19,6 +19,7 @@ silently truncated, whatever the server's global mode.
 from __future__ import annotations
 
 import contextlib
+import enum
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -512,6 +513,33 @@ def applied_versions(conn: Connection) -> set[int]:
     if not table_exists(conn, VERSION_TABLE):
         return set()
     return {int(r["version"]) for r in conn.query(f"SELECT version FROM {VERSION_TABLE}")}  # noqa: S608
+
+
+class Process(str, enum.Enum):
+    SENDER = "sender"
+    WATCHER = "watcher"
+    WEBHOOKS = "webhooks"
+
+
+# The versions each process needs before it starts. The sender and the webhooks write
+# every column up to the latest. The watcher reads v2 (claims, pause columns), v4 (the
+# application's history table), v5 (acknowledgements) and v6 (change times: its
+# per-campaign counts); v3 is only an index (its missing-message-id read is slower
+# without it, not wrong).
+REQUIRED_VERSIONS: dict[Process, tuple[int, ...]] = {
+    Process.SENDER: (LATEST,),
+    Process.WEBHOOKS: (LATEST,),
+    Process.WATCHER: (2, 4, 5, 6),
+}
+
+
+def missing_versions(process: Process, applied: set[int]) -> list[int]:
+    """The versions `process` needs that are not in `applied` (empty: it may start)."""
+    return [v for v in REQUIRED_VERSIONS[Process(process)] if v not in applied]
+
+
+def ready_for(process: Process, conn: Connection) -> bool:
+    return not missing_versions(process, applied_versions(conn))
 
 
 @dataclass

@@ -31,6 +31,32 @@ class Statement:
     def __str__(self) -> str:  # log lines and dry runs name the statement
         return self.name
 
+    def with_lists(self, **lists: Iterable[Any]) -> tuple[Statement, dict[str, Any]]:
+        """The statement with each `{name}` replaced by an IN list of parameters, and those parameters.
+
+        `WHERE campania_id IN ({ids})` with `ids=[3, 5]` becomes `IN (%(ids_0)s, %(ids_1)s)`:
+        only placeholders enter the text, the values stay parameters.
+        """
+        params: dict[str, Any] = {}
+        marks: dict[str, str] = {}
+        for key, values in lists.items():
+            marks[key], found = in_list(key, values)
+            params.update(found)
+
+        def fill(text: str | None) -> str | None:
+            return None if text is None else text.format(**marks)
+
+        return Statement(self.name, fill(self.sql) or "", fill(self.mysql), fill(self.sqlite)), params
+
+
+def by_value(*values: str) -> dict[str, str]:
+    """Parameters named by their own value: `%(enviando)s` takes `Estado.ENVIANDO`'s value.
+
+    The states and other fixed words of the domain reach SQL this way, never as literals
+    in its text.
+    """
+    return {str(getattr(v, "value", v)): str(getattr(v, "value", v)) for v in values}
+
 
 def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
     """`%(p_0)s, %(p_1)s, ...` and its parameters, for `IN (...)`: the values stay parameters."""

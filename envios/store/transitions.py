@@ -28,12 +28,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envios.domain import ALLOWED, Estado, Origin
+from envios.domain import ALLOWED, TEXT_MAX, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from envios.sender import fit
-from envios.store.batches import case_by_id, expand
+from envios.store import fit
+from envios.store.batches import case_by_id
 from envios.store.connector import Connection
-from envios.store.sql import Statement, in_list
+from envios.store.sql import Statement
 
 
 class Increment:
@@ -57,8 +57,6 @@ SETTABLE_COLUMNS = frozenset(
         "last_error",
     }
 )
-
-DETAIL_MAX = 500
 
 # The application's history columns (created_at is its time column), plus envios's optional campania_id.
 _HISTORY_SQL = (
@@ -139,7 +137,7 @@ def transition(
             Estado(from_state).value,
             Estado(to_state).value,
             Origin(origin).value,
-            (detail or "")[:DETAIL_MAX] or None,
+            (detail or "")[:TEXT_MAX] or None,
             at,
             *([usuario_id] if person else []),
             envio_id,
@@ -192,16 +190,15 @@ def transition_many(
         case, case_params = case_by_id(f"v{n}", values)
         assignments.append(f"{name} = {case}")
         params.update(case_params)
-    ids, id_params = in_list("id", envio_ids)
-    params.update(id_params)
     conditions = "".join(f" AND {name} = %(x{n})s" for n, name in enumerate(expected))
     params.update({f"x{n}": value for n, value in enumerate(expected.values())})
-    update = Statement(
+    update, id_params = Statement(
         "transition_many",
         # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
         f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608
-        f" WHERE id IN ({ids}) AND estado = %(from_state)s{conditions}",
-    )
+        f" WHERE id IN ({{ids}}) AND estado = %(from_state)s{conditions}",
+    ).with_lists(ids=envio_ids)
+    params.update(id_params)
     changed = conn.execute(update, params)
     if changed != len(envio_ids):
         raise StaleTransition(
@@ -213,10 +210,10 @@ def transition_many(
         by_detail.setdefault(details.get(envio_id) or "", []).append(envio_id)
     for text, group in by_detail.items():
         text = fit.transition_texts(conn, text, {})[0]
-        group_ids, group_params = in_list("id", group)
-        conn.execute(expand(_HISTORY_MANY, ids=group_ids), {
+        history, group_params = _HISTORY_MANY.with_lists(ids=group)
+        conn.execute(history, {
             **group_params, "anterior": Estado(from_state).value, "nuevo": Estado(to_state).value,
-            "origen": Origin(origin).value, "detalle": (text or "")[:DETAIL_MAX] or None, "at": at})
+            "origen": Origin(origin).value, "detalle": (text or "")[:TEXT_MAX] or None, "at": at})
 
 
 _HISTORY_MANY = Statement(

@@ -14,32 +14,29 @@ from collections.abc import Callable
 from envios.sender.gateways import cloud_api, evolution, session_manager, waha
 from envios.sender.gateways.base import Gateway, Outcome, SendResult, SessionStatus
 
+from envios.domain import GATEWAY_KINDS, SPEAKS_AS
 from envios.errors import ConfigError
 
-# gateway.kind -> factory(config, client_id, pool_size)
-REGISTRY: dict[str, Callable[..., Gateway]] = {
+_ADAPTERS: dict[str, Callable[..., Gateway]] = {
     "session_manager": session_manager.build,
-    "simulator": session_manager.build,
     "waha": waha.build,
     "evolution": evolution.build,
     "cloud_api": cloud_api.build,
 }
-NOT_BUILT: tuple[str, ...] = ()
+# gateway.kind -> factory(config, client_id, pool_size); a kind without an adapter fails here
+REGISTRY: dict[str, Callable[..., Gateway]] = {
+    kind: _ADAPTERS[SPEAKS_AS.get(kind, kind)] for kind in GATEWAY_KINDS
+}
 
 
 def build_gateway(config, client_id: str = "", pool_size: int = 32) -> Gateway:
     kind = config.gateway.kind
     factory = REGISTRY.get(kind)
     if factory is None:
-        if kind in NOT_BUILT:
-            raise ConfigError(
-                f"config key gateway.kind: {kind!r} has no adapter yet "
-                f"(built: {', '.join(sorted(REGISTRY))})"
-            )
         raise ConfigError(f"config key gateway.kind: unknown gateway {kind!r}")
     gateway = factory(config, client_id=client_id, pool_size=pool_size)
     gateway.max_retry_after_s = float(config.gateway.max_retry_after_s)  # every adapter obeys the cap
     return gateway
 
 
-__all__ = ["Gateway", "Outcome", "SendResult", "SessionStatus", "build_gateway", "REGISTRY", "NOT_BUILT"]
+__all__ = ["Gateway", "Outcome", "SendResult", "SessionStatus", "build_gateway", "REGISTRY"]

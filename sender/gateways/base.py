@@ -31,6 +31,8 @@ import abc
 import enum
 from dataclasses import dataclass
 
+from envios.domain import MESSAGE_ID_MAX, WHATSAPP_TEXT_MAX
+
 
 class Outcome(str, enum.Enum):
     """Values are the `outcome` label of envios_sender_sends_total (docs/METRICS.md)."""
@@ -80,7 +82,6 @@ class SendResult:
 NO_ID_FROM_GATEWAY = "the gateway gives no message id"
 
 # Session states of every build of DESIGN.md section 9, plus UNREACHABLE (no answer at all).
-MESSAGE_ID_MAX = 255  # ll_envios_whatsapp.message_id varchar(255), latin1 on the legacy tables
 
 
 def message_id_problem(message_id: str) -> str | None:
@@ -121,7 +122,7 @@ class Gateway(abc.ABC):
 
     kind: str = ""
     base_url: str = ""
-    max_text_chars: int = 4096  # longest text a send accepts (WhatsApp); longer rows go to error unsent
+    max_text_chars: int = WHATSAPP_TEXT_MAX  # longest text a send accepts; longer rows: error
 
     @abc.abstractmethod
     def status(self, cliente_id: int) -> SessionStatus:

@@ -404,8 +404,10 @@ def test_dockerfile_copy_sources_exist():
 
 def test_dockerfile_copies_every_package_and_installs_it():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    include = re.search(r"include\s*=\s*\[([^\]]*)\]", pyproject).group(1)
-    packages = [p.strip().strip('"').rstrip("*") for p in include.split(",") if p.strip()]
+    section = pyproject.split("[tool.setuptools.package-dir]", 1)[1].split("\n[", 1)[0]
+    # the folders `pip install .` reads: the right-hand sides of package-dir
+    packages = sorted(set(re.findall(r'^"[\w.]+"\s*=\s*"(\w+)"', section, re.MULTILINE)))
+    assert packages == ["envios", "monitor", "sender", "simulator"]
     copied = set()
     for word, rest in dockerfile_instructions():
         if word == "COPY":

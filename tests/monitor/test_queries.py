@@ -89,7 +89,7 @@ def test_schema_ready_only_after_the_upgrade(conn, clock):
     assert q.schema_ready(conn) is False  # empty database
     schema.upgrade(conn, clock.now())
     assert q.schema_ready(conn) is True
-    for version in q.REQUIRED_SCHEMA_VERSIONS:  # an older envios upgraded it: not enough for the watcher
+    for version in schema.REQUIRED_VERSIONS[schema.Process.WATCHER]:  # an older envios: not enough
         conn.execute("DELETE FROM envios_schema_version WHERE version = %s", (version,))
         assert q.schema_ready(conn) is False, version
         conn.execute("INSERT INTO envios_schema_version (version, name, applied_at) VALUES (%s, 'x', %s)",

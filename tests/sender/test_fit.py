@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from envios.sender import outbox
-from envios.sender.fit import Column, column_of, fit
 from envios.sender.loop import run_once
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envios.domain import Estado, Origin
 from envios.store import schema
+from envios.store.fit import Column, column_of, fit
 from envios.store.transitions import transition
 from tests.conftest import load_legacy
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, make_config, row

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from envios.sender.eligibility import closed_reason, quota_remaining, weekdays
+from envios.sender.eligibility import closed_reason, quota_remaining
 from envios.sender.messages import personalise
 
-from envios.domain import Estado
+from envios.domain import Estado, weekdays
 from envios.logfmt import kv
 from envios.phones import InvalidPhone, mask, normalise, scrub
 

@@ -25,6 +25,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envios.store.schema import HISTORY, OUTBOX
+from envios.store.sql import Statement
+
 REPLACEMENT = "?"  # what MySQL itself writes for a character a column cannot hold
 CUT_MARK = "..."
 
@@ -104,10 +107,11 @@ def _cut(text: str, limit: int) -> str:
 
 # -- the columns of a live database ------------------------------------------------------------
 
-_MYSQL_COLUMN = (
+_MYSQL_COLUMN = Statement(  # MySQL only; SQLite's declared type is read with PRAGMA below
+    "fit.mysql_column",
     "SELECT CHARACTER_SET_NAME AS charset, CHARACTER_MAXIMUM_LENGTH AS max_chars,"
     " CHARACTER_OCTET_LENGTH AS max_bytes, DATA_TYPE AS data_type FROM information_schema.COLUMNS"
-    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = %s"
+    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %(table)s AND COLUMN_NAME = %(column)s",
 )
 _DECLARED_LENGTH = re.compile(r"\((\d+)\)")
 _cache: dict[tuple[Hashable, str, str], Column] = {}
@@ -130,7 +134,7 @@ def column_of(conn, table: str, column: str) -> Column:
 
 def _read_column(conn, table: str, column: str) -> Column | None:
     if conn.dialect == "mysql":
-        row = conn.query_one(_MYSQL_COLUMN, (table, column))
+        row = conn.query_one(_MYSQL_COLUMN, {"table": table, "column": column})
         if row is None:
             return None
         is_text = str(row["data_type"]).lower().endswith("text")
@@ -155,7 +159,6 @@ def fit_to(conn, table: str, column: str, text: str | None) -> str | None:
 
 # -- where the sender writes free text ---------------------------------------------------------
 
-OUTBOX, HISTORY = "ll_envios_whatsapp", "ll_envios_whatsapp_historial"
 _FREE_TEXT = ("last_error",)
 
 
