@@ -548,21 +548,12 @@ def _change(row, schedule, cliente_id, from_state, to_state, ctx, *, outcome=Non
 
 def _write_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: SendResult,
                    now: dt.datetime) -> Estado | None:
-    """One row's outcome per ACTIONS, in the caller's transaction; returns where the row went."""
+    """One row's outcome other than sent (`_write_sent`), per ACTIONS, in the caller's
+    transaction; returns where the row went."""
     action = ACTIONS[result.outcome]
     to_state = action.row_goes_to
     detail = _detail(result)
-    eid, pid = claimed.envio_id, claimed.programacion_id
-    if to_state is Estado.ENVIADO:
-        day = claimed.day or claimed.claimed_at.date()  # counted on the day it was claimed (quota-checked)
-        outbox.lock_daily_count(conn, pid, day)
-        # A placeholder instead of an id is noted on the row: the watcher shows such
-        # sends as unverifiable, apart from ids lost (envios_sent_unverifiable).
-        note = NO_ID_FROM_GATEWAY if result.gateway_gives_no_id else None
-        transition(conn, eid, Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now, detail=detail,
-                   columns={"message_id": result.message_id, "fecha_envio": now, "last_error": note})
-        outbox.count_sent(conn, pid, day, now)
-        return to_state
+    eid = claimed.envio_id
     if to_state is None:  # unknown: stays enviando, never retried automatically
         outbox.note_on_stuck_row(conn, eid, f"unknown outcome: {result.reason}"[:TEXT_MAX])
         return None
@@ -593,7 +584,13 @@ def _detail(result: SendResult) -> str:
 
 def _write_sent(conn: Connection, claimed: list[Claimed], results: list[SendResult],
                 now: dt.datetime) -> None:
-    """Many confirmed sends: one UPDATE, their history rows, one upsert of the day's counts."""
+    """Confirmed sends: one UPDATE, their history rows, one upsert of the day's counts (on
+    the day each was claimed on: its quota was checked there).
+
+    A placeholder instead of an id is noted on the row: the watcher shows such sends as
+    unverifiable, apart from ids lost (envios_sent_unverifiable). A confirmed send is
+    recorded whoever holds the row now: it was delivered.
+    """
     pairs = list(zip(claimed, results, strict=True))
     transition_many(
         conn, [c.envio_id for c in claimed], Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now,
@@ -630,7 +627,7 @@ def record_batch(conn: Connection, ctx: Context,
         now = ctx.clock.db_now(conn)  # the database's clock: fecha_envio, created_at, next_attempt_at
         with conn.transaction():
             sent = [(c, r) for c, r in items if ACTIONS[r.outcome].row_goes_to is Estado.ENVIADO]
-            if len(sent) > 1:
+            if sent:
                 _write_sent(conn, [c for c, _ in sent], [r for _, r in sent], now)
                 where.update((c.envio_id, Estado.ENVIADO) for c, _ in sent)
             for claimed, result in items:
