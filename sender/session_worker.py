@@ -429,7 +429,7 @@ def claim_batch(conn: Connection, ctx: Context,
     results = retrying(f"claim batch of {len(requests)}", attempt_until_settled)
     for line in events:
         log.info(line)
-    for got in results:
+    for got in results if log.isEnabledFor(logging.INFO) else ():  # a line per row costs: built only if kept
         if isinstance(got, Claimed):
             log.info(_change(got.row, got.schedule, got.cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
                              attempt=got.attempt, phone=got.to))
@@ -613,7 +613,7 @@ def record_batch(conn: Connection, ctx: Context,
     together. If a row was moved by someone else meanwhile, the batch is rolled back
     and written row by row, so only that row is skipped (as a single record would).
     """
-    if not confirmed_logged:
+    if not confirmed_logged and log.isEnabledFor(logging.INFO):
         for claimed, result in items:
             if ACTIONS[result.outcome].row_goes_to is Estado.ENVIADO:
                 # Logged before the write: if the process dies before it commits, the row stays
@@ -662,6 +662,9 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
 
 
 def _log_recorded(ctx: Context, claimed: Claimed, result: SendResult, to_state: Estado | None) -> None:
+    quiet = to_state is Estado.ENVIADO and (result.gateway_gives_no_id or result.message_id is not None)
+    if quiet and not log.isEnabledFor(logging.INFO):
+        return  # the common line, not kept at this level: not built either
     line = _change(claimed.row, claimed.schedule, claimed.cliente_id, Estado.ENVIANDO,
                    to_state or Estado.ENVIANDO, ctx, outcome=result.outcome, message_id=result.message_id,
                    detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
