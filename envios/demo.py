@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from envios.clock import Clock
-from envios.domain import FINISHED, Estado, stuck_cutoff
+from envios.domain import FINISHED, CampaniaEstado, Estado, Origin, ProgramacionEstado, stuck_cutoff
 from envios.monitor import queries as watcher_queries
 from envios.monitor.watcher import Watcher
 from envios.phones import normalise
@@ -40,8 +40,9 @@ from envios.sender.loop import Sender
 from envios.sender.webhooks import WebhookApp, serve
 from envios.simulator.dialects import Notifier
 from envios.simulator.server import SimulatorServer
-from envios.store import schema
+from envios.store import schema, seeding
 from envios.store.connector import Database
+from envios.store.sql import by_value
 
 SESSIONS = (51, 52)
 CAMPAIGNS = {1: ("Demo – Reactivación", 51), 2: ("Demo – Promo otoño", 52)}
@@ -79,14 +80,13 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
         today = clock.today()
         with conn.transaction():
             for campania_id, (name, cliente_id) in CAMPAIGNS.items():
-                conn.execute(
-                    "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado, cliente_id)"
-                    " VALUES (%s, %s, %s, 'en_progreso', %s)", (campania_id, name, TEMPLATE, cliente_id))
-                conn.execute(
-                    "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio,"
-                    " hora_fin, cupo_diario, fecha_inicio, estado)"
-                    " VALUES (%s, %s, 'mon,tue,wed,thu,fri,sat,sun', %s, %s, %s, %s, 'aprobada')",
-                    (campania_id, cliente_id, dt.time(0, 0), dt.time(23, 59, 59), rows, today))
+                conn.execute(seeding.CAMPAIGN, {
+                    "campania_id": campania_id, "nombre": name, "mensaje": TEMPLATE,
+                    "estado": CampaniaEstado.EN_PROGRESO, "cliente_id": cliente_id})
+                conn.execute(seeding.SCHEDULE, {
+                    "campania_id": campania_id, "cliente_id": cliente_id,
+                    "hora_inicio": dt.time(0, 0), "hora_fin": dt.time(23, 59, 59),
+                    "cupo_diario": rows, "fecha_inicio": today, "estado": ProgramacionEstado.APROBADA})
             for i in range(rows):
                 campania_id = 1 + i % len(CAMPAIGNS)
                 phone = f"54911{40000000 + i:08d}"
@@ -95,9 +95,9 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
                     phone = [None, f"{i:03d}", f"sin número {i}", f"+54 9 {i}"][(i // 37) % 4]
                 elif i % 11 == 3:  # as production has them: spaces, dashes, +54 9
                     phone = f"+54 9 11 {4000 + i // 10000:04d}-{i % 10000:04d}"
-                conn.execute(
-                    "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
-                    " VALUES (%s, %s, %s, %s)", (campania_id, phone, rng.choice(NAMES), TEMPLATE))
+                conn.execute(seeding.RECIPIENT, {
+                    "campania_id": campania_id, "telefono_wapp": phone,
+                    "nombre_destino": rng.choice(NAMES), "mensaje_final": TEMPLATE})
     return rows
 
 
@@ -115,17 +115,14 @@ class Progress:
         return s[Estado.PENDIENTE.value] + s[Estado.ENVIANDO.value] - self.stuck + self.settling
 
 
-SETTLING = ("SELECT campania_id, COUNT(*) AS n FROM ll_envios_whatsapp WHERE estado = 'enviando'"
-            " AND delivery_status IN ('sent', 'delivered', 'read') GROUP BY campania_id")
-
-
 def read_progress(conn, clock: Clock, stuck_after_s: float) -> dict[int, Progress]:
     ids = list(CAMPAIGNS)
     counts = watcher_queries.messages(conn, ids)
     stuck = watcher_queries.stuck(conn, stuck_cutoff(clock.now(), stuck_after_s))
     acks = watcher_queries.delivery(conn, ids)
     settled = watcher_queries.settled_unknowns(conn, ids)
-    settling = {int(r["campania_id"]): int(r["n"]) for r in conn.query(SETTLING)}
+    settling = {int(r["campania_id"]): int(r["n"])
+                for r in conn.query(seeding.SETTLING, by_value(Estado.ENVIANDO))}
     return {cid: Progress(Counter(counts[cid]), stuck[cid].count if cid in stuck else 0, acks[cid],
                           settled[cid]["evidence"], settling.get(cid, 0)) for cid in ids}
 
@@ -165,8 +162,7 @@ class Verdict:
 
 def verify(conn, ledger: list[dict]) -> Verdict:
     """The database against what the gateway actually delivered."""
-    rows = conn.query("SELECT id, telefono_wapp, estado, message_id, last_error, delivery_status"
-                      " FROM ll_envios_whatsapp")
+    rows = conn.query(seeding.OUTCOMES)
     by_id = Counter(e["message_id"] for e in ledger)
     by_to = Counter(e["to"] for e in ledger)
     sent = [r for r in rows if r["estado"] == Estado.ENVIADO]
@@ -177,8 +173,7 @@ def verify(conn, ledger: list[dict]) -> Verdict:
         sent=len(sent),
         delivered=sum(1 for r in sent if r["delivery_status"] in ("delivered", "read")),
         read=sum(1 for r in sent if r["delivery_status"] == "read"),
-        settled=int(conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial"
-                                " WHERE origen = 'envios-evidence'") or 0),
+        settled=int(conn.scalar(seeding.SETTLED_BY, {"origin": Origin.EVIDENCE.value}) or 0),
         errors=Counter(_reason(r["last_error"]) for r in rows if r["estado"] == Estado.ERROR),
         stuck=len(stuck),
         stuck_delivered=sum(1 for r in stuck if by_to[normalise(r["telefono_wapp"])]),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from envios.monitor.campaigns import pause
 
-from envios.domain import WATCHER
+from envios.domain import WATCHER, ProgramacionEstado
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -69,7 +69,7 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
     `settings` is `config.monitor.autopause` (max_error_ratio, min_finished,
     max_stuck, max_missing_message_id, count_unverifiable).
     """
-    approved = {s.campania_id for s in snapshot.schedules if s.estado == "aprobada"}
+    approved = {s.campania_id for s in snapshot.schedules if s.estado == ProgramacionEstado.APROBADA}
     verdicts = []
     for campania_id in sorted(approved & set(snapshot.campaigns)):
         c = snapshot.campaigns[campania_id]

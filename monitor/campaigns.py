@@ -35,10 +35,13 @@ from envios.domain import (
     TEXT_MAX,
     UNKNOWN,
     WATCHER,
+    Estado,
     ProgramacionEstado,
 )
 from envios.errors import EnviosError
+from envios.store import history, operating, watching
 from envios.store.connector import Connection
+from envios.store.sql import by_value
 
 
 def login_name() -> str:
@@ -62,7 +65,7 @@ class UnknownCampaign(EnviosError):
 
 
 def _check_exists(conn: Connection, campania_id: int) -> None:
-    if conn.query_one(q.SQL_CAMPAIGN_EXISTS, (campania_id,)) is None:
+    if conn.query_one(watching.CAMPAIGN_EXISTS, {"campania_id": campania_id}) is None:
         raise UnknownCampaign(f"campaign {campania_id} does not exist")
 
 
@@ -94,13 +97,18 @@ def pause(
         _check_exists(conn, campania_id)
         if unless_resumed_since is not ... and q.resumed_at(conn, campania_id) != unless_resumed_since:
             return changed  # resumed after the verdict's values were read
-        for row in conn.query(q.SQL_SCHEDULE_IDS_IN_STATE, (campania_id, "aprobada")):
+        in_state = {"campania_id": campania_id, "estado": ProgramacionEstado.APROBADA}
+        for row in conn.query(watching.SCHEDULES_IN_STATE, in_state):
             schedule_id = int(row["id"])
-            if conn.execute(q.SQL_PAUSE_SCHEDULE, (reason, now, paused_by, schedule_id)) != 1:
+            change = {**by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA), "reason": reason, "now": now,
+                      "paused_by": paused_by, "programacion_id": schedule_id}
+            if conn.execute(watching.PAUSE_SCHEDULE, change) != 1:
                 continue  # someone else paused it first
             changed.append(schedule_id)
-            conn.execute(q.SQL_AUDIT, (now, action, campania_id, schedule_id, reason,
-                                       detail[:TEXT_MAX], origin[:NAME_MAX]))
+            conn.execute(history.AUDIT, {
+                "now": now, "action": action, "campania_id": campania_id,
+                "programacion_id": schedule_id, "reason": reason,
+                "detail": detail[:TEXT_MAX], "origin": origin[:NAME_MAX]})
     return changed
 
 
@@ -124,24 +132,30 @@ def resume(
     changed: list[int] = []
     with conn.transaction():
         _check_exists(conn, campania_id)
-        for row in conn.query(q.SQL_SCHEDULE_IDS_IN_STATE, (campania_id, "pausada")):
+        in_state = {"campania_id": campania_id, "estado": ProgramacionEstado.PAUSADA}
+        for row in conn.query(watching.SCHEDULES_IN_STATE, in_state):
             schedule_id = int(row["id"])
             if not row["paused_by"] and not include_application_pauses:
                 if left_paused is not None:
                     left_paused.append(schedule_id)
                 continue
-            if conn.execute(q.SQL_RESUME_SCHEDULE, (schedule_id,)) != 1:
+            change = {**by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA), "programacion_id": schedule_id}
+            if conn.execute(watching.RESUME_SCHEDULE, change) != 1:
                 continue
             changed.append(schedule_id)
-            conn.execute(q.SQL_AUDIT, (now, "resume", campania_id, schedule_id, OPERATOR,
-                                       detail[:TEXT_MAX], origin[:NAME_MAX]))
+            conn.execute(history.AUDIT, {
+                "now": now, "action": "resume", "campania_id": campania_id,
+                "programacion_id": schedule_id, "reason": OPERATOR,
+                "detail": detail[:TEXT_MAX], "origin": origin[:NAME_MAX]})
         if changed:
-            conn.execute(q.SQL_MARK_RESUMED, (now, campania_id))
+            conn.execute(watching.MARK_RESUMED, {"now": now, "campania_id": campania_id})
     return changed
 
 
 def stuck_count(conn: Connection, campania_id: int, claimed_before: dt.datetime) -> int:
-    return int(conn.scalar(q.SQL_STUCK_OF_CAMPAIGN, (claimed_before, campania_id)) or 0)
+    params = {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before,
+              "campania_id": campania_id}
+    return int(conn.scalar(operating.CAMPAIGN_STUCK_COUNT, params) or 0)
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,8 @@ def overview(conn: Connection) -> list[CampaignOverview]:
         details = {}
         for s in by_campaign.get(cid, []):
             if s.estado == ProgramacionEstado.PAUSADA:
-                row = conn.query_one(q.SQL_LAST_PAUSE_AUDIT, (cid, s.id))
+                row = conn.query_one(operating.LAST_PAUSE_AUDIT,
+                                     {"campania_id": cid, "programacion_id": s.id})
                 if row and row["detalle"]:
                     details[s.id] = row["detalle"]
         out.append(CampaignOverview(cid, nombre, estado, by_campaign.get(cid, []), details))

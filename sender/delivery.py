@@ -35,7 +35,9 @@ from envios.domain import TEXT_MAX, Estado, Origin
 from envios.errors import StaleTransition
 from envios.logfmt import kv
 from envios.phones import InvalidPhone, normalise, scrub
+from envios.store import acks
 from envios.store.connector import Connection
+from envios.store.sql import by_value
 from envios.store.transitions import transition
 
 log = logging.getLogger("envios.delivery")
@@ -47,11 +49,6 @@ RECORDED, SETTLED, DUPLICATE, UNKNOWN_MESSAGE, IGNORED, FAILED_AFTER_SENT = (
     "recorded", "settled", "duplicate", "unknown_message", "ignored", "failed_after_sent")
 RESULTS = (RECORDED, SETTLED, DUPLICATE, UNKNOWN_MESSAGE, IGNORED, FAILED_AFTER_SENT)
 
-_COLUMNS = (
-    "id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado, message_id, claimed_at,"
-    " claim_programacion_id, delivery_status, delivered_at, read_at, delivery_error"
-)
-_LOCK = {"mysql": " FOR UPDATE", "sqlite": ""}
 UNMATCHED_KEEP_S = 2 * 24 * 3600  # an ack for an id no row holds yet is kept this long
 
 
@@ -67,27 +64,23 @@ class Ack:
 
 
 def _find(conn: Connection, ack: Ack) -> dict | None:
-    lock = _LOCK.get(conn.dialect, "")
     if ack.message_id:
-        row = conn.query_one(f"SELECT {_COLUMNS} FROM ll_envios_whatsapp WHERE message_id = %s{lock}",  # noqa: S608
-                             (ack.message_id,))
+        row = conn.query_one(acks.ROW_BY_MESSAGE_ID_LOCKED, {"message_id": ack.message_id})
         if row is not None:
             return row
     if ack.envio_id is not None:
-        row = conn.query_one(f"SELECT {_COLUMNS} FROM ll_envios_whatsapp WHERE id = %s{lock}",  # noqa: S608
-                             (int(ack.envio_id),))
+        row = conn.query_one(acks.ROW_LOCKED, {"envio_id": int(ack.envio_id)})
         if row is not None and row["message_id"] in (None, ack.message_id):
             return row
         return None
     if ack.to and ack.text:
-        return _only_stuck_row_for(conn, ack.to, ack.text, lock)
+        return _only_stuck_row_for(conn, ack.to, ack.text)
     return None
 
 
-def _only_stuck_row_for(conn: Connection, to: str, text: str, lock: str) -> dict | None:
+def _only_stuck_row_for(conn: Connection, to: str, text: str) -> dict | None:
     """The one unknown-outcome row to `to` with exactly `text`; None when there are none or several."""
-    rows = conn.query(f"SELECT {_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608
-                      f" WHERE estado = 'enviando' AND message_id IS NULL{lock}")
+    rows = conn.query(acks.UNKNOWN_WITHOUT_ID_LOCKED, by_value(Estado.ENVIANDO))
     matches = []
     for row in rows:
         try:
@@ -123,21 +116,21 @@ def settle(conn: Connection, clock: Clock, row: dict, message_id: str | None, ev
 
 
 def _keep_unmatched(conn: Connection, ack: Ack, now: dt.datetime) -> None:
-    conn.execute("DELETE FROM envios_unmatched_acks WHERE received_at < %s",
-                 (now - dt.timedelta(seconds=UNMATCHED_KEEP_S),))
-    conn.execute("INSERT INTO envios_unmatched_acks (message_id, kind, status, error, received_at)"
-                 " VALUES (%s, %s, %s, %s, %s)",
-                 (ack.message_id, ack.kind, ack.status, ack.error[:TEXT_MAX] or None, now))
+    conn.execute(acks.FORGET_OLD_UNMATCHED,
+                 {"before": now - dt.timedelta(seconds=UNMATCHED_KEEP_S)})
+    conn.execute(acks.KEEP_UNMATCHED, {"message_id": ack.message_id, "kind": ack.kind,
+                                       "status": ack.status, "error": ack.error[:TEXT_MAX] or None,
+                                       "now": now})
 
 
 def _apply_unmatched(conn: Connection, envio_id: int, message_id: str, now: dt.datetime) -> None:
     """Acknowledgements that arrived before the row had its id (its answer was lost): applied now."""
-    kept = conn.query("SELECT status, error FROM envios_unmatched_acks WHERE message_id = %s", (message_id,))
+    kept = conn.query(acks.UNMATCHED_FOR, {"message_id": message_id})
     for ack in kept:
-        row = conn.query_one(f"SELECT {_COLUMNS} FROM ll_envios_whatsapp WHERE id = %s", (envio_id,))  # noqa: S608
+        row = conn.query_one(acks.ROW, {"envio_id": envio_id})
         _delivery_update(conn, row, ack["status"], now, ack["error"] or "")
     if kept:
-        conn.execute("DELETE FROM envios_unmatched_acks WHERE message_id = %s", (message_id,))
+        conn.execute(acks.FORGET_UNMATCHED_FOR, {"message_id": message_id})
 
 
 def _delivery_update(conn: Connection, row: dict, status: str, now: dt.datetime, error: str) -> bool:
@@ -152,18 +145,15 @@ def _delivery_update(conn: Connection, row: dict, status: str, now: dt.datetime,
     if (new_status, delivered_at, read_at, error_text) == (current, row.get("delivered_at"), row.get("read_at"),
                                                            row.get("delivery_error")):
         return False
-    conn.execute("UPDATE ll_envios_whatsapp SET delivery_status = %s, delivered_at = %s, read_at = %s,"
-                 " delivery_error = %s WHERE id = %s", (new_status, delivered_at, read_at, error_text, row["id"]))
+    conn.execute(acks.SET_DELIVERY, {"delivery_status": new_status, "delivered_at": delivered_at,
+                                     "read_at": read_at, "delivery_error": error_text,
+                                     "envio_id": row["id"]})
     return True
 
 
 def in_flight_s(config) -> float:
     """How long after its claim a row may still hear its send's own answer (connect + read timeouts)."""
     return float(config.gateway.send_timeout_s) + float(config.gateway.status_timeout_s) + 5.0
-
-
-KEEP_ID = ("UPDATE ll_envios_whatsapp SET message_id = %s"
-           " WHERE id = %s AND estado = 'enviando' AND message_id IS NULL")
 
 
 def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.0) -> str:
@@ -187,7 +177,8 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.
                       and row["claimed_at"] > now - dt.timedelta(seconds=in_flight_s))
         if in_flight and ack.status != "failed":
             if ack.message_id:
-                conn.execute(KEEP_ID, (ack.message_id, row["id"]))
+                conn.execute(acks.KEEP_ID, {**by_value(Estado.ENVIANDO),
+                                            "message_id": ack.message_id, "envio_id": row["id"]})
             _delivery_update(conn, row, ack.status, now, ack.error)
             result = RECORDED
         elif estado == Estado.ENVIANDO.value and ack.status != "failed":
@@ -214,18 +205,13 @@ def record_ack(conn: Connection, clock: Clock, ack: Ack, in_flight_s: float = 0.
 
 # -- unknowns settled by the gateway's own record -------------------------------------------------
 
-ACKNOWLEDGED_IN_FLIGHT = (
-    f"SELECT {_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
-    " WHERE estado = 'enviando' AND message_id IS NOT NULL AND delivery_status IN ('sent', 'delivered', 'read')"
-    " AND claimed_at < %s"
-)
-
 
 def settle_acknowledged(conn: Connection, clock: Clock, in_flight_s: float) -> list[int]:
     """Rows acknowledged while their send was in flight, whose own answer then never came: enviado."""
     settled = []
     before = clock.db_now(conn) - dt.timedelta(seconds=in_flight_s)
-    for row in conn.query(ACKNOWLEDGED_IN_FLIGHT, (before,)):
+    in_flight = {**by_value(Estado.ENVIANDO), "before": before}
+    for row in conn.query(acks.ACKNOWLEDGED_IN_FLIGHT, in_flight):
         try:
             with conn.transaction():
                 settle(conn, clock, row, row["message_id"],
@@ -264,10 +250,7 @@ def settle_by_evidence(conn: Connection, clock: Clock, gateway, *, within_s: flo
     now = clock.db_now(conn)
     oldest = now - dt.timedelta(seconds=within_s)
     newest = now - dt.timedelta(seconds=in_flight_s)
-    rows = conn.query(
-        "SELECT e.id, e.telefono_wapp, e.nombre_destino, e.mensaje_final, e.claimed_at, e.claim_programacion_id,"
-        " p.cliente_id FROM ll_envios_whatsapp e LEFT JOIN ll_programaciones p ON p.id = e.claim_programacion_id"
-        " WHERE e.estado = 'enviando' AND e.message_id IS NULL AND e.claimed_at IS NOT NULL ORDER BY e.id")
+    rows = conn.query(acks.UNKNOWN_WITH_CLAIM, by_value(Estado.ENVIANDO))
     for row in rows:
         if row["claimed_at"] < oldest:
             report.left_for_a_person += 1
@@ -290,13 +273,12 @@ def settle_by_evidence(conn: Connection, clock: Clock, gateway, *, within_s: flo
         if evidence is None:
             report.no_evidence.append(int(row["id"]))
             continue
-        if conn.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp WHERE message_id = %s", (evidence.message_id,)):
+        if conn.scalar(acks.ROWS_WITH_MESSAGE_ID, {"message_id": evidence.message_id}):
             report.no_evidence.append(int(row["id"]))  # that message is another row's: not this one's evidence
             continue
         try:
             with conn.transaction():
-                locked = conn.query_one(f"SELECT {_COLUMNS} FROM ll_envios_whatsapp WHERE id = %s"  # noqa: S608
-                                        f"{_LOCK.get(conn.dialect, '')}", (row["id"],))
+                locked = conn.query_one(acks.ROW_LOCKED, {"envio_id": row["id"]})
                 if locked is None or locked["estado"] != Estado.ENVIANDO.value or locked["message_id"] is not None:
                     continue
                 settle(conn, clock, locked, evidence.message_id,

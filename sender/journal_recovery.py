@@ -24,14 +24,12 @@ from envios.sender.session_worker import Claimed, Context, record_outcome, retry
 from envios.domain import Estado, Origin
 from envios.errors import ConfigError, DatabaseError, StaleTransition
 from envios.logfmt import kv
+from envios.store import recovery
 from envios.store.connector import Connection
+from envios.store.sql import by_value
 from envios.store.transitions import Increment, transition
 
 log = logging.getLogger("envios.sender")
-
-CLAIMED_BY = ("SELECT id, claimed_at FROM ll_envios_whatsapp"
-              " WHERE estado = 'enviando' AND claimed_by = %s")
-CLAIMED_BY_BEFORE = CLAIMED_BY + " AND claimed_at < %s"
 
 
 def _claimed(conn: Connection, claim: dict) -> Claimed | None:
@@ -92,7 +90,8 @@ def _recover_one(conn: Connection, ctx: Context, reading: journal_module.Reading
             continue  # the row is not that claim any more (reconciled, requeued): left as it is
         record_outcome(conn, dead_ctx, claimed, _result(entry))
         counts["recorded"] += 1
-    for found in conn.query(CLAIMED_BY, (reading.sender,)):
+    claims = {**by_value(Estado.ENVIANDO), "sender": reading.sender}
+    for found in conn.query(recovery.CLAIMED_BY, claims):
         claim = journal_module.key(found["id"], found["claimed_at"])
         if claim in reading.said:
             continue
@@ -167,7 +166,8 @@ def undo_own_orphans(conn: Connection, ctx: Context, journal) -> int:
     """
     cutoff = ctx.clock.now() - dt.timedelta(seconds=ctx.settings.lease_ttl_s)
     undone = 0
-    for found in conn.query(CLAIMED_BY_BEFORE, (ctx.sender_id, cutoff)):
+    claims = {**by_value(Estado.ENVIANDO), "sender": ctx.sender_id, "before": cutoff}
+    for found in conn.query(recovery.CLAIMED_BY_BEFORE, claims):
         if journal_module.key(found["id"], found["claimed_at"]) in journal.sent:
             continue
         if _back_to_pending(conn, ctx, ctx.sender_id, found, why="claimed it but never sent it"):

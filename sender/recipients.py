@@ -30,13 +30,8 @@ from envios.sender.messages import personalise
 
 from envios.domain import Estado
 from envios.phones import InvalidPhone, normalise
-from envios.store.connector import Connection, placeholders
-
-COUNT = "SELECT COUNT(*) AS n FROM ll_envios_whatsapp WHERE campania_id = %s"
-PHONES_AFTER = ("SELECT id, telefono_wapp FROM ll_envios_whatsapp"
-                " WHERE campania_id = %s AND id > %s ORDER BY id")
-CANDIDATES = ("SELECT id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado"
-              " FROM ll_envios_whatsapp WHERE id IN ({ids})")
+from envios.store import recipients as statements
+from envios.store.connector import Connection
 
 _STANDS_FOR_THE_PERSON = (Estado.ENVIADO.value, Estado.ENVIANDO.value)
 
@@ -49,11 +44,12 @@ class _CampaignIndex:
         self.by_phone: dict[str, list[int]] = {}
 
     def refresh(self, conn: Connection, campania_id: int) -> None:
-        total = int(conn.scalar(COUNT, (campania_id,)) or 0)
-        new = conn.query(PHONES_AFTER, (campania_id, self.top_id))
+        total = int(conn.scalar(statements.CAMPAIGN_ROW_COUNT, {"campania_id": campania_id}) or 0)
+        new = conn.query(statements.PHONES_AFTER,
+                         {"campania_id": campania_id, "after_id": self.top_id})
         if self.rows + len(new) != total:  # rows deleted (or inserted below top_id): start over
             self.rows, self.top_id, self.by_phone = 0, 0, {}
-            new = conn.query(PHONES_AFTER, (campania_id, 0))
+            new = conn.query(statements.PHONES_AFTER, {"campania_id": campania_id, "after_id": 0})
         for found in new:
             self.rows += 1
             self.top_id = max(self.top_id, int(found["id"]))
@@ -91,7 +87,7 @@ class RecipientIndex:
             others = [i for i in index.by_phone.get(to, ()) if i != own_id]
         if not others:
             return None
-        found = conn.query(CANDIDATES.format(ids=placeholders(len(others))), others)
+        found = conn.query(*statements.CANDIDATES.with_lists(ids=others))
         earlier_pending = None
         for other in sorted(found, key=lambda r: int(r["id"])):
             if int(other["campania_id"]) != campania_id or not _same_number(other["telefono_wapp"], to):

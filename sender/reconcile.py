@@ -31,6 +31,7 @@ from envios.domain import OPERATOR, TEXT_MAX, UNKNOWN, Estado, Origin, stuck_cut
 from envios.errors import EnviosError, ForbiddenTransition, StaleTransition
 from envios.logfmt import kv
 from envios.phones import mask
+from envios.store import operating
 from envios.store.connector import Connection
 from envios.store.schema_view import column_details
 from envios.store.transitions import check_allowed, transition
@@ -86,7 +87,7 @@ def check_person(conn: Connection, usuario_id: int | None) -> None:
     if "usuario_id" not in column_details(conn, "ll_envios_whatsapp_historial"):
         raise ReconcileError("--usuario-id: this database's history table has no usuario_id column;"
                              " the name given with --by goes into the history detail")
-    if conn.query_one("SELECT id FROM usuarios WHERE id = %s", (usuario_id,)) is None:
+    if conn.query_one(operating.USER_EXISTS, {"usuario_id": usuario_id}) is None:
         raise ReconcileError(f"--usuario-id {usuario_id}: no such user in usuarios")
 
 

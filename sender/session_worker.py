@@ -63,6 +63,7 @@ from envios.logfmt import kv
 from envios.phones import InvalidPhone, mask, normalise
 from envios.store import batches
 from envios.store.connector import Connection, Database
+from envios.store.sql import by_value
 from envios.store.transitions import Increment, transition, transition_many
 
 log = logging.getLogger("envios.sender")
@@ -344,7 +345,7 @@ class _Rows:
     def next(self) -> dict | None:
         if not self.buffer and not self.exhausted:
             self.take(self.conn.query(batches.READY_ROWS, {
-                "campania_id": self.campania_id, "pendiente": Estado.PENDIENTE.value,
+                **by_value(Estado.PENDIENTE), "campania_id": self.campania_id,
                 "after_id": self.after_id, "at": self.at, "n": self.read_ahead}))
         return self.buffer.popleft() if self.buffer else None
 
@@ -442,7 +443,7 @@ def _prefetch(conn: Connection, wanted: collections.Counter, at: dt.datetime) ->
     cursors = {cid: _Rows(conn, cid, at, n) for cid, n in wanted.items()}
     if not cursors:
         return cursors
-    params: dict[str, Any] = {"pendiente": Estado.PENDIENTE.value, "at": at}
+    params: dict[str, Any] = {**by_value(Estado.PENDIENTE), "at": at}
     for i, rows in enumerate(cursors.values()):
         params.update({f"campania_id_{i}": rows.campania_id, f"after_id_{i}": 0, f"n_{i}": rows.read_ahead})
     by_campaign: dict[int, list[dict]] = {cid: [] for cid in cursors}
@@ -483,7 +484,7 @@ def _quotas(conn: Connection, ctx: Context, schedules: dict[int, dict], day: dt.
     start, end = (bound + shift for bound in outbox.day_bounds(day))
     flying = {int(r["pid"]): int(r["n"]) for r in conn.query(
         flying_statement,
-        {**params, "enviando": Estado.ENVIANDO.value, "start": start, "end": end})}
+        {**params, **by_value(Estado.ENVIANDO), "start": start, "end": end})}
     out = {}
     for pid in pids:
         out[pid] = quota_remaining(schedules[pid]["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0))

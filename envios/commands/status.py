@@ -17,7 +17,9 @@ from envios.domain import (
 from envios.errors import EnviosError
 from envios.monitor import queries as q
 from envios.sender.eligibility import legacy_lock_reason
+from envios.store import operating
 from envios.store.connector import Database
+from envios.store.sql import by_value
 
 HELP = ("per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, delivered/read/failed, "
         "unknowns settled, paused and why")
@@ -97,7 +99,7 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
 def _legacy_locks(conn, now: dt.datetime, ttl_s: float) -> list[str]:
     """Schedules the original scheduler is still working (a fresh lock): envios does not send them."""
     lines = []
-    for s in conn.query(q.SQL_LEGACY_LOCKS):
+    for s in conn.query(operating.LEGACY_LOCKS, by_value(ProgramacionEstado.APROBADA)):
         reason = legacy_lock_reason(s, now, ttl_s)
         if reason:
             lines.append(f"schedule {s['programacion_id']} (campaign {s['campania_id']}): {reason}")

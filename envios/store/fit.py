@@ -25,8 +25,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envios.store import schema_view
 from envios.store.schema import HISTORY, OUTBOX
-from envios.store.sql import Statement
 
 REPLACEMENT = "?"  # what MySQL itself writes for a character a column cannot hold
 CUT_MARK = "..."
@@ -107,12 +107,6 @@ def _cut(text: str, limit: int) -> str:
 
 # -- the columns of a live database ------------------------------------------------------------
 
-_MYSQL_COLUMN = Statement(  # MySQL only; SQLite's declared type is read with PRAGMA below
-    "fit.mysql_column",
-    "SELECT CHARACTER_SET_NAME AS charset, CHARACTER_MAXIMUM_LENGTH AS max_chars,"
-    " CHARACTER_OCTET_LENGTH AS max_bytes, DATA_TYPE AS data_type FROM information_schema.COLUMNS"
-    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %(table)s AND COLUMN_NAME = %(column)s",
-)
 _DECLARED_LENGTH = re.compile(r"\((\d+)\)")
 _cache: dict[tuple[Hashable, str, str], Column] = {}
 _lock = threading.Lock()
@@ -134,18 +128,16 @@ def column_of(conn, table: str, column: str) -> Column:
 
 def _read_column(conn, table: str, column: str) -> Column | None:
     if conn.dialect == "mysql":
-        row = conn.query_one(_MYSQL_COLUMN, {"table": table, "column": column})
+        row = conn.query_one(schema_view.MYSQL_COLUMN_TEXT, {"table": table, "column": column})
         if row is None:
             return None
         is_text = str(row["data_type"]).lower().endswith("text")
         return Column(row["charset"], _int(row["max_chars"]), _int(row["max_bytes"]) if is_text else None)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+    declared = schema_view.column_details(conn, table).get(column)
+    if declared is None:
         return None
-    for info in conn.query(f"PRAGMA table_info({table})"):
-        if info["name"] == column:
-            length = _DECLARED_LENGTH.search(str(info["type"] or ""))
-            return Column(None, int(length.group(1)) if length else None)
-    return None
+    length = _DECLARED_LENGTH.search(declared.type)
+    return Column(None, int(length.group(1)) if length else None)
 
 
 def _int(value: Any) -> int | None:

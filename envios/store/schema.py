@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 
+from envios.domain import Estado
 from envios.errors import DatabaseError, EnviosError
 from envios.store.connector import MYSQL, SQLITE, Connection, split_statements
 from envios.store.schema_view import (  # noqa: F401 - re-exported: the schema's readers use schema.*
@@ -40,8 +41,8 @@ from envios.store.schema_view import (  # noqa: F401 - re-exported: the schema's
 )
 
 VERSION_TABLE = "envios_schema_version"
-ENVIANDO = "enviando"  # the one ENUM value envios adds, appended last: an in-place ALTER
-ENVIOS_STATES = ("pendiente", "enviando", "enviado", "error")
+ENVIANDO = Estado.ENVIANDO.value  # the one ENUM value envios adds, appended last: an in-place ALTER
+ENVIOS_STATES = tuple(e.value for e in Estado)
 STRICT_SQL_MODE = "STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
@@ -279,7 +280,10 @@ def _base_tables() -> list[Step]:
     return [create_table(table, ddl[MYSQL], ddl[SQLITE]) for table, ddl in by_table.items()]
 
 
-_HISTORY_STATES = "enum('no_incluido','pendiente','enviado','error','enviando')"
+# The application's history enum in its order ('no_incluido' is the application's own value).
+_HISTORY_STATES = "enum({})".format(",".join(f"'{v}'" for v in (
+    "no_incluido", Estado.PENDIENTE.value, Estado.ENVIADO.value, Estado.ERROR.value,
+    Estado.ENVIANDO.value)))
 
 # The application's history table (legacy/schema_2026-02.sql) plus envios's one optional column.
 _HISTORY_MYSQL = f"""CREATE TABLE ll_envios_whatsapp_historial (

@@ -12,6 +12,16 @@ import re
 from dataclasses import dataclass, field
 
 from envios.store.connector import SQLITE, Connection
+from envios.store.sql import Statement
+
+# MariaDB/MySQL: the charset and limits of one text column (the sender fits what it writes
+# to them, envios.sender.fit). SQLite declares a length only: `column_details`.
+MYSQL_COLUMN_TEXT = Statement(
+    "schema_view.mysql_column_text",
+    "SELECT CHARACTER_SET_NAME AS charset, CHARACTER_MAXIMUM_LENGTH AS max_chars,"
+    " CHARACTER_OCTET_LENGTH AS max_bytes, DATA_TYPE AS data_type FROM information_schema.COLUMNS"
+    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %(table)s AND COLUMN_NAME = %(column)s",
+)
 
 
 def _text(value) -> str:

@@ -32,7 +32,7 @@ class Statement:
         return self.name
 
     def with_lists(self, **lists: Iterable[Any]) -> tuple[Statement, dict[str, Any]]:
-        """The statement with each `{name}` replaced by an IN list of parameters, and those parameters.
+        """The statement with each `{name}` made an IN list of parameters, and the parameters.
 
         `WHERE campania_id IN ({ids})` with `ids=[3, 5]` becomes `IN (%(ids_0)s, %(ids_1)s)`:
         only placeholders enter the text, the values stay parameters.
@@ -46,7 +46,8 @@ class Statement:
         def fill(text: str | None) -> str | None:
             return None if text is None else text.format(**marks)
 
-        return Statement(self.name, fill(self.sql) or "", fill(self.mysql), fill(self.sqlite)), params
+        filled = Statement(self.name, fill(self.sql) or "", fill(self.mysql), fill(self.sqlite))
+        return filled, params
 
 
 def by_value(*values: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from envios.domain import ALLOWED, TEXT_MAX, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from envios.store import fit
+from envios.store import fit, history
 from envios.store.batches import case_by_id
 from envios.store.connector import Connection
 from envios.store.sql import Statement
@@ -58,18 +58,6 @@ SETTABLE_COLUMNS = frozenset(
     }
 )
 
-# The application's history columns (created_at is its time column), plus envios's optional campania_id.
-_HISTORY_SQL = (
-    "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at)"
-    " SELECT id, campania_id, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
-)
-# The later schema's usuario_id: written only for a named person (the column may not exist).
-_HISTORY_BY_PERSON_SQL = (
-    "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at, usuario_id)"
-    " SELECT id, campania_id, %s, %s, %s, %s, %s, %s FROM ll_envios_whatsapp WHERE id = %s"
-)
 
 
 def check_allowed(from_state: Estado, to_state: Estado) -> None:
@@ -113,36 +101,46 @@ def transition(
     if unknown:
         raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
 
-    assignments, params = ["estado = %s"], [Estado(to_state).value]
-    for name, value in columns.items():
-        if isinstance(value, Increment):
-            assignments.append(f"{name} = {name} + %s")
-        else:
-            assignments.append(f"{name} = %s")
-        params.append(value.by if isinstance(value, Increment) else value)
-    conditions = "".join(f" AND {name} = %s" for name in expected)
-    # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
-    update = (f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608
-              f" WHERE id = %s AND estado = %s{conditions}")
-    changed = conn.execute(update, [*params, envio_id, Estado(from_state).value, *expected.values()])
+    changed = conn.execute(*_update(envio_id, from_state, to_state, columns, expected))
     if changed != 1:
         also = f" with {', '.join(sorted(expected))} as expected" if expected else ""
         raise StaleTransition(
             f"row {envio_id} is not {Estado(from_state).value}{also} any more; not moved to {Estado(to_state).value}"
         )
-    person = usuario_id is not None
-    conn.execute(
-        _HISTORY_BY_PERSON_SQL if person else _HISTORY_SQL,
-        (
-            Estado(from_state).value,
-            Estado(to_state).value,
-            Origin(origin).value,
-            (detail or "")[:TEXT_MAX] or None,
-            at,
-            *([usuario_id] if person else []),
-            envio_id,
-        ),
+    entry = {"from_state": Estado(from_state).value, "to_state": Estado(to_state).value,
+             "origin": Origin(origin).value, "detail": (detail or "")[:TEXT_MAX] or None,
+             "at": at, "envio_id": envio_id}
+    if usuario_id is None:
+        conn.execute(history.HISTORY, entry)
+    else:
+        conn.execute(history.HISTORY_BY_PERSON, {**entry, "usuario_id": usuario_id})
+
+
+def _update(envio_id: int, from_state: Estado, to_state: Estado, columns: Mapping[str, Any],
+            expected: Mapping[str, Any]) -> tuple[Statement, dict[str, Any]]:
+    """The conditional UPDATE of one transition: `set_<column>` / `expect_<column>` parameters.
+
+    Column names come from SETTABLE_COLUMNS only (checked by the caller); values are parameters.
+    """
+    assignments = ["estado = %(to_state)s"]
+    params: dict[str, Any] = {"to_state": Estado(to_state).value, "envio_id": envio_id,
+                              "from_state": Estado(from_state).value}
+    for name, value in columns.items():
+        if isinstance(value, Increment):
+            assignments.append(f"{name} = {name} + %(set_{name})s")
+        else:
+            assignments.append(f"{name} = %(set_{name})s")
+        params[f"set_{name}"] = value.by if isinstance(value, Increment) else value
+    conditions = ""
+    for name, value in expected.items():
+        conditions += f" AND {name} = %(expect_{name})s"
+        params[f"expect_{name}"] = value
+    update = Statement(
+        "transitions.update",
+        f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608 - fixed names only
+        f" WHERE id = %(envio_id)s AND estado = %(from_state)s{conditions}",
     )
+    return update, params
 
 
 def transition_many(
@@ -210,16 +208,8 @@ def transition_many(
         by_detail.setdefault(details.get(envio_id) or "", []).append(envio_id)
     for text, group in by_detail.items():
         text = fit.transition_texts(conn, text, {})[0]
-        history, group_params = _HISTORY_MANY.with_lists(ids=group)
-        conn.execute(history, {
-            **group_params, "anterior": Estado(from_state).value, "nuevo": Estado(to_state).value,
-            "origen": Origin(origin).value, "detalle": (text or "")[:TEXT_MAX] or None, "at": at})
+        insert, group_params = history.HISTORY_MANY.with_lists(ids=group)
+        conn.execute(insert, {
+            **group_params, "from_state": Estado(from_state).value, "to_state": Estado(to_state).value,
+            "origin": Origin(origin).value, "detail": (text or "")[:TEXT_MAX] or None, "at": at})
 
-
-_HISTORY_MANY = Statement(
-    "history_many",
-    "INSERT INTO ll_envios_whatsapp_historial"
-    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at)"
-    " SELECT id, campania_id, %(anterior)s, %(nuevo)s, %(origen)s, %(detalle)s, %(at)s"
-    " FROM ll_envios_whatsapp WHERE id IN ({ids})",
-)

@@ -10,6 +10,8 @@ import datetime as dt
 
 from envios.monitor import queries as q
 
+from envios.store import watching
+from envios.store.sql import Statement
 from tests.monitor.test_metrics import seed_known
 
 BIG_TABLES = {"ll_envios_whatsapp", "ll_envios_whatsapp_historial", "e", "h"}
@@ -20,7 +22,8 @@ class Recorder:
         self.conn, self.dialect, self.statements = conn, conn.dialect, []
 
     def query(self, sql, params=()):
-        self.statements.append((sql, tuple(params)))
+        text = sql.text(self.dialect) if isinstance(sql, Statement) else sql
+        self.statements.append((text, params))
         return self.conn.query(sql, params)
 
 
@@ -43,7 +46,8 @@ def test_no_full_scan_of_the_big_tables(build, clock):
     conn.execute("UPDATE ll_campanias_whatsapp SET resumed_at = %s WHERE id = 1",
                  (clock.now() - dt.timedelta(hours=2),))
     statements = refresh_statements(conn, clock.now())
-    assert q.SQL_MISSING_SINCE_RESUME.split(" IN ")[0] in "".join(sql for sql, _ in statements)
+    since_resume = watching.MISSING_SINCE_RESUME.sql.split(" IN ")[0]
+    assert since_resume in "".join(sql for sql, _ in statements)
     for sql, params in statements:
         if conn.dialect == "sqlite":
             plan = [r["detail"] for r in conn.query("EXPLAIN QUERY PLAN " + sql, params)]
