@@ -81,11 +81,17 @@ class OutboxCounts:
             started = _database_clock(conn) - dt.timedelta(seconds=MARGIN_S)
             if full:
                 self._full_at = None  # until the whole read succeeded
-                self._codes, self._campaigns, self._totals = bytearray(), array("i"), collections.Counter()
+                self._codes, self._campaigns, self._totals = (
+                    bytearray(),
+                    array("i"),
+                    collections.Counter(),
+                )
                 self.rows_read, after = 0, 0
                 while True:
-                    rows = conn.query(sql.ALL_ROW_FACTS, {"note": NO_ID_FROM_GATEWAY, "after": after,
-                                                          "n": FULL_READ_CHUNK})
+                    rows = conn.query(
+                        sql.ALL_ROW_FACTS,
+                        {"note": NO_ID_FROM_GATEWAY, "after": after, "n": FULL_READ_CHUNK},
+                    )
                     self._apply(rows)
                     self.rows_read += len(rows)
                     if len(rows) < FULL_READ_CHUNK:
@@ -93,7 +99,9 @@ class OutboxCounts:
                     after = int(rows[-1]["id"])
                 self._full_at = self.monotonic()
             else:
-                rows = conn.query(sql.CHANGED_ROW_FACTS, {"note": NO_ID_FROM_GATEWAY, "since": self._since})
+                rows = conn.query(
+                    sql.CHANGED_ROW_FACTS, {"note": NO_ID_FROM_GATEWAY, "since": self._since}
+                )
                 self._apply(rows)
                 self.rows_read = len(rows)
             self._since = started
@@ -127,11 +135,14 @@ class OutboxCounts:
         return out
 
     def without_message_id(self, campaign_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
-        """Per campaign: (enviado without a message id, of them legacy sends, of them unverifiable)."""
+        """Per campaign: (enviado without a message id, of them legacy, of them unverifiable)."""
         totals = self._totals
         out = {}
         for cid in campaign_ids:
-            legacy, unverifiable = totals.get((cid, _LEGACY), 0), totals.get((cid, _UNVERIFIABLE), 0)
+            legacy, unverifiable = (
+                totals.get((cid, _LEGACY), 0),
+                totals.get((cid, _UNVERIFIABLE), 0),
+            )
             total = legacy + unverifiable + totals.get((cid, _ID_LOST), 0)
             if total:
                 out[cid] = (total, legacy, unverifiable)

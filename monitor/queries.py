@@ -102,8 +102,9 @@ def _missing_params() -> dict[str, str]:
     return {**by_value(Estado.ENVIADO), "unverifiable_note": UNVERIFIABLE_NOTE}
 
 
-def without_message_id(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
-    """Per campaign: (enviado without a message id, of them legacy, of them unverifiable), counted."""
+def without_message_id(conn: Connection,
+                       campaign_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """Per campaign: (enviado without a message id, of them legacy, of them unverifiable)."""
     missing = _missing_params()
     counts: dict[int, tuple[int, int, int]] = {}
     for chunk in _chunks(list(campaign_ids)):
@@ -114,7 +115,8 @@ def without_message_id(conn: Connection, campaign_ids: Sequence[int]) -> dict[in
 
 
 def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow],
-                        counts: dict[int, tuple[int, int, int]] | None = None) -> dict[int, Missing]:
+                        counts: dict[int, tuple[int, int, int]] | None = None,
+                        ) -> dict[int, Missing]:
     """`counts`: without_message_id's answer when already known (the watcher's monitor.counts)."""
     if counts is None:
         counts = without_message_id(conn, list(campaigns))

@@ -41,7 +41,7 @@ def _claimed(conn: Connection, claim: dict) -> Claimed | None:
     if isinstance(claimed_at, str):
         claimed_at = dt.datetime.fromisoformat(claimed_at)
     return Claimed(row, {"programacion_id": int(claim["programacion_id"])}, int(claim["cliente_id"]),
-                   "", "", claimed_at, 0)
+                   "", "", claimed_at)
 
 
 def _result(entry: dict) -> SendResult:

@@ -87,7 +87,9 @@ class PassReport:
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     disabled: bool = False
     gateway_stopped: str | None = None  # why nothing was sent through the gateway (404: no /send)
-    settled_by_evidence: list[int] = field(default_factory=list)  # unknowns the gateway's record settled
+    settled_by_evidence: list[int] = field(
+        default_factory=list
+    )  # unknowns the gateway's record settled
 
     @property
     def sent(self) -> int:
@@ -95,17 +97,25 @@ class PassReport:
 
     @property
     def unreachable_sessions(self) -> list[int]:
-        return [cid for cid, r in self.sessions_worked.items()
-                if r.session_state == "UNREACHABLE" or r.outcomes.get(Outcome.UNREACHABLE)]
+        return [
+            cliente_id
+            for cliente_id, r in self.sessions_worked.items()
+            if r.session_state == "UNREACHABLE" or r.outcomes.get(Outcome.UNREACHABLE)
+        ]
 
     def add(self, result: WorkerResult) -> None:
         self.sessions_worked[result.cliente_id] = result
         self.outcomes.update(result.outcomes)
 
     def summary(self) -> str:
-        parts = [f"{o.value}={n}" for o, n in sorted(self.outcomes.items(), key=lambda x: x[0].value)]
-        return (f"sessions={len(self.sessions_worked)} held_elsewhere={len(self.sessions_held_elsewhere)} "
-                + (" ".join(parts) if parts else "sends=0"))
+        parts = [
+            f"{o.value}={n}" for o, n in sorted(self.outcomes.items(), key=lambda x: x[0].value)
+        ]
+        return (
+            f"sessions={len(self.sessions_worked)}"
+            f" held_elsewhere={len(self.sessions_held_elsewhere)} "
+            + (" ".join(parts) if parts else "sends=0")
+        )
 
 
 class Sender:
@@ -123,7 +133,9 @@ class Sender:
     ):
         self.config = config
         self.sender_id = (sender_id or make_sender_id())[:64]
-        self.database = database or Database.for_sender(config.database.url, float(config.sender.lease_ttl_s))
+        self.database = database or Database.for_sender(
+            config.database.url, float(config.sender.lease_ttl_s)
+        )
         self.clock = clock or Clock(config.tz)
         self.metrics = metrics or SenderMetrics()
         self._own_gateway = gateway is None
@@ -178,11 +190,13 @@ class Sender:
         with self.pool.connection() as conn:
             done = schema.applied_versions(conn)
         if schema.missing_versions(schema.Process.SENDER, done):
-            raise DatabaseError(f"{self.database.describe()}: schema not upgraded "
-                                f"(have {sorted(done) or 'none'}, need v{schema.LATEST}): run `envios db upgrade`")
+            raise DatabaseError(
+                f"{self.database.describe()}: schema not upgraded "
+                f"(have {sorted(done) or 'none'}, need v{schema.LATEST}): run `envios db upgrade`"
+            )
 
     def run_once(self) -> PassReport:
-        """One pass: every eligible session worked until empty / quota used / stopped; then return."""
+        """One pass: every eligible session worked until empty / quota used / stopped."""
         report = PassReport()
         if not self.enabled():
             report.disabled = True
@@ -197,25 +211,38 @@ class Sender:
         return report
 
     def run_forever(self) -> PassReport:
-        """Tick every tick_s until request_stop(); then finish in-flight sends and release leases."""
-        log.info(kv("sender_start", sender=self.sender_id, gateway=self.gateway.base_url,
-                    database=self.database.describe(), tick_s=self.tick_s))
+        """Tick every tick_s until request_stop(); then finish in-flight sends, release leases."""
+        log.info(
+            kv(
+                "sender_start",
+                sender=self.sender_id,
+                gateway=self.gateway.base_url,
+                database=self.database.describe(),
+                tick_s=self.tick_s,
+            )
+        )
         self._drive(self.report, forever=True)
         log.info(kv("sender_stop", sender=self.sender_id, detail=self.report.summary()))
         return self.report
 
     def settle_unknowns(self, report: PassReport) -> None:
-        """Unknown outcomes settled by evidence: acknowledgements received while the send was in flight,
+        """Unknown outcomes settled by evidence: acknowledgements received while in flight,
         and the gateway's own record of the message (WAHA, Evolution lookups). Never a retry."""
         try:
             with self.pool.connection() as conn:
-                acked = delivery.settle_acknowledged(conn, self.clock, delivery.in_flight_s(self.config))
+                acked = delivery.settle_acknowledged(
+                    conn, self.clock, delivery.in_flight_s(self.config)
+                )
                 report.settled_by_evidence.extend(acked)
                 if type(self.gateway).find_sent is Gateway.find_sent:
                     return
-                found = delivery.settle_by_evidence(conn, self.clock, self.gateway,
-                                                    within_s=float(self.config.sender.settle_within_s),
-                                                    in_flight_s=delivery.in_flight_s(self.config))
+                found = delivery.settle_by_evidence(
+                    conn,
+                    self.clock,
+                    self.gateway,
+                    within_s=float(self.config.sender.settle_within_s),
+                    in_flight_s=delivery.in_flight_s(self.config),
+                )
         except EnviosError as exc:
             log.error(kv("settle_failed", sender=self.sender_id, detail=str(exc)))
             return
@@ -230,7 +257,9 @@ class Sender:
 
     def start(self) -> Sender:
         """run_forever in a background thread (the demo, tests)."""
-        self._thread = threading.Thread(target=self.run_forever, name=f"sender-{self.sender_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run_forever, name=f"sender-{self.sender_id}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -283,14 +312,21 @@ class Sender:
             if stopping_since is not None and now - stopping_since > self._shutdown_grace_s():
                 self._abandon(report)
                 return
-            due = self._heap[0][0] if self._heap and self._steps_in_flight < self.settings.gateway_pool_size \
+            due = (
+                self._heap[0][0]
+                if self._heap and self._steps_in_flight < self.settings.gateway_pool_size
                 else float("inf")
+            )
             self._wake.wait(max(0.0, min(due, next_tick, next_renew, now + 1.0) - time.monotonic()))
             self._wake.clear()
 
     def _shutdown_grace_s(self) -> float:
         """In-flight steps get this long to finish at shutdown (a send ends within its timeout)."""
-        return float(self.config.gateway.send_timeout_s) + float(self.config.gateway.status_timeout_s) + 10
+        return (
+            float(self.config.gateway.send_timeout_s)
+            + float(self.config.gateway.status_timeout_s)
+            + 10
+        )
 
     def _schedule(self, lane: Lane, at: float) -> None:
         heapq.heappush(self._heap, (at, next(self._seq), lane))
@@ -359,32 +395,51 @@ class Sender:
         ours = [lane.cliente_id for lane in done if not lane.lost and not lane.lease_lost.is_set()]
         if ours:
             try:
+
                 def release(conn: Connection) -> None:
                     statement, params = batches.LEASES_RELEASE_MANY.with_lists(lanes=ours)
                     with conn.transaction():
                         conn.execute(statement, {**params, "owner": self.sender_id})
+
                 self._with_conn(f"releasing {len(ours)} leases", release)
             except EnviosError as exc:
-                log.warning(kv("lease_release_failed", cliente_id=",".join(map(str, ours)), detail=str(exc)))
+                log.warning(
+                    kv("lease_release_failed", cliente_id=",".join(map(str, ours)), detail=str(exc))
+                )
         for lane in done:
             result = lane.result
             report.add(result)
-            log.info(kv("session_stop", cliente_id=lane.cliente_id, reason=result.stop_reason,
-                        sent=result.outcomes.get(Outcome.SENT, 0) + result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
-                        sender=self.sender_id))
+            log.info(
+                kv(
+                    "session_stop",
+                    cliente_id=lane.cliente_id,
+                    reason=result.stop_reason,
+                    sent=result.outcomes.get(Outcome.SENT, 0)
+                    + result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
+                    sender=self.sender_id,
+                )
+            )
 
     def _abandon(self, report: PassReport) -> None:
         for lane in list(self.lanes.values()):
-            log.error(kv("worker_abandoned", cliente_id=lane.cliente_id, sender=self.sender_id,
-                         detail="still busy at shutdown; its row stays enviando if a send was in flight"))
+            log.error(
+                kv(
+                    "worker_abandoned",
+                    cliente_id=lane.cliente_id,
+                    sender=self.sender_id,
+                    detail="still busy at shutdown; its row stays enviando if a send was in flight",
+                )
+            )
             report.add(lane.result)
         self.lanes.clear()
 
     def _with_conn(self, what: str, fn: Callable[[Connection], object]):
         """fn(conn) on a pooled connection, retried on deadlock/busy (one transaction inside)."""
+
         def attempt():
             with self.pool.connection() as conn:
                 return fn(conn)
+
         return retrying(what, attempt)
 
     # -- ticks and leases --------------------------------------------------------------------------
@@ -394,12 +449,20 @@ class Sender:
         with self.pool.connection() as conn:
             journal_tick(conn, self.ctx, self.config, self.database)
             now = self.clock.now()
-            plan = eligible_work(conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s)
+            plan = eligible_work(
+                conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s
+            )
         self.metrics.pending(plan.pending_by_session)
         for pid, remaining in plan.quota.items():
             self.metrics.quota(pid, remaining)
-        log.debug(kv("tick", sender=self.sender_id, sessions_with_work=len(plan.by_session),
-                     closed_schedules=len(plan.closed)))
+        log.debug(
+            kv(
+                "tick",
+                sender=self.sender_id,
+                sessions_with_work=len(plan.by_session),
+                closed_schedules=len(plan.closed),
+            )
+        )
         stopped = self.ctx.gateway_stopped()
         if stopped or not plan.by_session:
             if stopped:
@@ -409,25 +472,36 @@ class Sender:
         wanted = [outbox.SINGLE_SESSION_LEASE] if single else sorted(plan.by_session)
         if any(lane.single != single for lane in self.lanes.values()):
             return []  # the lanes changed shape: let the old ones finish first
-        new = [cid for cid in wanted if cid not in self.lanes]
+        new = [cliente_id for cliente_id in wanted if cliente_id not in self.lanes]
         if not new or self.stop_event.is_set():
             return []
         held = self._acquire(new)
         started = []
-        for cid in new:
-            if cid not in held:
-                report.sessions_held_elsewhere.append(cid)
-                for client in (sorted(plan.by_session) if single else [cid]):
+        for cliente_id in new:
+            if cliente_id not in held:
+                report.sessions_held_elsewhere.append(cliente_id)
+                for client in sorted(plan.by_session) if single else [cliente_id]:
                     self.metrics.forget_session(client)
-                log.debug(kv("lease_busy", cliente_id=cid, sender=self.sender_id))
+                log.debug(kv("lease_busy", cliente_id=cliente_id, sender=self.sender_id))
                 continue
-            lane = Lane(self.ctx, cid, single=single)
-            self.lanes[cid] = lane
+            lane = Lane(self.ctx, cliente_id, single=single)
+            self.lanes[cliente_id] = lane
             self._schedule(lane, time.monotonic())
             started.append(lane)
-            pending = sum(plan.pending_by_session.values()) if single else plan.pending_by_session.get(cid, 0)
-            log.info(kv("session_start", cliente_id=cid, sender=self.sender_id, pending=pending,
-                        lane="one session for every client" if single else None))
+            pending = (
+                sum(plan.pending_by_session.values())
+                if single
+                else plan.pending_by_session.get(cliente_id, 0)
+            )
+            log.info(
+                kv(
+                    "session_start",
+                    cliente_id=cliente_id,
+                    sender=self.sender_id,
+                    pending=pending,
+                    lane="one session for every client" if single else None,
+                )
+            )
         return started
 
     def _single_lane(self, plan) -> bool:
@@ -439,20 +513,37 @@ class Sender:
             if not status.reachable:
                 return True  # undecided: one lane is never wrong, only slower
             self._auto_single = status.shared_session is not None
-            log.info(kv("gateway_sessions", gateway=self.gateway.base_url,
-                        sessions="single" if self._auto_single else "per_cliente",
-                        detail=f"GET /status names session {status.shared_session!r}" if self._auto_single
-                        else "GET /status names no session: one per cliente_id"))
+            log.info(
+                kv(
+                    "gateway_sessions",
+                    gateway=self.gateway.base_url,
+                    sessions="single" if self._auto_single else "per_cliente",
+                    detail=f"GET /status names session {status.shared_session!r}"
+                    if self._auto_single
+                    else "GET /status names no session: one per cliente_id",
+                )
+            )
         return self._auto_single
 
     def _acquire(self, lanes: list[int]) -> set[int]:
         """Take the leases of `lanes` that are free or expired (or ours), in one transaction."""
+
         def attempt(conn: Connection) -> set[int]:
             now = self.clock.now()
             expires = self.ctx.lease_expiry(now)
             me = {"owner": self.sender_id, "now": now, "expires": expires}
             rows, row_params = batches.values_list(
-                "l", ({"cid": cid, "owner": self.sender_id, "now": now, "expires": expires} for cid in lanes))
+                "l",
+                (
+                    {
+                        "cliente_id": cliente_id,
+                        "owner": self.sender_id,
+                        "now": now,
+                        "expires": expires,
+                    }
+                    for cliente_id in lanes
+                ),
+            )
             take, params = batches.LEASES_TAKE_EXPIRED.with_lists(lanes=lanes)
             extend, _ = batches.LEASES_EXTEND_LISTED.with_lists(lanes=lanes)
             with conn.transaction():
@@ -461,18 +552,21 @@ class Sender:
                 conn.execute(extend, {**params, **me})
                 owned = {int(r["cliente_id"]) for r in conn.query(batches.LEASES_OWNED, me)}
             return owned & set(lanes)
+
         return self._with_conn(f"leases of {len(lanes)} sessions", attempt)
 
     def _renew_leases(self) -> None:
         """One statement renews every lease we hold; a lane whose lease is gone stops."""
         if not self.lanes:
             return
+
         def renew(conn: Connection) -> set[int]:
             now = self.clock.now()
             me = {"owner": self.sender_id, "expires": self.ctx.lease_expiry(now)}
             with conn.transaction():
                 conn.execute(batches.LEASES_RENEW_ALL, me)
                 return {int(r["cliente_id"]) for r in conn.query(batches.LEASES_OWNED, me)}
+
         try:
             owned = self._with_conn("renewing leases", renew)
         except EnviosError as exc:

@@ -185,7 +185,8 @@ def lease_owner(conn: Connection, cliente_id: int) -> str | None:
 
 def lease_holds(conn: Connection, cliente_id: int, owner: str, now: dt.datetime) -> bool:
     """The lease is ours and not expired."""
-    return lease_is_live(conn.query_one(sending.LEASE_OWNER, {"cliente_id": cliente_id}), owner, now)
+    row = conn.query_one(sending.LEASE_OWNER, {"cliente_id": cliente_id})
+    return lease_is_live(row, owner, now)
 
 
 def lease_is_live(row: dict | None, owner: str, now: dt.datetime) -> bool:

@@ -20,8 +20,14 @@ from envios.store.connector import Connection, Database
 
 
 class ConnectionPool:
-    def __init__(self, database: Database, *, keep: int = 64, max_idle_s: float = 300.0,
-                 limit: int | None = None):
+    def __init__(
+        self,
+        database: Database,
+        *,
+        keep: int = 64,
+        max_idle_s: float = 300.0,
+        limit: int | None = None,
+    ):
         self.database = database
         self.keep = keep if limit is None else min(keep, limit)
         self.max_idle_s = max_idle_s

@@ -1,4 +1,4 @@
-"""One WhatsApp session's work as a *lane*: status -> claim -> send -> record, paced, under its lease.
+"""One WhatsApp session's work as a *lane*: status -> claim -> send -> record, under its lease.
 
 The outcome table of DESIGN.md section 3 is `ACTIONS` below: the adapter
 classifies (`sender.gateways`), this module obeys. A lane has no thread of its own:
@@ -72,12 +72,19 @@ MAX_REJECTS_PER_CLAIM = 50  # unsendable rows moved to error inside one claim tr
 TXN_ATTEMPTS = 6  # a deadlock / busy database is retried this many times
 RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database that went away
 MAX_BATCH = 200  # requests per claim / record transaction
-STATUS_EVERY_S = 5.0  # throughput mode: a lane asks GET /status again after this (pacing: every send)
+STATUS_EVERY_S = (
+    5.0  # throughput mode: a lane asks GET /status again after this (pacing: every send)
+)
 
 
 # -- what the loop does with each outcome (DESIGN.md section 3) ------------------------------
 
-CONTINUE, STOP_SESSION, STOP_GATEWAY, SLOW_DOWN = "continue", "stop this session", "stop the gateway", "slow down"
+CONTINUE, STOP_SESSION, STOP_GATEWAY, SLOW_DOWN = (
+    "continue",
+    "stop this session",
+    "stop the gateway",
+    "slow down",
+)
 STOP_ALL = "stop every session of this sender"  # the account itself cannot send: a person must act
 
 
@@ -124,9 +131,17 @@ class Settings:
     @classmethod
     def from_config(cls, config) -> Settings:
         s = config.sender
-        return cls(float(s.delay_min_s), float(s.delay_max_s), int(s.max_attempts),
-                   float(s.retry_after_s), float(s.lease_ttl_s), int(s.db_pool_size),
-                   int(s.gateway_pool_size), int(s.max_in_flight), float(s.rate_per_s))
+        return cls(
+            float(s.delay_min_s),
+            float(s.delay_max_s),
+            int(s.max_attempts),
+            float(s.retry_after_s),
+            float(s.lease_ttl_s),
+            int(s.db_pool_size),
+            int(s.gateway_pool_size),
+            int(s.max_in_flight),
+            float(s.rate_per_s),
+        )
 
     @property
     def throughput(self) -> bool:
@@ -158,9 +173,15 @@ class Context:
         # Claims of different lanes never wait for each other (SKIP LOCKED, their own lease and
         # count rows): they may run side by side on the connections the recorder and the
         # scheduler leave free.
-        self.claims = Batcher("claims", self.pool, lambda conn, reqs: claim_batch(conn, self, reqs),
-                              workers=max(1, self.settings.db_pool_size - 2))
-        self.records = Batcher("records", self.pool, lambda conn, items: record_batch(conn, self, items))
+        self.claims = Batcher(
+            "claims",
+            self.pool,
+            lambda conn, reqs: claim_batch(conn, self, reqs),
+            workers=max(1, self.settings.db_pool_size - 2),
+        )
+        self.records = Batcher(
+            "records", self.pool, lambda conn, items: record_batch(conn, self, items)
+        )
 
     def close_batchers(self) -> None:
         for batcher in (self.claims, self.records):
@@ -190,11 +211,10 @@ class Context:
 
 # -- eligible work ---------------------------------------------------------------------------------
 
+
 @dataclass
 class ScheduleWork:
     schedule: dict
-    pending: int
-    remaining: int
 
     @property
     def programacion_id(self) -> int:
@@ -212,13 +232,21 @@ class WorkPlan:
 def lane_work(plan: WorkPlan, lane: int, single: bool) -> list[ScheduleWork]:
     """The schedules a lane works: one client's, or every client's on a single-session gateway."""
     if single:
-        return [work for cid in sorted(plan.by_session) for work in plan.by_session[cid]]
+        return [
+            work for cliente_id in sorted(plan.by_session) for work in plan.by_session[cliente_id]
+        ]
     return plan.by_session.get(lane, [])
 
 
-def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = None, *,
-                  at: dt.datetime | None = None, lock_ttl_s: float = 0.0) -> WorkPlan:
-    """Approved schedules inside their window, of campaigns in progress, with quota and pending rows.
+def eligible_work(
+    conn: Connection,
+    now: dt.datetime,
+    cliente_id: int | None = None,
+    *,
+    at: dt.datetime | None = None,
+    lock_ttl_s: float = 0.0,
+) -> WorkPlan:
+    """Approved schedules inside their window, of campaigns in progress, with quota and rows.
 
     `now` is the configured zone's wall clock (windows, the quota's day); `at` the
     database's at the same instant (`Clock.to_db`; default `now`), for the stored times.
@@ -240,15 +268,15 @@ def eligible_work(conn: Connection, now: dt.datetime, cliente_id: int | None = N
     flying = outbox.in_flight_today(conn, pids, day, shift=at - now)
     plan = WorkPlan({}, {}, {}, closed)
     for s in open_ones:
-        pid, cid = int(s["programacion_id"]), int(s["cliente_id"])
+        pid, cliente_id = int(s["programacion_id"]), int(s["cliente_id"])
         remaining = quota_remaining(s["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0))
         plan.quota[pid] = remaining
         n = pending.get(int(s["campania_id"]), 0)
         if remaining > 0 and n > 0:
-            plan.by_session.setdefault(cid, []).append(ScheduleWork(s, n, remaining))
-            plan.pending_by_session[cid] = plan.pending_by_session.get(cid, 0) + n
+            plan.by_session.setdefault(cliente_id, []).append(ScheduleWork(s))
+            plan.pending_by_session[cliente_id] = plan.pending_by_session.get(cliente_id, 0) + n
         else:
-            plan.pending_by_session.setdefault(cid, 0)
+            plan.pending_by_session.setdefault(cliente_id, 0)
     return plan
 
 
@@ -260,7 +288,6 @@ class Claimed:
     to: str
     text: str
     claimed_at: dt.datetime  # the database's clock
-    remaining: int  # quota left after this claim
     day: dt.date | None = None  # the quota's day (configured zone) it was claimed on
     more: bool = True  # its schedule had another ready row and quota when it was claimed
 
@@ -299,7 +326,7 @@ def retrying(what: str, fn, *, patience_s: float = 0.0):
             if attempt >= TXN_ATTEMPTS:
                 raise
             log.debug("%s: conflict (%s), retrying", what, exc)
-            time.sleep(min(0.05 * 2 ** attempt, 1.0) * random.random())
+            time.sleep(min(0.05 * 2**attempt, 1.0) * random.random())
         except DatabaseUnavailable as exc:
             if time.monotonic() >= deadline:
                 raise
@@ -344,14 +371,24 @@ class _Rows:
 
     def next(self) -> dict | None:
         if not self.buffer and not self.exhausted:
-            self.take(self.conn.query(batches.READY_ROWS, {
-                **by_value(Estado.PENDIENTE), "campania_id": self.campania_id,
-                "after_id": self.after_id, "at": self.at, "n": self.read_ahead}))
+            self.take(
+                self.conn.query(
+                    batches.READY_ROWS,
+                    {
+                        **by_value(Estado.PENDIENTE),
+                        "campania_id": self.campania_id,
+                        "after_id": self.after_id,
+                        "at": self.at,
+                        "n": self.read_ahead,
+                    },
+                )
+            )
         return self.buffer.popleft() if self.buffer else None
 
 
-def claim_batch(conn: Connection, ctx: Context,
-                requests: Sequence[ClaimRequest]) -> list[Claimed | Refusal | LeaseLost]:
+def claim_batch(
+    conn: Connection, ctx: Context, requests: Sequence[ClaimRequest]
+) -> list[Claimed | Refusal | LeaseLost]:
     """One row for each request (pendiente -> enviando), all in one transaction; or why not.
 
     The lease rows are read locked first: a lease that is not ours and live any more
@@ -370,7 +407,9 @@ def claim_batch(conn: Connection, ctx: Context,
         results: list[Claimed | Refusal | LeaseLost | None] = [None] * len(requests)
         with conn.transaction():
             # Leases are envios's own, compared only by envios: on the configured zone's clock.
-            locked, params = batches.LEASES_LOCKED.with_lists(lanes=sorted({r.lane for r in requests}))
+            locked, params = batches.LEASES_LOCKED.with_lists(
+                lanes=sorted({r.lane for r in requests})
+            )
             held = {int(r["cliente_id"]): r for r in conn.query(locked, params)}
             live = []
             for i, req in enumerate(requests):
@@ -382,9 +421,15 @@ def claim_batch(conn: Connection, ctx: Context,
             if not pids:
                 return results
             schedules, reasons = _open_schedules(conn, ctx, pids, now, at)
-            remaining = _quotas(conn, ctx, {p: schedules[p] for p in pids if p not in reasons}, day, at - now)
-            wanted = collections.Counter(int(schedules[p]["campania_id"]) for i in live for p in requests[i].pids
-                                         if p not in reasons and remaining[p] > 0)
+            remaining = _quotas(
+                conn, ctx, {p: schedules[p] for p in pids if p not in reasons}, day, at - now
+            )
+            wanted = collections.Counter(
+                int(schedules[p]["campania_id"])
+                for i in live
+                for p in requests[i].pids
+                if p not in reasons and remaining[p] > 0
+            )
             cursors = _prefetch(conn, wanted, at)
             refreshed: set[int] = set()
             claimed: dict[int, list[Claimed]] = {}
@@ -393,17 +438,22 @@ def claim_batch(conn: Connection, ctx: Context,
                 for pid in req.pids:
                     schedule = schedules.get(pid)
                     reason = reasons.get(pid)
-                    if reason is None and not req.single and int(schedule["cliente_id"]) != req.lane:
+                    if (
+                        reason is None
+                        and not req.single
+                        and int(schedule["cliente_id"]) != req.lane
+                    ):
                         reason = "schedule gone"
                     if reason is None and remaining[pid] <= 0:
                         reason = "daily quota used"
                     if reason is None:
-                        cid = int(schedule["campania_id"])
-                        rows = cursors.get(cid) or cursors.setdefault(cid, _Rows(conn, cid, at, 1))
+                        campania_id = int(schedule["campania_id"])
+                        rows = cursors.get(campania_id) or cursors.setdefault(
+                            campania_id, _Rows(conn, campania_id, at, 1)
+                        )
                         got = _take_row(conn, ctx, rows, schedule, at, day, refreshed, events)
                         if isinstance(got, Claimed):
                             remaining[pid] -= 1
-                            got.remaining = remaining[pid]
                             got.more = rows.has_more() and remaining[pid] > 0
                             ctx.metrics.quota(pid, remaining[pid])
                             claimed.setdefault(pid, []).append(got)
@@ -414,11 +464,22 @@ def claim_batch(conn: Connection, ctx: Context,
                 if results[i] is None:
                     results[i] = Refusal(tuple(why))
             every = [c for pid in sorted(claimed) for c in claimed[pid]]
-            transition_many(conn, [c.envio_id for c in every], Estado.PENDIENTE, Estado.ENVIANDO,
-                            origin=Origin.SENDER, at=at, detail=f"claimed by {ctx.sender_id}",
-                            columns={"claimed_at": at, "claimed_by": ctx.sender_id, "attempts": Increment(),
-                                     "next_attempt_at": None},
-                            per_row={"claim_programacion_id": {c.envio_id: c.programacion_id for c in every}})
+            transition_many(
+                conn,
+                [c.envio_id for c in every],
+                Estado.PENDIENTE,
+                Estado.ENVIANDO,
+                origin=Origin.SENDER,
+                at=at,
+                detail=f"claimed by {ctx.sender_id}",
+                columns={
+                    "claimed_at": at,
+                    "claimed_by": ctx.sender_id,
+                    "attempts": Increment(),
+                    "next_attempt_at": None,
+                },
+                per_row={"claim_programacion_id": {c.envio_id: c.programacion_id for c in every}},
+            )
         return results
 
     def attempt_until_settled() -> list[Claimed | Refusal | LeaseLost]:
@@ -430,47 +491,69 @@ def claim_batch(conn: Connection, ctx: Context,
     results = retrying(f"claim batch of {len(requests)}", attempt_until_settled)
     for line in events:
         log.info(line)
-    for got in results if log.isEnabledFor(logging.INFO) else ():  # a line per row costs: built only if kept
+    for got in (
+        results if log.isEnabledFor(logging.INFO) else ()
+    ):  # a line per row costs: built only if kept
         if isinstance(got, Claimed):
-            log.info(_change(got.row, got.schedule, got.cliente_id, Estado.PENDIENTE, Estado.ENVIANDO, ctx,
-                             attempt=got.attempt, phone=got.to))
+            log.info(
+                _change(
+                    got.row,
+                    got.schedule,
+                    got.cliente_id,
+                    Estado.PENDIENTE,
+                    Estado.ENVIANDO,
+                    ctx,
+                    attempt=got.attempt,
+                    phone=got.to,
+                )
+            )
     return results
 
 
 def _prefetch(conn: Connection, wanted: collections.Counter, at: dt.datetime) -> dict[int, _Rows]:
     """Every wanted campaign's first ready rows, in one statement (a campaign read short of
     rows, say because some were unsendable, reads on by itself)."""
-    cursors = {cid: _Rows(conn, cid, at, n) for cid, n in wanted.items()}
+    cursors = {campania_id: _Rows(conn, campania_id, at, n) for campania_id, n in wanted.items()}
     if not cursors:
         return cursors
     params: dict[str, Any] = {**by_value(Estado.PENDIENTE), "at": at}
     for i, rows in enumerate(cursors.values()):
-        params.update({f"campania_id_{i}": rows.campania_id, f"after_id_{i}": 0, f"n_{i}": rows.read_ahead})
-    by_campaign: dict[int, list[dict]] = {cid: [] for cid in cursors}
+        params.update(
+            {f"campania_id_{i}": rows.campania_id, f"after_id_{i}": 0, f"n_{i}": rows.read_ahead}
+        )
+    by_campaign: dict[int, list[dict]] = {campania_id: [] for campania_id in cursors}
     for row in conn.query(batches.ready_rows_many(len(cursors)), params):
         by_campaign[int(row["campania_id"])].append(row)
-    for cid, rows in cursors.items():
-        rows.take(by_campaign[cid])
+    for campania_id, rows in cursors.items():
+        rows.take(by_campaign[campania_id])
     return cursors
 
 
-def _open_schedules(conn: Connection, ctx: Context, pids: list[int], now: dt.datetime,
-                    at: dt.datetime) -> tuple[dict[int, dict], dict[int, str]]:
+def _open_schedules(
+    conn: Connection, ctx: Context, pids: list[int], now: dt.datetime, at: dt.datetime
+) -> tuple[dict[int, dict], dict[int, str]]:
     """The schedules as they are now, and why each closed one may not send."""
     statement, params = batches.SCHEDULES_BY_ID.with_lists(pids=pids)
     schedules = {int(s["programacion_id"]): s for s in conn.query(statement, params)}
     reasons = {}
     for pid in pids:
         schedule = schedules.get(pid)
-        reason = "schedule gone" if schedule is None else (
-            closed_reason(schedule, now) or legacy_lock_reason(schedule, at, ctx.settings.lease_ttl_s))
+        reason = (
+            "schedule gone"
+            if schedule is None
+            else (
+                closed_reason(schedule, now)
+                or legacy_lock_reason(schedule, at, ctx.settings.lease_ttl_s)
+            )
+        )
         if reason:
             reasons[pid] = reason
     return schedules, reasons
 
 
-def _quotas(conn: Connection, ctx: Context, schedules: dict[int, dict], day: dt.date,
-            shift: dt.timedelta) -> dict[int, int]:
+def _quotas(
+    conn: Connection, ctx: Context, schedules: dict[int, dict], day: dt.date, shift: dt.timedelta
+) -> dict[int, int]:
     """Each open schedule's quota left today, its count rows locked until the claim commits."""
     pids = sorted(schedules)
     if not pids:
@@ -479,21 +562,36 @@ def _quotas(conn: Connection, ctx: Context, schedules: dict[int, dict], day: dt.
     conn.execute(batches.expand(batches.ENSURE_DAILY_MANY, rows=rows), params)
     lock, params = batches.LOCK_DAILY_MANY.with_lists(pids=pids)
     flying_statement, _ = batches.IN_FLIGHT_MANY.with_lists(pids=pids)
-    sent = {int(r["programacion_id"]): int(r["enviados"]) for r in conn.query(
-        lock, {**params, "day": day})}
+    sent = {
+        int(r["programacion_id"]): int(r["enviados"])
+        for r in conn.query(lock, {**params, "day": day})
+    }
     start, end = (bound + shift for bound in outbox.day_bounds(day))
-    flying = {int(r["pid"]): int(r["n"]) for r in conn.query(
-        flying_statement,
-        {**params, **by_value(Estado.ENVIANDO), "start": start, "end": end})}
+    flying = {
+        int(r["pid"]): int(r["n"])
+        for r in conn.query(
+            flying_statement, {**params, **by_value(Estado.ENVIANDO), "start": start, "end": end}
+        )
+    }
     out = {}
     for pid in pids:
-        out[pid] = quota_remaining(schedules[pid]["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0))
+        out[pid] = quota_remaining(
+            schedules[pid]["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0)
+        )
         ctx.metrics.quota(pid, out[pid])
     return out
 
 
-def _take_row(conn: Connection, ctx: Context, rows: _Rows, schedule: dict, at: dt.datetime,
-              day: dt.date, refreshed: set[int], events: list[str]) -> Claimed | str:
+def _take_row(
+    conn: Connection,
+    ctx: Context,
+    rows: _Rows,
+    schedule: dict,
+    at: dt.datetime,
+    day: dt.date,
+    refreshed: set[int],
+    events: list[str],
+) -> Claimed | str:
     """The schedule's next sendable row (claimed by the caller's UPDATE), or why none."""
     cliente_id = int(schedule["cliente_id"])
     for _ in range(MAX_REJECTS_PER_CLAIM + 1):
@@ -501,21 +599,42 @@ def _take_row(conn: Connection, ctx: Context, rows: _Rows, schedule: dict, at: d
         if row is None:
             return "queue empty"
         problem, to, text = vet(row)
-        problem = problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to, refreshed)
+        problem = (
+            problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to, refreshed)
+        )
         if not problem:
-            return Claimed(row, schedule, cliente_id, to, text, at, 0, day)
+            return Claimed(row, schedule, cliente_id, to, text, at, day)
         try:
-            transition(conn, row["id"], Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=at,
-                       detail=f"not sendable: {problem}", columns={"last_error": problem[:TEXT_MAX]})
+            transition(
+                conn,
+                row["id"],
+                Estado.PENDIENTE,
+                Estado.ERROR,
+                origin=Origin.SENDER,
+                at=at,
+                detail=f"not sendable: {problem}",
+                columns={"last_error": problem[:TEXT_MAX]},
+            )
         except StaleTransition:
             continue  # another schedule of the campaign took it first
-        events.append(_change(row, schedule, cliente_id, Estado.PENDIENTE, Estado.ERROR,
-                              ctx, detail=problem, phone=row.get("telefono_wapp")))
+        events.append(
+            _change(
+                row,
+                schedule,
+                cliente_id,
+                Estado.PENDIENTE,
+                Estado.ERROR,
+                ctx,
+                detail=problem,
+                phone=row.get("telefono_wapp"),
+            )
+        )
     return "busy"
 
 
-def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
-               single: bool = False) -> Claimed | str:
+def claim_next(
+    conn: Connection, ctx: Context, lane: int, programacion_id: int, single: bool = False
+) -> Claimed | str:
     """Claim the schedule's next sendable row for one lane (a batch of one), or say why not.
 
     `lane` is the lease key: the schedule's cliente_id, or SINGLE_SESSION_LEASE
@@ -527,8 +646,20 @@ def claim_next(conn: Connection, ctx: Context, lane: int, programacion_id: int,
     return got if isinstance(got, Claimed) else got.reasons[0][1]
 
 
-def _change(row, schedule, cliente_id, from_state, to_state, ctx, *, outcome=None, message_id=None,
-            detail="", phone=None, attempt=None) -> str:
+def _change(
+    row,
+    schedule,
+    cliente_id,
+    from_state,
+    to_state,
+    ctx,
+    *,
+    outcome=None,
+    message_id=None,
+    detail="",
+    phone=None,
+    attempt=None,
+) -> str:
     return kv(
         "state_change",
         envio_id=row["id"],
@@ -545,10 +676,12 @@ def _change(row, schedule, cliente_id, from_state, to_state, ctx, *, outcome=Non
     )
 
 
-# -- record ------------------------------------------------------------------------------------------
+# -- record ------------------------------------------------------------------------------
 
-def _write_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: SendResult,
-                   now: dt.datetime) -> Estado | None:
+
+def _write_outcome(
+    conn: Connection, ctx: Context, claimed: Claimed, result: SendResult, now: dt.datetime
+) -> Estado | None:
     """One row's outcome other than sent (`_write_sent`), per ACTIONS, in the caller's
     transaction; returns where the row went."""
     action = ACTIONS[result.outcome]
@@ -568,14 +701,25 @@ def _write_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
         else:
             wait_s = ctx.settings.retry_after_s
     if result.outcome is Outcome.RATE_LIMITED:
-        wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
+        wait_s = (
+            result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
+        )
     if to_state is Estado.PENDIENTE and wait_s:
         columns["next_attempt_at"] = now + dt.timedelta(seconds=wait_s)
     # "Not sent" only undoes our own claim: a later claim of the row (requeued by an operator,
     # claimed by another sender) is in flight and must keep its enviando. A confirmed send
     # above needs no such check: the row was delivered, whoever holds it now.
-    transition(conn, eid, Estado.ENVIANDO, to_state, origin=Origin.SENDER, at=now, detail=detail,
-               columns=columns, expect={"claimed_by": ctx.sender_id, "claimed_at": claimed.claimed_at})
+    transition(
+        conn,
+        eid,
+        Estado.ENVIANDO,
+        to_state,
+        origin=Origin.SENDER,
+        at=now,
+        detail=detail,
+        columns=columns,
+        expect={"claimed_by": ctx.sender_id, "claimed_at": claimed.claimed_at},
+    )
     return to_state
 
 
@@ -583,8 +727,9 @@ def _detail(result: SendResult) -> str:
     return f"{result.outcome.value}: {result.reason}" if result.reason else result.outcome.value
 
 
-def _write_sent(conn: Connection, claimed: list[Claimed], results: list[SendResult],
-                now: dt.datetime) -> None:
+def _write_sent(
+    conn: Connection, claimed: list[Claimed], results: list[SendResult], now: dt.datetime
+) -> None:
     """Confirmed sends: one UPDATE, their history rows, one upsert of the day's counts (on
     the day each was claimed on: its quota was checked there).
 
@@ -594,20 +739,36 @@ def _write_sent(conn: Connection, claimed: list[Claimed], results: list[SendResu
     """
     pairs = list(zip(claimed, results, strict=True))
     transition_many(
-        conn, [c.envio_id for c in claimed], Estado.ENVIANDO, Estado.ENVIADO, origin=Origin.SENDER, at=now,
+        conn,
+        [c.envio_id for c in claimed],
+        Estado.ENVIANDO,
+        Estado.ENVIADO,
+        origin=Origin.SENDER,
+        at=now,
         detail={c.envio_id: _detail(r) for c, r in pairs},
         columns={"fecha_envio": now},
-        per_row={"message_id": {c.envio_id: r.message_id for c, r in pairs},
-                 "last_error": {c.envio_id: NO_ID_FROM_GATEWAY if r.gateway_gives_no_id else None
-                                for c, r in pairs}})
+        per_row={
+            "message_id": {c.envio_id: r.message_id for c, r in pairs},
+            "last_error": {
+                c.envio_id: NO_ID_FROM_GATEWAY if r.gateway_gives_no_id else None for c, r in pairs
+            },
+        },
+    )
     days = collections.Counter((c.programacion_id, c.day or c.claimed_at.date()) for c in claimed)
     rows, params = batches.values_list(
-        "d", ({"pid": pid, "day": day, "n": n, "now": now} for (pid, day), n in sorted(days.items())))
+        "d",
+        ({"pid": pid, "day": day, "n": n, "now": now} for (pid, day), n in sorted(days.items())),
+    )
     conn.execute(batches.expand(batches.COUNT_SENT_MANY, rows=rows), params)
 
 
-def record_batch(conn: Connection, ctx: Context,
-                 items: Sequence[tuple[Claimed, SendResult]], *, confirmed_logged: bool = False) -> list[Action]:
+def record_batch(
+    conn: Connection,
+    ctx: Context,
+    items: Sequence[tuple[Claimed, SendResult]],
+    *,
+    confirmed_logged: bool = False,
+) -> list[Action]:
     """Write what the gateway said for many rows, per ACTIONS, in one transaction.
 
     Each row's change and its history row (and the daily count for enviado) commit
@@ -619,13 +780,21 @@ def record_batch(conn: Connection, ctx: Context,
             if ACTIONS[result.outcome].row_goes_to is Estado.ENVIADO:
                 # Logged before the write: if the process dies before it commits, the row stays
                 # enviando (stuck) and this line is the record of the gateway's confirmation.
-                log.info(kv("gateway_confirmed", envio_id=claimed.envio_id, outcome=result.outcome,
-                            message_id=result.message_id))
+                log.info(
+                    kv(
+                        "gateway_confirmed",
+                        envio_id=claimed.envio_id,
+                        outcome=result.outcome,
+                        message_id=result.message_id,
+                    )
+                )
     where: dict[int, Estado | None] = {}
 
     def attempt() -> None:
         where.clear()
-        now = ctx.clock.db_now(conn)  # the database's clock: fecha_envio, created_at, next_attempt_at
+        now = ctx.clock.db_now(
+            conn
+        )  # the database's clock: fecha_envio, created_at, next_attempt_at
         with conn.transaction():
             sent = [(c, r) for c, r in items if ACTIONS[r.outcome].row_goes_to is Estado.ENVIADO]
             if sent:
@@ -635,22 +804,38 @@ def record_batch(conn: Connection, ctx: Context,
                 if claimed.envio_id not in where:
                     where[claimed.envio_id] = _write_outcome(conn, ctx, claimed, result, now)
 
-    what = (f"recording {items[0][1].outcome.value} for row {items[0][0].envio_id}" if len(items) == 1
-            else f"recording {len(items)} outcomes")
+    what = (
+        f"recording {items[0][1].outcome.value} for row {items[0][0].envio_id}"
+        if len(items) == 1
+        else f"recording {len(items)} outcomes"
+    )
     try:
         retrying(what, attempt, patience_s=RECORD_PATIENCE_S)
     except StaleTransition as exc:
         if len(items) > 1:
             return [record_batch(conn, ctx, [item], confirmed_logged=True)[0] for item in items]
         claimed, result = items[0]
-        log.error(kv("record_skipped", envio_id=claimed.envio_id, outcome=result.outcome,
-                     detail=f"row was moved by someone else: {exc}"))
+        log.error(
+            kv(
+                "record_skipped",
+                envio_id=claimed.envio_id,
+                outcome=result.outcome,
+                detail=f"row was moved by someone else: {exc}",
+            )
+        )
         return [ACTIONS[result.outcome]]
     except DatabaseError as exc:
         # The rows stay enviando: shown as stuck, resolved by `envios reconcile`.
         for claimed, result in items:
-            log.error(kv("record_failed", envio_id=claimed.envio_id, outcome=result.outcome,
-                         message_id=result.message_id, detail=f"row left enviando: {exc}"))
+            log.error(
+                kv(
+                    "record_failed",
+                    envio_id=claimed.envio_id,
+                    outcome=result.outcome,
+                    message_id=result.message_id,
+                    detail=f"row left enviando: {exc}",
+                )
+            )
         raise
     for claimed, result in items:
         _log_recorded(ctx, claimed, result, where.get(claimed.envio_id))
@@ -662,24 +847,42 @@ def record_outcome(conn: Connection, ctx: Context, claimed: Claimed, result: Sen
     return record_batch(conn, ctx, [(claimed, result)])[0]
 
 
-def _log_recorded(ctx: Context, claimed: Claimed, result: SendResult, to_state: Estado | None) -> None:
-    quiet = to_state is Estado.ENVIADO and (result.gateway_gives_no_id or result.message_id is not None)
+def _log_recorded(
+    ctx: Context, claimed: Claimed, result: SendResult, to_state: Estado | None
+) -> None:
+    quiet = to_state is Estado.ENVIADO and (
+        result.gateway_gives_no_id or result.message_id is not None
+    )
     if quiet and not log.isEnabledFor(logging.INFO):
         return  # the common line, not kept at this level: not built either
-    line = _change(claimed.row, claimed.schedule, claimed.cliente_id, Estado.ENVIANDO,
-                   to_state or Estado.ENVIANDO, ctx, outcome=result.outcome, message_id=result.message_id,
-                   detail=result.reason, phone=claimed.to, attempt=claimed.attempt)
+    line = _change(
+        claimed.row,
+        claimed.schedule,
+        claimed.cliente_id,
+        Estado.ENVIANDO,
+        to_state or Estado.ENVIANDO,
+        ctx,
+        outcome=result.outcome,
+        message_id=result.message_id,
+        detail=result.reason,
+        phone=claimed.to,
+        attempt=claimed.attempt,
+    )
     if result.outcome.delivered is None:
-        log.warning(line + " note=\"outcome unknown: row stays enviando, never retried; see envios reconcile\"")
+        log.warning(
+            line
+            + ' note="outcome unknown: row stays enviando, never retried; see envios reconcile"'
+        )
     elif to_state is Estado.ENVIADO and result.gateway_gives_no_id:
         log.info(line)  # the gateway never gives ids: shown by the watcher, not a warning per send
     elif to_state is Estado.ENVIADO and result.message_id is None:
-        log.warning(line + " note=\"gateway confirmed without a message id\"")
+        log.warning(line + ' note="gateway confirmed without a message id"')
     else:
         log.info(line)
 
 
 # -- batching ------------------------------------------------------------------------------------
+
 
 class _Waiter:
     __slots__ = ("item", "done", "result", "error")
@@ -696,9 +899,14 @@ class Batcher:
     the load and a lone request waits for nobody.
     """
 
-    def __init__(self, name: str, pool: ConnectionPool,
-                 run: Callable[[Connection, list[Any]], list[Any]], max_batch: int = MAX_BATCH,
-                 workers: int = 1):
+    def __init__(
+        self,
+        name: str,
+        pool: ConnectionPool,
+        run: Callable[[Connection, list[Any]], list[Any]],
+        max_batch: int = MAX_BATCH,
+        workers: int = 1,
+    ):
         self.name, self.pool, self.run, self.max_batch = name, pool, run, max_batch
         self.workers = workers  # batches written at once, each on its own connection
         self._queue: list[_Waiter] = []
@@ -715,8 +923,9 @@ class Batcher:
             if self._closed:
                 raise EnviosError(f"{self.name}: the sender is closed")
             if self._idle == 0 and len(self._threads) < self.workers:
-                thread = threading.Thread(target=self._serve, name=f"batch-{self.name}-{len(self._threads)}",
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=self._serve, name=f"batch-{self.name}-{len(self._threads)}", daemon=True
+                )
                 self._threads.append(thread)
                 thread.start()
             self._queue.append(waiter)
@@ -735,7 +944,7 @@ class Batcher:
                 self._idle -= 1
                 if not self._queue:
                     return
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 with self.pool.connection() as conn:
                     results = self.run(conn, [w.item for w in batch])
@@ -760,13 +969,13 @@ class Batcher:
 
 # -- the lane -------------------------------------------------------------------------------------
 
+
 @dataclass
 class WorkerResult:
     cliente_id: int
     stop_reason: str = ""
     session_state: str = ""
     outcomes: collections.Counter = field(default_factory=collections.Counter)
-    session_level_stop: bool = False
     failed: bool = False  # crashed or lost its database: a row may be left enviando
 
 
@@ -798,11 +1007,10 @@ class Lane:
     def stopped(self) -> bool:
         return bool(self.result.stop_reason)
 
-    def stop(self, reason: str, *, session_level: bool = False, failed: bool = False) -> None:
+    def stop(self, reason: str, *, failed: bool = False) -> None:
         with self._lock:
             if not self.result.stop_reason:  # the first reason is the one reported
                 self.result.stop_reason = reason
-            self.result.session_level_stop |= session_level
             self.result.failed |= failed
 
     def step(self) -> float | None:
@@ -812,29 +1020,38 @@ class Lane:
             self.lost = True
             self.stop(f"lease lost: {exc}")
         except EnviosError as exc:
-            self.stop(f"database problem: {exc}", session_level=True, failed=True)
+            self.stop(f"database problem: {exc}", failed=True)
         except Exception as exc:  # a bug must not kill the sender or keep the lease
             log.exception("session %s worker crashed", self.cliente_id)
             self.stop(f"crashed: {type(exc).__name__}", failed=True)
         return None
 
     def _clients(self) -> list[int]:
-        """The cliente_ids this lane serves now (metrics are per cliente_id, as the alerts join them)."""
+        """The cliente_ids this lane serves now (metrics are per cliente_id, alerts join them)."""
         works = self.works or []
-        return sorted({int(w.schedule["cliente_id"]) for w in works}) if self.single else [self.cliente_id]
+        return (
+            sorted({int(w.schedule["cliente_id"]) for w in works})
+            if self.single
+            else [self.cliente_id]
+        )
 
     def _plan(self) -> None:
         ctx = self.ctx
         now = ctx.clock.now()
         with ctx.pool.connection() as conn:
-            plan = eligible_work(conn, now, None if self.single else self.cliente_id,
-                                 at=ctx.clock.to_db(conn, now), lock_ttl_s=ctx.settings.lease_ttl_s)
+            plan = eligible_work(
+                conn,
+                now,
+                None if self.single else self.cliente_id,
+                at=ctx.clock.to_db(conn, now),
+                lock_ttl_s=ctx.settings.lease_ttl_s,
+            )
         for pid, remaining in plan.quota.items():
             ctx.metrics.quota(pid, remaining)
         self.works = lane_work(plan, self.cliente_id, self.single)
 
     def _step(self) -> float | None:
-        ctx, cid = self.ctx, self.cliente_id
+        ctx, cliente_id = self.ctx, self.cliente_id
         if self.stopped:
             return None
         if ctx.stop.is_set():
@@ -847,13 +1064,13 @@ class Lane:
             self.stop("no work left (queue empty, quota used or schedules closed)")
             return None
         if self.lease_lost.is_set():
-            raise LeaseLost(f"lease of session {cid} could not be renewed")
+            raise LeaseLost(f"lease of session {cliente_id} could not be renewed")
         if not ctx.kill_switch():
             self.stop("kill switch off")
             return None
         stopped = ctx.gateway_stopped()
         if stopped:
-            self.stop(stopped, session_level=True)
+            self.stop(stopped)
             return None
         if not self._session_ready():
             return None
@@ -863,33 +1080,45 @@ class Lane:
         return self._send(claimed)
 
     def _session_ready(self) -> bool:
-        ctx, cid = self.ctx, self.cliente_id
+        ctx, cliente_id = self.ctx, self.cliente_id
         if ctx.settings.throughput and time.monotonic() - self._status_at < STATUS_EVERY_S:
             return True
         # A single session answers for every client: ask with a real cliente_id.
-        status = ctx.gateway.status(int(self.works[0].schedule["cliente_id"]) if self.single else cid)
+        status = ctx.gateway.status(
+            int(self.works[0].schedule["cliente_id"]) if self.single else cliente_id
+        )
         for client in self._clients():  # the one session's state is every client's
             ctx.metrics.session(client, status.state)
         self.result.session_state = status.state
         if not status.ready:
-            log.info(kv("session_not_ready", cliente_id=cid, state=status.state, detail=status.detail))
-            self.stop(f"session {status.state}: {status.detail}" if status.detail else f"session {status.state}",
-                      session_level=True)
+            log.info(
+                kv(
+                    "session_not_ready",
+                    cliente_id=cliente_id,
+                    state=status.state,
+                    detail=status.detail,
+                )
+            )
+            self.stop(
+                f"session {status.state}: {status.detail}"
+                if status.detail
+                else f"session {status.state}"
+            )
             return False
         self._status_at = time.monotonic()
         return True
 
     def _claim(self) -> Claimed | None:
-        ctx, cid = self.ctx, self.cliente_id
+        ctx, cliente_id = self.ctx, self.cliente_id
         with self._lock:
             order = sorted(self.works, key=lambda w: self._last_claim.get(w.programacion_id, 0.0))
             pids = tuple(w.programacion_id for w in order)
-        got = ctx.claims.submit(ClaimRequest(cid, pids, self.single))
+        got = ctx.claims.submit(ClaimRequest(cliente_id, pids, self.single))
         if isinstance(got, LeaseLost):
             raise got
         if isinstance(got, Refusal):
             for pid, why in got.reasons:
-                log.debug(kv("no_claim", cliente_id=cid, programacion_id=pid, reason=why))
+                log.debug(kv("no_claim", cliente_id=cliente_id, programacion_id=pid, reason=why))
             self.stop("nothing claimable: " + got.summary())
             return None
         with self._lock:
@@ -900,8 +1129,14 @@ class Lane:
         ctx = self.ctx
         if ctx.journal:
             ctx.journal.sending(claimed)  # on disk before the request leaves
-        result = send_guarded(ctx.gateway, claimed.cliente_id, claimed.to, claimed.text, claimed.envio_id,
-                              name=(claimed.row.get("nombre_destino") or "").strip() or None)
+        result = send_guarded(
+            ctx.gateway,
+            claimed.cliente_id,
+            claimed.to,
+            claimed.text,
+            claimed.envio_id,
+            name=(claimed.row.get("nombre_destino") or "").strip() or None,
+        )
         if ctx.journal:
             ctx.journal.said(claimed, result)  # on disk before the database is written
         ctx.metrics.outcome(result.outcome, result.latency_s)
@@ -914,24 +1149,42 @@ class Lane:
             ctx.metrics.sent(claimed.cliente_id)
         if action.then == STOP_GATEWAY:
             ctx.stop_gateway(result.reason)
-            log.error(kv("gateway_stopped", gateway=ctx.gateway.base_url, detail=result.reason,
-                         note=f"nothing is sent through this gateway; next try in "
-                              f"{ctx.settings.retry_after_s:g}s (sender.retry_after_s)"))
-            self.stop(result.reason, session_level=True)  # (the next step would say the same)
+            log.error(
+                kv(
+                    "gateway_stopped",
+                    gateway=ctx.gateway.base_url,
+                    detail=result.reason,
+                    note=f"nothing is sent through this gateway; next try in "
+                    f"{ctx.settings.retry_after_s:g}s (sender.retry_after_s)",
+                )
+            )
+            self.stop(result.reason)  # (the next step would say the same)
             return None
         if action.then == STOP_ALL:
-            log.error(kv("sender_stopped_by_gateway", cliente_id=claimed.cliente_id, outcome=result.outcome,
-                         detail=f"{result.reason}; every session stops until a person fixes the account"))
+            log.error(
+                kv(
+                    "sender_stopped_by_gateway",
+                    cliente_id=claimed.cliente_id,
+                    outcome=result.outcome,
+                    detail=f"{result.reason}; every session stops until a person fixes the account",
+                )
+            )
             ctx.stop.set()
-            self.stop(f"{result.outcome.value}: {result.reason}", session_level=True)
+            self.stop(f"{result.outcome.value}: {result.reason}")
             return None
         if action.then == STOP_SESSION:
-            self.stop(f"{result.outcome.value}: {result.reason}", session_level=True)
+            self.stop(f"{result.outcome.value}: {result.reason}")
             return None
         delay = 0.0
         if action.then == SLOW_DOWN:
-            wait_s = result.retry_after_s if result.retry_after_s is not None else ctx.settings.retry_after_s
-            delay = max(wait_s, 0.0 if ctx.settings.throughput else ctx.pacing_delay(claimed.schedule))
+            wait_s = (
+                result.retry_after_s
+                if result.retry_after_s is not None
+                else ctx.settings.retry_after_s
+            )
+            delay = max(
+                wait_s, 0.0 if ctx.settings.throughput else ctx.pacing_delay(claimed.schedule)
+            )
         elif action.pace and not ctx.settings.throughput:
             delay = ctx.pacing_delay(claimed.schedule)
         if delay > 0 and (not claimed.more or action.row_goes_to is not Estado.ENVIADO):

@@ -76,9 +76,9 @@ SCHEDULES_BY_ID = Statement(
 ENSURE_DAILY_MANY = Statement(
     "ensure_daily_many",
     mysql="INSERT IGNORE INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados)"
-          " VALUES {rows}",
+    " VALUES {rows}",
     sqlite="INSERT OR IGNORE INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados)"
-           " VALUES {rows}",
+    " VALUES {rows}",
 )
 
 # Locked in id order (every claim and record batch locks them in this order: no deadlock
@@ -86,9 +86,9 @@ ENSURE_DAILY_MANY = Statement(
 LOCK_DAILY_MANY = Statement(
     "lock_daily_many",
     mysql="SELECT programacion_id, enviados FROM ll_programacion_envios_diarios"
-          " WHERE fecha = %(day)s AND programacion_id IN ({pids}) ORDER BY programacion_id FOR UPDATE",
+    " WHERE fecha = %(day)s AND programacion_id IN ({pids}) ORDER BY programacion_id FOR UPDATE",
     sqlite="SELECT programacion_id, enviados FROM ll_programacion_envios_diarios"
-           " WHERE fecha = %(day)s AND programacion_id IN ({pids}) ORDER BY programacion_id",
+    " WHERE fecha = %(day)s AND programacion_id IN ({pids}) ORDER BY programacion_id",
 )
 
 # Rows in flight claimed on the quota's day (bounds on the database's clock) per schedule.
@@ -105,12 +105,14 @@ IN_FLIGHT_MANY = Statement(
 # enviado without their count, or the other way round.
 COUNT_SENT_MANY = Statement(
     "count_sent_many",
-    mysql="INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados, actualizado_en)"
-          " VALUES {rows} ON DUPLICATE KEY UPDATE enviados = enviados + VALUES(enviados),"
-          " actualizado_en = VALUES(actualizado_en)",
-    sqlite="INSERT INTO ll_programacion_envios_diarios (programacion_id, fecha, enviados, actualizado_en)"
-           " VALUES {rows} ON CONFLICT (programacion_id, fecha) DO UPDATE SET"
-           " enviados = enviados + excluded.enviados, actualizado_en = excluded.actualizado_en",
+    mysql="INSERT INTO ll_programacion_envios_diarios"
+    " (programacion_id, fecha, enviados, actualizado_en)"
+    " VALUES {rows} ON DUPLICATE KEY UPDATE enviados = enviados + VALUES(enviados),"
+    " actualizado_en = VALUES(actualizado_en)",
+    sqlite="INSERT INTO ll_programacion_envios_diarios"
+    " (programacion_id, fecha, enviados, actualizado_en)"
+    " VALUES {rows} ON CONFLICT (programacion_id, fecha) DO UPDATE SET"
+    " enviados = enviados + excluded.enviados, actualizado_en = excluded.actualizado_en",
 )
 
 # -- rows ----------------------------------------------------------------------------------------
@@ -121,13 +123,13 @@ COUNT_SENT_MANY = Statement(
 READY_ROWS = Statement(
     "ready_rows",
     mysql=f"SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
-          " WHERE campania_id = %(campania_id)s AND estado = %(pendiente)s AND id > %(after_id)s"
-          " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
-          " ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED",
+    " WHERE campania_id = %(campania_id)s AND estado = %(pendiente)s AND id > %(after_id)s"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+    " ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED",
     sqlite=f"SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
-           " WHERE campania_id = %(campania_id)s AND estado = %(pendiente)s AND id > %(after_id)s"
-           " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
-           " ORDER BY id LIMIT %(n)s",
+    " WHERE campania_id = %(campania_id)s AND estado = %(pendiente)s AND id > %(after_id)s"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+    " ORDER BY id LIMIT %(n)s",
 )
 
 # READY_ROWS for many campaigns in one statement: `parts` of it joined by UNION ALL, the i-th
@@ -136,22 +138,28 @@ READY_ROWS = Statement(
 READY_ROWS_PART = Statement(
     "ready_rows_part",
     mysql=f"(SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
-          " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
-          " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
-          " ORDER BY id LIMIT %(n_{i})s FOR UPDATE SKIP LOCKED)",
-    sqlite=f"SELECT * FROM (SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
-           " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
-           " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
-           " ORDER BY id LIMIT %(n_{i})s)",
+    " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+    " ORDER BY id LIMIT %(n_{i})s FOR UPDATE SKIP LOCKED)",
+    # safe: a fixed column list
+    sqlite=f"SELECT * FROM (SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608
+    " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+    " ORDER BY id LIMIT %(n_{i})s)",
 )
 
 
 def ready_rows_many(parts: int) -> Statement:
     """READY_ROWS_PART for campaigns 0..parts-1, as one statement."""
+
     def joined(text: str) -> str:
         return " UNION ALL ".join(text.replace("{i}", str(i)) for i in range(parts))
-    return Statement("ready_rows_many", mysql=joined(READY_ROWS_PART.mysql or ""),
-                     sqlite=joined(READY_ROWS_PART.sqlite or ""))
+
+    return Statement(
+        "ready_rows_many",
+        mysql=joined(READY_ROWS_PART.mysql or ""),
+        sqlite=joined(READY_ROWS_PART.sqlite or ""),
+    )
 
 
 # -- leases ------------------------------------------------------------------------------------
@@ -161,22 +169,24 @@ def ready_rows_many(parts: int) -> Statement:
 LEASES_LOCKED = Statement(
     "leases_locked",
     mysql="SELECT cliente_id, owner, expires_at FROM envios_session_leases"
-          " WHERE cliente_id IN ({lanes}) FOR UPDATE",
+    " WHERE cliente_id IN ({lanes}) FOR UPDATE",
     sqlite="SELECT cliente_id, owner, expires_at FROM envios_session_leases"
-           " WHERE cliente_id IN ({lanes})",
+    " WHERE cliente_id IN ({lanes})",
 )
 
 # Take many leases at once: insert the free ones, take the expired ones, extend ours.
 LEASES_INSERT_MANY = Statement(
     "leases_insert_many",
     mysql="INSERT IGNORE INTO envios_session_leases (cliente_id, owner, acquired_at, expires_at)"
-          " VALUES {rows}",
-    sqlite="INSERT OR IGNORE INTO envios_session_leases (cliente_id, owner, acquired_at, expires_at)"
-           " VALUES {rows}",
+    " VALUES {rows}",
+    sqlite="INSERT OR IGNORE INTO envios_session_leases"
+    " (cliente_id, owner, acquired_at, expires_at)"
+    " VALUES {rows}",
 )
 LEASES_TAKE_EXPIRED = Statement(
     "leases_take_expired",
-    "UPDATE envios_session_leases SET owner = %(owner)s, acquired_at = %(now)s, expires_at = %(expires)s"
+    "UPDATE envios_session_leases"
+    " SET owner = %(owner)s, acquired_at = %(now)s, expires_at = %(expires)s"
     " WHERE cliente_id IN ({lanes}) AND owner <> %(owner)s AND expires_at < %(now)s",
 )
 LEASES_EXTEND_LISTED = Statement(

@@ -11,14 +11,17 @@ from __future__ import annotations
 from envios.store.sql import Statement
 
 _ROW_FACTS = (
-    "SELECT id, campania_id, estado, message_id IS NULL AS no_id, claimed_at IS NULL AS never_claimed,"
+    "SELECT id, campania_id, estado, message_id IS NULL AS no_id,"
+    " claimed_at IS NULL AS never_claimed,"
     " CASE WHEN last_error = %(note)s THEN 1 ELSE 0 END AS unverifiable, cambiado_en"
     " FROM ll_envios_whatsapp"
 )
 
 # Every row, `n` at a time in id order: the first read, and the periodic full read that
 # also notices deleted rows.
-ALL_ROW_FACTS = Statement("all_row_facts", _ROW_FACTS + " WHERE id > %(after)s ORDER BY id LIMIT %(n)s")
+ALL_ROW_FACTS = Statement(
+    "all_row_facts", _ROW_FACTS + " WHERE id > %(after)s ORDER BY id LIMIT %(n)s"
+)
 
 # Rows changed at or after `since` (the newest change seen, minus a margin for
 # transactions that committed after a later one was read).

@@ -479,9 +479,9 @@ def _change_times() -> list[Step]:
     in migrations/change_times_*.sql: MariaDB keeps the column itself (ON UPDATE),
     SQLite by two triggers.
     """
-    scripts = {dialect: split_statements(resources.files("envios.store.migrations")
-                                         .joinpath(f"change_times_{dialect}.sql").read_text("utf-8"))
-               for dialect in (MYSQL, SQLITE)}
+    folder = resources.files("envios.store.migrations")
+    scripts = {dialect: split_statements(
+        folder.joinpath(f"change_times_{dialect}.sql").read_text("utf-8")) for dialect in (MYSQL, SQLITE)}
     column = add_column(OUTBOX, "cambiado_en", "datetime(6) NOT NULL", "TEXT DEFAULT NULL")
     column.sql = lambda v: scripts[v.dialect]
     return [column, create_index(OUTBOX, "idx_envios_cambiado_en", "cambiado_en")]

@@ -169,13 +169,15 @@ def transition_many(
     if not conn.in_transaction:
         raise DatabaseError("state transitions must run inside a transaction")
     _, columns = fit.transition_texts(conn, "", columns or {})
-    varying = {name: {i: fit.transition_texts(conn, "", {name: v})[1][name] for i, v in values.items()}
+    varying = {name: {i: fit.transition_texts(conn, "", {name: v})[1][name]
+                      for i, v in values.items()}
                for name, values in (per_row or {}).items()}
     expected = dict(expect or {})
     unknown = (set(columns) | set(varying) | set(expected)) - SETTABLE_COLUMNS
     if unknown:
         raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
-    params: dict[str, Any] = {"to_state": Estado(to_state).value, "from_state": Estado(from_state).value}
+    params: dict[str, Any] = {"to_state": Estado(to_state).value,
+                              "from_state": Estado(from_state).value}
     assignments = ["estado = %(to_state)s"]
     for n, (name, value) in enumerate(columns.items()):
         if isinstance(value, Increment):
@@ -200,7 +202,8 @@ def transition_many(
     changed = conn.execute(update, params)
     if changed != len(envio_ids):
         raise StaleTransition(
-            f"{len(envio_ids) - changed} of rows {envio_ids[:5]}... are not {Estado(from_state).value} any more;"
+            f"{len(envio_ids) - changed} of rows {envio_ids[:5]}..."
+            f" are not {Estado(from_state).value} any more;"
             f" none moved to {Estado(to_state).value}")
     details = detail if isinstance(detail, Mapping) else dict.fromkeys(envio_ids, detail)
     by_detail: dict[str, list[int]] = {}
@@ -210,6 +213,7 @@ def transition_many(
         text = fit.transition_texts(conn, text, {})[0]
         insert, group_params = history.HISTORY_MANY.with_lists(ids=group)
         conn.execute(insert, {
-            **group_params, "from_state": Estado(from_state).value, "to_state": Estado(to_state).value,
+            **group_params, "from_state": Estado(from_state).value,
+            "to_state": Estado(to_state).value,
             "origin": Origin(origin).value, "detail": (text or "")[:TEXT_MAX] or None, "at": at})
 

@@ -191,7 +191,8 @@ def test_every_process_names_versions_that_exist():
         assert set(needed) <= numbers, process
     assert schema.REQUIRED_VERSIONS[schema.Process.SENDER] == (schema.LATEST,)
     assert schema.missing_versions(schema.Process.WATCHER, {1, 2, 4}) == [5, 6]
-    assert schema.missing_versions(schema.Process.WATCHER, {2, 4, 5}) == [6]  # its counts read cambiado_en
+    # its per-campaign counts read cambiado_en (v6)
+    assert schema.missing_versions(schema.Process.WATCHER, {2, 4, 5}) == [6]
     assert schema.missing_versions(schema.Process.WATCHER, {2, 4, 5, 6}) == []
 
 

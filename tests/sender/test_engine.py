@@ -25,14 +25,19 @@ def _seed(conn, sessions: int, rows_each: int) -> None:
             add_campaign(conn, k)
             add_schedule(conn, k, k, k)
             for i in range(rows_each):
-                conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
-                             " mensaje_final) VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
-                             (k, f"54911{k:04d}{i:04d}"))
+                conn.execute(
+                    "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+                    " mensaje_final) VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
+                    (k, f"54911{k:04d}{i:04d}"),
+                )
 
 
 def _connections(conn, database_name: str) -> int:
-    return int(conn.scalar("SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s",
-                           (database_name,)))
+    return int(
+        conn.scalar(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s", (database_name,)
+        )
+    )
 
 
 @pytest.mark.mysql_only
@@ -49,8 +54,9 @@ def test_400_sessions_share_a_pool_of_4_connections(db_url, database, upgraded, 
             peak[0] = max(peak[0], _connections(watcher, name) - baseline)
             time.sleep(0.01)
 
-    config = make_config(db_url, gateway.base_url, **{"sender.db_pool_size": POOL,
-                                                      "sender.gateway_pool_size": 16})
+    config = make_config(
+        db_url, gateway.base_url, **{"sender.db_pool_size": POOL, "sender.gateway_pool_size": 16}
+    )
     sender = Sender(config, clock=clock)
     poller = threading.Thread(target=watch)
     poller.start()
@@ -69,12 +75,15 @@ def test_400_sessions_share_a_pool_of_4_connections(db_url, database, upgraded, 
     assert outbox.leases(upgraded) == []
 
 
-def test_throughput_mode_sends_several_at_once_per_session_each_row_once(db_url, upgraded, clock, gateway):
+def test_throughput_mode_sends_several_at_once_per_session_each_row_once(
+    db_url, upgraded, clock, gateway
+):
     """rate_per_s > 0: a token bucket and max_in_flight sends at once, each recorded once."""
     _seed(upgraded, 2, 30)
     gateway.send_delay_s = 0.02
-    config = make_config(db_url, gateway.base_url, **{"sender.rate_per_s": 1000.0,
-                                                      "sender.max_in_flight": 4})
+    config = make_config(
+        db_url, gateway.base_url, **{"sender.rate_per_s": 1000.0, "sender.max_in_flight": 4}
+    )
     sender = Sender(config, clock=clock)
     try:
         report = sender.run_once()
@@ -98,4 +107,6 @@ def test_pacing_mode_keeps_one_send_at_a_time_per_session(db_url, upgraded, cloc
     finally:
         sender.close()
     spans = sorted(gateway.send_spans())
-    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), "two sends of one session overlapped"
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), (
+        "two sends of one session overlapped"
+    )
