@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "journal_dir": "",
         "settle_within_s": 3600.0,
         "db_pool_size": 4,
-        "gateway_pool_size": 16,
+        "gateway_pool_size": 64,
         "max_in_flight": 1,
         "rate_per_s": 0.0,
     },
