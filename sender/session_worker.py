@@ -519,7 +519,7 @@ def _prefetch(conn: Connection, wanted: collections.Counter, at: dt.datetime) ->
     params: dict[str, Any] = {**by_value(Estado.PENDIENTE), "at": at}
     for i, rows in enumerate(cursors.values()):
         params.update(
-            {f"campania_id_{i}": rows.campania_id, f"after_id_{i}": 0, f"n_{i}": rows.read_ahead}
+            {f"campania_id_{i}": rows.campania_id, f"n_{i}": rows.read_ahead}
         )
     by_campaign: dict[int, list[dict]] = {campania_id: [] for campania_id in cursors}
     for row in conn.query(batches.ready_rows_many(len(cursors)), params):

@@ -132,18 +132,20 @@ READY_ROWS = Statement(
     " ORDER BY id LIMIT %(n)s",
 )
 
-# READY_ROWS for many campaigns in one statement: `parts` of it joined by UNION ALL, the i-th
-# with parameters campania_id_i, after_id_i, n_i (SQLite takes no LIMIT inside a compound
-# SELECT unless the part is a subquery).
+# The first ready rows of many campaigns in one statement: `parts` joined by UNION ALL, the
+# i-th with parameters campania_id_i, n_i (SQLite takes no LIMIT inside a compound SELECT
+# unless the part is a subquery). No `id >` bound here: with one, MariaDB walks the primary
+# key instead of idx_envios_camp_estado, through every row sent before (measured: 50 paced
+# sends/s instead of 170 at 400 sessions x 106 rows).
 READY_ROWS_PART = Statement(
     "ready_rows_part",
     mysql=f"(SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608 - fixed column list
-    " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
+    " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
     " ORDER BY id LIMIT %(n_{i})s FOR UPDATE SKIP LOCKED)",
     # safe: a fixed column list
     sqlite=f"SELECT * FROM (SELECT {ROW_COLUMNS} FROM ll_envios_whatsapp"  # noqa: S608
-    " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s AND id > %(after_id_{i})s"
+    " WHERE campania_id = %(campania_id_{i})s AND estado = %(pendiente)s"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
     " ORDER BY id LIMIT %(n_{i})s)",
 )
