@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(
+            name, parents=[common], help=module.HELP, description=module.HELP
+        )
         module.add_arguments(sub)
         sub.set_defaults(_module=module)
     return parser

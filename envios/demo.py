@@ -80,13 +80,28 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
         today = clock.today()
         with conn.transaction():
             for campania_id, (name, cliente_id) in CAMPAIGNS.items():
-                conn.execute(seeding.CAMPAIGN, {
-                    "campania_id": campania_id, "nombre": name, "mensaje": TEMPLATE,
-                    "estado": CampaniaEstado.EN_PROGRESO, "cliente_id": cliente_id})
-                conn.execute(seeding.SCHEDULE, {
-                    "campania_id": campania_id, "cliente_id": cliente_id,
-                    "hora_inicio": dt.time(0, 0), "hora_fin": dt.time(23, 59, 59),
-                    "cupo_diario": rows, "fecha_inicio": today, "estado": ProgramacionEstado.APROBADA})
+                conn.execute(
+                    seeding.CAMPAIGN,
+                    {
+                        "campania_id": campania_id,
+                        "nombre": name,
+                        "mensaje": TEMPLATE,
+                        "estado": CampaniaEstado.EN_PROGRESO,
+                        "cliente_id": cliente_id,
+                    },
+                )
+                conn.execute(
+                    seeding.SCHEDULE,
+                    {
+                        "campania_id": campania_id,
+                        "cliente_id": cliente_id,
+                        "hora_inicio": dt.time(0, 0),
+                        "hora_fin": dt.time(23, 59, 59),
+                        "cupo_diario": rows,
+                        "fecha_inicio": today,
+                        "estado": ProgramacionEstado.APROBADA,
+                    },
+                )
             for i in range(rows):
                 campania_id = 1 + i % len(CAMPAIGNS)
                 phone = f"54911{40000000 + i:08d}"
@@ -95,9 +110,15 @@ def seed_database(database: Database, clock: Clock, rows: int, rng: random.Rando
                     phone = [None, f"{i:03d}", f"sin número {i}", f"+54 9 {i}"][(i // 37) % 4]
                 elif i % 11 == 3:  # as production has them: spaces, dashes, +54 9
                     phone = f"+54 9 11 {4000 + i // 10000:04d}-{i % 10000:04d}"
-                conn.execute(seeding.RECIPIENT, {
-                    "campania_id": campania_id, "telefono_wapp": phone,
-                    "nombre_destino": rng.choice(NAMES), "mensaje_final": TEMPLATE})
+                conn.execute(
+                    seeding.RECIPIENT,
+                    {
+                        "campania_id": campania_id,
+                        "telefono_wapp": phone,
+                        "nombre_destino": rng.choice(NAMES),
+                        "mensaje_final": TEMPLATE,
+                    },
+                )
     return rows
 
 
@@ -121,10 +142,20 @@ def read_progress(conn, clock: Clock, stuck_after_s: float) -> dict[int, Progres
     stuck = watcher_queries.stuck(conn, stuck_cutoff(clock.now(), stuck_after_s))
     acks = watcher_queries.delivery(conn, ids)
     settled = watcher_queries.settled_unknowns(conn, ids)
-    settling = {int(r["campania_id"]): int(r["n"])
-                for r in conn.query(seeding.SETTLING, by_value(Estado.ENVIANDO))}
-    return {cid: Progress(Counter(counts[cid]), stuck[cid].count if cid in stuck else 0, acks[cid],
-                          settled[cid]["evidence"], settling.get(cid, 0)) for cid in ids}
+    settling = {
+        int(r["campania_id"]): int(r["n"])
+        for r in conn.query(seeding.SETTLING, by_value(Estado.ENVIANDO))
+    }
+    return {
+        cid: Progress(
+            Counter(counts[cid]),
+            stuck[cid].count if cid in stuck else 0,
+            acks[cid],
+            settled[cid]["evidence"],
+            settling.get(cid, 0),
+        )
+        for cid in ids
+    }
 
 
 def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorServer) -> str:
@@ -133,8 +164,10 @@ def progress_line(elapsed: float, progress: dict[int, Progress], sim: SimulatorS
         s = p.by_state
         acked = f" delivered {p.acks.delivered:>3} read {p.acks.read:>3}" if p.acks else ""
         sent, pending, errors = (s[e] for e in (Estado.ENVIADO, Estado.PENDIENTE, Estado.ERROR))
-        parts.append(f"campaign {cid}: sent {sent:>3} pending {pending:>3} "
-                     f"errors {errors:>2} stuck {p.stuck:>2}{acked} settled {p.settled:>2}")
+        parts.append(
+            f"campaign {cid}: sent {sent:>3} pending {pending:>3} "
+            f"errors {errors:>2} stuck {p.stuck:>2}{acked} settled {p.settled:>2}"
+        )
     sessions = " ".join(f"{c}={sim.state.session_state(c)}" for c in SESSIONS)
     parts.append(f"sessions {sessions}")
     return " | ".join(parts)
@@ -192,25 +225,30 @@ def _reason(last_error: str | None) -> str:
 def summary(v: Verdict, seconds: float, drop_s: float, drop: dict, metrics_url: str) -> str:
     errors = ", ".join(f"{n} {why}" for why, n in v.errors.most_common()) or "none"
     text = (
-        f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the gateway's "
-        f"ledger with its message id; acknowledged by the gateway: {v.delivered} delivered, {v.read} read; "
-        f"{v.settled} unknown outcomes settled by the gateway's acknowledgement (sent, with its id, never "
-        f"retried); {sum(v.errors.values())} rejected before sending ({errors}); "
+        f"{v.recipients} recipients in {seconds:.1f}s: {v.sent} sent, each exactly once in the "
+        f"gateway's ledger with its message id; acknowledged by the gateway: {v.delivered} "
+        f"delivered, {v.read} read; {v.settled} unknown outcomes settled by the gateway's "
+        f"acknowledgement (sent, with its id, never retried); {sum(v.errors.values())} "
+        f"rejected before sending ({errors}); "
         f"{v.stuck} stuck in 'enviando' with an unknown outcome (the gateway answered too late; "
-        f"{v.stuck_delivered} of them did deliver) — never retried, listed by `envios reconcile list`; "
+        f"{v.stuck_delivered} of them did deliver) — never retried, listed by "
+        f"`envios reconcile list`; "
         f"{v.pending} still pending. While session 51 was DISCONNECTED for {drop_s:g}s the sender "
         f"stopped its work: {drop['delivered_during']} deliveries for it, {drop['refused_during']} "
         f"attempts refused with 409, and no row marked sent without a delivery. "
         f"Duplicates: {v.duplicates}. The watcher served {metrics_url}/metrics."
     )
     if not v.consistent:
-        text += (f" INCONSISTENT: {v.sent_not_in_ledger} sent rows not in the ledger exactly once, "
-                 f"{v.ledger_unexplained} deliveries no row explains.")
+        text += (
+            f" INCONSISTENT: {v.sent_not_in_ledger} sent rows not in the ledger exactly once, "
+            f"{v.ledger_unexplained} deliveries no row explains."
+        )
     return text
 
 
-def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name: str,
-             out=sys.stdout) -> int:
+def run_demo(
+    config, *, db_path: Path, rows: int, duration_s: float, speed_name: str, out=sys.stdout
+) -> int:
     speed = SPEEDS[speed_name]
     if logging.getLogger().level > logging.DEBUG:
         # The progress lines are the show; warnings (unknown outcomes) still print.
@@ -225,26 +263,28 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     sim = SimulatorServer(host="127.0.0.1", port=0, seed=7).start()
     sim.state.set_faults(**FAULTS, slow_s=speed.slow_s)
     hook_secret = "demo-webhook-secret"
-    cfg = config.with_overrides({
-        "database.url": f"sqlite:///{db_path}",
-        "gateway.kind": "simulator",
-        "gateway.base_url": sim.base_url,
-        "gateway.api_key": "",
-        "gateway.send_timeout_s": speed.send_timeout_s,
-        "gateway.status_timeout_s": 1.0,
-        "sender.enabled": True,
-        "sender.tick_s": 0.5,
-        "sender.delay_min_s": speed.delay_s[0],
-        "sender.delay_max_s": speed.delay_s[1],
-        "sender.lease_ttl_s": 10.0,
-        "sender.retry_after_s": 1.0,
-        "sender.journal_dir": str(journal_dir),
-        "sender.metrics_port": free_port(),
-        "monitor.port": free_port(),
-        "monitor.refresh_s": 1.0,
-        "monitor.stuck_after_s": speed.stuck_after_s,
-        "webhooks.secret": hook_secret,
-    })
+    cfg = config.with_overrides(
+        {
+            "database.url": f"sqlite:///{db_path}",
+            "gateway.kind": "simulator",
+            "gateway.base_url": sim.base_url,
+            "gateway.api_key": "",
+            "gateway.send_timeout_s": speed.send_timeout_s,
+            "gateway.status_timeout_s": 1.0,
+            "sender.enabled": True,
+            "sender.tick_s": 0.5,
+            "sender.delay_min_s": speed.delay_s[0],
+            "sender.delay_max_s": speed.delay_s[1],
+            "sender.lease_ttl_s": 10.0,
+            "sender.retry_after_s": 1.0,
+            "sender.journal_dir": str(journal_dir),
+            "sender.metrics_port": free_port(),
+            "monitor.port": free_port(),
+            "monitor.refresh_s": 1.0,
+            "monitor.stuck_after_s": speed.stuck_after_s,
+            "webhooks.secret": hook_secret,
+        }
+    )
     clock = Clock(cfg.tz)
     database = Database(cfg.database.url)
     seed_database(database, clock, rows, rng)
@@ -252,13 +292,27 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     hooks = WebhookApp.from_config(cfg, database=database, clock=clock)
     hook_server = serve(hooks, "127.0.0.1", 0)
     hook_url = f"{hook_server.url}/webhooks/session_manager"
-    notifier = Notifier(sim.state, sim.dialects, hook_url, "session_manager", secret=hook_secret,
-                        read_share=0.6, seed=7).start()
+    notifier = Notifier(
+        sim.state,
+        sim.dialects,
+        hook_url,
+        "session_manager",
+        secret=hook_secret,
+        read_share=0.6,
+        seed=7,
+    ).start()
     sender = Sender(cfg, database=database)
     sender_metrics_port = sender.metrics.serve(int(cfg.sender.metrics_port))
-    print(f"envios demo: {rows} recipients in {db_path}, gateway simulator at {sim.base_url}", file=out)
-    print(f"watcher metrics: {watcher.url}/metrics (health {watcher.url}/healthz); "
-          f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics; acknowledgements: {hook_url}", file=out)
+    print(
+        f"envios demo: {rows} recipients in {db_path}, gateway simulator at {sim.base_url}",
+        file=out,
+    )
+    print(
+        f"watcher metrics: {watcher.url}/metrics (health {watcher.url}/healthz); "
+        f"sender metrics: http://127.0.0.1:{sender_metrics_port}/metrics; "
+        f"acknowledgements: {hook_url}",
+        file=out,
+    )
     sender.start()
 
     started = time.monotonic()
@@ -276,21 +330,35 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
                     drop["refused_before"] = sim.state.stats()["outcomes"].get("not_ready", 0)
                     sim.state.set_session(51, "DISCONNECTED", for_s=speed.drop_s)
                     print(f"-- session 51 drops to DISCONNECTED for {speed.drop_s:g}s --", file=out)
-                elif drop["at"] is not None and "after" not in drop and time.monotonic() - drop["at"] >= speed.drop_s:
+                elif (
+                    drop["at"] is not None
+                    and "after" not in drop
+                    and time.monotonic() - drop["at"] >= speed.drop_s
+                ):
                     drop["after"] = True
                     # A send already in flight when the session dropped may still land:
                     # count deliveries from one second after the drop on.
                     drop["delivered_during"] = sum(
-                        1 for e in sim.state.ledger_for(cliente_id=51)
-                        if drop["wall"] + 1 <= e["time"] <= drop["wall"] + speed.drop_s)
-                    drop["refused_during"] = sim.state.stats()["outcomes"].get("not_ready", 0) - drop["refused_before"]
+                        1
+                        for e in sim.state.ledger_for(cliente_id=51)
+                        if drop["wall"] + 1 <= e["time"] <= drop["wall"] + speed.drop_s
+                    )
+                    drop["refused_during"] = (
+                        sim.state.stats()["outcomes"].get("not_ready", 0) - drop["refused_before"]
+                    )
                     print("-- session 51 is READY again: its work resumes --", file=out)
                 settled_now = sum(p.settled for p in progress.values())
                 if settled_now > drop.get("settled_seen", 0):
-                    print(f"-- {settled_now - drop.get('settled_seen', 0)} unknown outcome(s) settled as sent by the "
-                          "gateway's acknowledgement (with its message id; never retried) --", file=out)
+                    print(
+                        f"-- {settled_now - drop.get('settled_seen', 0)} unknown outcome(s) settled"
+                        " as sent by the gateway's acknowledgement (with its message id;"
+                        " never retried) --",
+                        file=out,
+                    )
                     drop["settled_seen"] = settled_now
-                print(progress_line(time.monotonic() - started, progress, sim), file=out, flush=True)
+                print(
+                    progress_line(time.monotonic() - started, progress, sim), file=out, flush=True
+                )
                 if "after" in drop and sum(p.open_work for p in progress.values()) == 0:
                     quiet_since = quiet_since or time.monotonic()
                     if time.monotonic() - quiet_since >= 1.0:
@@ -313,9 +381,15 @@ def run_demo(config, *, db_path: Path, rows: int, duration_s: float, speed_name:
     with database.connect() as conn:
         verdict = verify(conn, ledger)
     print("", file=out)
-    print(summary(verdict, time.monotonic() - started, speed.drop_s, drop, watcher_url(cfg)), file=out)
-    print(f"database: {db_path} (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
-          f"gateway ledger: {db_path}.ledger.json; sender journal: {journal_dir}/", file=out)
+    print(
+        summary(verdict, time.monotonic() - started, speed.drop_s, drop, watcher_url(cfg)), file=out
+    )
+    print(
+        f"database: {db_path}"
+        f" (inspect with: ENVIOS_DATABASE_URL=sqlite:///{db_path} envios status); "
+        f"gateway ledger: {db_path}.ledger.json; sender journal: {journal_dir}/",
+        file=out,
+    )
     return 0 if verdict.consistent else 1
 
 

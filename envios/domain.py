@@ -79,7 +79,7 @@ class Origin(str, enum.Enum):
     @property
     def role(self) -> str:
         """The short name: 'watcher', 'operator'... (`paused_by`, the audit's origen)."""
-        return self.value[len(ORIGIN_PREFIX):]
+        return self.value[len(ORIGIN_PREFIX) :]
 
 
 class ApplicationOrigin(str, enum.Enum):
@@ -159,9 +159,27 @@ class CampaniaEstado(str, enum.Enum):
 
 _WEEKDAYS = {
     # English (production: 'mon,tue,wed,thu,fri,sat'), Spanish, and ISO numbers
-    "mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
-    "lun": 0, "mar": 1, "mie": 2, "jue": 3, "vie": 4, "sab": 5, "dom": 6,
-    "1": 0, "2": 1, "3": 2, "4": 3, "5": 4, "6": 5, "7": 6,
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+    "lun": 0,
+    "mar": 1,
+    "mie": 2,
+    "jue": 3,
+    "vie": 4,
+    "sab": 5,
+    "dom": 6,
+    "1": 0,
+    "2": 1,
+    "3": 2,
+    "4": 3,
+    "5": 4,
+    "6": 5,
+    "7": 6,
 }
 _warned_days: set[str] = set()
 
@@ -217,8 +235,15 @@ class Window:
         return self.closed is None
 
 
-def schedule_window(now: dt.datetime, *, dias_semana: str | None, hora_inicio: Any, hora_fin: Any,
-                    fecha_inicio: Any, fecha_fin: Any) -> Window:
+def schedule_window(
+    now: dt.datetime,
+    *,
+    dias_semana: str | None,
+    hora_inicio: Any,
+    hora_fin: Any,
+    fecha_inicio: Any,
+    fecha_fin: Any,
+) -> Window:
     """The one rule: is the schedule's window open at `now` (configured zone's wall clock)?"""
     start, end = as_time(hora_inicio), as_time(hora_fin)
     clock = now.time().replace(microsecond=0)
@@ -242,6 +267,7 @@ def schedule_window(now: dt.datetime, *, dias_semana: str | None, hora_inicio: A
         return Window(opened_on, f"ended on {last}")
     return Window(opened_on, None)
 
+
 # Schedules the watcher and `envios status` follow: those that send or could again.
 LIVE_SCHEDULE_STATES = (ProgramacionEstado.APROBADA.value, ProgramacionEstado.PAUSADA.value)
 
@@ -256,8 +282,9 @@ class PauseReason(str, enum.Enum):
 
 
 # The auto-pause's, in priority order.
-AUTO_PAUSE_REASONS = tuple(r.value for r in (PauseReason.STUCK, PauseReason.MISSING_MESSAGE_ID,
-                                               PauseReason.ERROR_RATIO))
+AUTO_PAUSE_REASONS = tuple(
+    r.value for r in (PauseReason.STUCK, PauseReason.MISSING_MESSAGE_ID, PauseReason.ERROR_RATIO)
+)
 PAUSE_REASONS = tuple(r.value for r in PauseReason)
 
 
@@ -416,5 +443,7 @@ class SendingSchedule:
     @property
     def sends(self) -> bool:
         """Approved, of a campaign in progress (the window is checked apart)."""
-        return (self.programacion_estado == ProgramacionEstado.APROBADA
-                and self.campania_estado == CampaniaEstado.EN_PROGRESO)
+        return (
+            self.programacion_estado == ProgramacionEstado.APROBADA
+            and self.campania_estado == CampaniaEstado.EN_PROGRESO
+        )

@@ -27,7 +27,9 @@ import phonenumbers
 DEFAULT_REGION = "AR"
 _WA_SUFFIX = re.compile(r"@(c\.us|s\.whatsapp\.net)$", re.IGNORECASE)
 _LONG_DIGITS = re.compile(r"\d{6,}")
-_EXTENSION = re.compile(r"(?:#|\bext\.?|\bextension|x|;ext=|anexo|int\.?|interno)\s*[0-9]*\s*$", re.IGNORECASE)
+_EXTENSION = re.compile(
+    r"(?:#|\bext\.?|\bextension|x|;ext=|anexo|int\.?|interno)\s*[0-9]*\s*$", re.IGNORECASE
+)
 _LETTER = re.compile(r"[^\W\d_]")  # a letter of any script
 _NOT_ALLOWED = re.compile(r"[^0-9+\s().\-/]")
 _ARGENTINA = 54
@@ -53,7 +55,9 @@ def normalise(raw: object, region: str = DEFAULT_REGION) -> str:
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(f"not a phone number ({mask(text)}): {_parse_reason(exc)}") from None
     if number.extension:  # the characters check should have caught it; never drop one silently
-        raise InvalidPhone(f"phone number with an extension ({mask(text)}): WhatsApp numbers have none")
+        raise InvalidPhone(
+            f"phone number with an extension ({mask(text)}): WhatsApp numbers have none"
+        )
     if not phonenumbers.is_possible_number(number):
         why = phonenumbers.is_possible_number_with_reason(number)
         reason = {
@@ -64,8 +68,10 @@ def normalise(raw: object, region: str = DEFAULT_REGION) -> str:
         }.get(why, "impossible number")
         raise InvalidPhone(f"impossible phone number ({mask(text)}): {reason}")
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"invalid phone number ({mask(text)}): no such area code or number range"
-                           f" for +{number.country_code}")
+        raise InvalidPhone(
+            f"invalid phone number ({mask(text)}): no such area code or number range"
+            f" for +{number.country_code}"
+        )
     result = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
     if not keeps_digits(digits, result, number.country_code):
         raise InvalidPhone(f"phone number ({mask(text)}) would change its digits when normalised")
@@ -75,14 +81,20 @@ def normalise(raw: object, region: str = DEFAULT_REGION) -> str:
 def _check_characters(text: str) -> None:
     """Refuse what the library would silently turn into digits or drop."""
     if _EXTENSION.search(text):
-        raise InvalidPhone(f"phone number with an extension ({mask(text)}): WhatsApp numbers have none")
+        raise InvalidPhone(
+            f"phone number with an extension ({mask(text)}): WhatsApp numbers have none"
+        )
     if _LETTER.search(text):
-        raise InvalidPhone(f"phone number with letters ({mask(text)}): letters are not read as digits")
+        raise InvalidPhone(
+            f"phone number with letters ({mask(text)}): letters are not read as digits"
+        )
     bad = _NOT_ALLOWED.search(text)
     if bad:
         shown = bad.group(0) if bad.group(0).isprintable() and not bad.group(0).isdigit() else "?"
-        raise InvalidPhone(f"phone number with the character {shown!r} ({mask(text)}):"
-                           " only digits, spaces and + - . ( ) / are read")
+        raise InvalidPhone(
+            f"phone number with the character {shown!r} ({mask(text)}):"
+            " only digits, spaces and + - . ( ) / are read"
+        )
     if "+" in text[1:]:
         raise InvalidPhone(f"phone number with a '+' inside ({mask(text)})")
 
@@ -99,13 +111,15 @@ def keeps_digits(given: str, normalised: str, country_code: int) -> bool:
     cc = str(country_code)
     if not normalised.startswith(cc):
         return False
-    national = normalised[len(cc):]
+    national = normalised[len(cc) :]
     candidates = [national]
     if country_code == _ARGENTINA and national.startswith(_AR_MOBILE):
         candidates.append(national[1:])
     max_dropped = len("00") + len(cc) + len("0") + len("15")
     return any(
-        _is_subsequence(n, given) and given.endswith(normalised[-4:]) and len(given) - len(n) <= max_dropped
+        _is_subsequence(n, given)
+        and given.endswith(normalised[-4:])
+        and len(given) - len(n) <= max_dropped
         for n in candidates
     )
 

@@ -69,36 +69,65 @@ def evaluate(snapshot: Snapshot, settings) -> list[Verdict]:
     `settings` is `config.monitor.autopause` (max_error_ratio, min_finished,
     max_stuck, max_missing_message_id, count_unverifiable).
     """
-    approved = {s.campania_id for s in snapshot.schedules if s.estado == ProgramacionEstado.APROBADA}
+    approved = {
+        s.campania_id for s in snapshot.schedules if s.estado == ProgramacionEstado.APROBADA
+    }
     verdicts = []
     for campania_id in sorted(approved & set(snapshot.campaigns)):
         c = snapshot.campaigns[campania_id]
         crossings: list[Crossing] = []
         if "stuck" in snapshot.fresh and c.stuck > settings.max_stuck:
-            crossings.append(Crossing(
-                "stuck", c.stuck, settings.max_stuck,
-                f"stuck {c.stuck} > max_stuck {settings.max_stuck}"
-                f" (enviando for longer than {snapshot.stuck_after_s:g}s)"))
-        missing = c.missing_since_resume + (c.unverifiable_since_resume if settings.count_unverifiable else 0)
+            crossings.append(
+                Crossing(
+                    "stuck",
+                    c.stuck,
+                    settings.max_stuck,
+                    f"stuck {c.stuck} > max_stuck {settings.max_stuck}"
+                    f" (enviando for longer than {snapshot.stuck_after_s:g}s)",
+                )
+            )
+        missing = c.missing_since_resume + (
+            c.unverifiable_since_resume if settings.count_unverifiable else 0
+        )
         if "missing_message_id" in snapshot.fresh and missing > settings.max_missing_message_id:
-            unverifiable = (f" ({c.unverifiable_since_resume} of them unverifiable: the gateway gives no ids)"
-                            if settings.count_unverifiable and c.unverifiable_since_resume else "")
-            crossings.append(Crossing(
-                "missing_message_id", missing, settings.max_missing_message_id,
-                f"missing_message_id {missing} > max_missing_message_id"
-                f" {settings.max_missing_message_id}{unverifiable}"))
-        if ("error_ratio" in snapshot.fresh and c.finished >= settings.min_finished
-                and c.error_ratio > settings.max_error_ratio):
-            crossings.append(Crossing(
-                "error_ratio", c.error_ratio, settings.max_error_ratio,
-                f"error_ratio {c.error_ratio:.3f} > max_error_ratio {settings.max_error_ratio:g}"
-                f" ({c.errors} errors / {c.finished} finished since {c.window_start:%Y-%m-%d %H:%M:%S})"))
+            unverifiable = (
+                f" ({c.unverifiable_since_resume} of them unverifiable: the gateway gives no ids)"
+                if settings.count_unverifiable and c.unverifiable_since_resume
+                else ""
+            )
+            crossings.append(
+                Crossing(
+                    "missing_message_id",
+                    missing,
+                    settings.max_missing_message_id,
+                    f"missing_message_id {missing} > max_missing_message_id"
+                    f" {settings.max_missing_message_id}{unverifiable}",
+                )
+            )
+        if (
+            "error_ratio" in snapshot.fresh
+            and c.finished >= settings.min_finished
+            and c.error_ratio > settings.max_error_ratio
+        ):
+            crossings.append(
+                Crossing(
+                    "error_ratio",
+                    c.error_ratio,
+                    settings.max_error_ratio,
+                    f"error_ratio {c.error_ratio:.3f}"
+                    f" > max_error_ratio {settings.max_error_ratio:g}"
+                    f" ({c.errors} errors / {c.finished} finished"
+                    f" since {c.window_start:%Y-%m-%d %H:%M:%S})",
+                )
+            )
         if crossings:
             verdicts.append(Verdict(campania_id, tuple(crossings), c.resumed_at))
     return verdicts
 
 
-def apply(conn: Connection, verdicts: list[Verdict], now: dt.datetime, origin: str) -> list[tuple[Verdict, list[int]]]:
+def apply(
+    conn: Connection, verdicts: list[Verdict], now: dt.datetime, origin: str
+) -> list[tuple[Verdict, list[int]]]:
     """Pause each verdict's campaign; returns the verdicts that changed something, with the ids.
 
     A verdict whose schedules were already paused (by another watcher a moment
@@ -107,11 +136,22 @@ def apply(conn: Connection, verdicts: list[Verdict], now: dt.datetime, origin: s
     """
     done = []
     for verdict in verdicts:
-        changed = pause(conn, verdict.campania_id, reason=verdict.reason, now=now,
-                        paused_by=WATCHER, detail=verdict.detail, origin=origin,
-                        unless_resumed_since=verdict.resumed_at)
+        changed = pause(
+            conn,
+            verdict.campania_id,
+            reason=verdict.reason,
+            now=now,
+            paused_by=WATCHER,
+            detail=verdict.detail,
+            origin=origin,
+            unless_resumed_since=verdict.resumed_at,
+        )
         if changed:
-            log.warning("auto-paused campaign %d (schedules %s): %s",
-                        verdict.campania_id, ", ".join(map(str, changed)), verdict.detail)
+            log.warning(
+                "auto-paused campaign %d (schedules %s): %s",
+                verdict.campania_id,
+                ", ".join(map(str, changed)),
+                verdict.detail,
+            )
             done.append((verdict, changed))
     return done

@@ -91,24 +91,40 @@ def pause(
     if reason not in PAUSE_REASONS:
         raise ValueError(f"unknown pause reason {reason!r}")
     action = "autopause" if paused_by == WATCHER else "pause"
-    origin = (origin or (watcher_identity() if paused_by == WATCHER else operator_identity()))
+    origin = origin or (watcher_identity() if paused_by == WATCHER else operator_identity())
     changed: list[int] = []
     with conn.transaction():
         _check_exists(conn, campania_id)
-        if unless_resumed_since is not ... and q.resumed_at(conn, campania_id) != unless_resumed_since:
+        if (
+            unless_resumed_since is not ...
+            and q.resumed_at(conn, campania_id) != unless_resumed_since
+        ):
             return changed  # resumed after the verdict's values were read
         in_state = {"campania_id": campania_id, "estado": ProgramacionEstado.APROBADA}
         for row in conn.query(watching.SCHEDULES_IN_STATE, in_state):
             schedule_id = int(row["id"])
-            change = {**by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA), "reason": reason, "now": now,
-                      "paused_by": paused_by, "programacion_id": schedule_id}
+            change = {
+                **by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA),
+                "reason": reason,
+                "now": now,
+                "paused_by": paused_by,
+                "programacion_id": schedule_id,
+            }
             if conn.execute(watching.PAUSE_SCHEDULE, change) != 1:
                 continue  # someone else paused it first
             changed.append(schedule_id)
-            conn.execute(history.AUDIT, {
-                "now": now, "action": action, "campania_id": campania_id,
-                "programacion_id": schedule_id, "reason": reason,
-                "detail": detail[:TEXT_MAX], "origin": origin[:NAME_MAX]})
+            conn.execute(
+                history.AUDIT,
+                {
+                    "now": now,
+                    "action": action,
+                    "campania_id": campania_id,
+                    "programacion_id": schedule_id,
+                    "reason": reason,
+                    "detail": detail[:TEXT_MAX],
+                    "origin": origin[:NAME_MAX],
+                },
+            )
     return changed
 
 
@@ -139,22 +155,36 @@ def resume(
                 if left_paused is not None:
                     left_paused.append(schedule_id)
                 continue
-            change = {**by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA), "programacion_id": schedule_id}
+            change = {
+                **by_value(ProgramacionEstado.APROBADA, ProgramacionEstado.PAUSADA),
+                "programacion_id": schedule_id,
+            }
             if conn.execute(watching.RESUME_SCHEDULE, change) != 1:
                 continue
             changed.append(schedule_id)
-            conn.execute(history.AUDIT, {
-                "now": now, "action": "resume", "campania_id": campania_id,
-                "programacion_id": schedule_id, "reason": OPERATOR,
-                "detail": detail[:TEXT_MAX], "origin": origin[:NAME_MAX]})
+            conn.execute(
+                history.AUDIT,
+                {
+                    "now": now,
+                    "action": "resume",
+                    "campania_id": campania_id,
+                    "programacion_id": schedule_id,
+                    "reason": OPERATOR,
+                    "detail": detail[:TEXT_MAX],
+                    "origin": origin[:NAME_MAX],
+                },
+            )
         if changed:
             conn.execute(watching.MARK_RESUMED, {"now": now, "campania_id": campania_id})
     return changed
 
 
 def stuck_count(conn: Connection, campania_id: int, claimed_before: dt.datetime) -> int:
-    params = {**by_value(Estado.ENVIANDO), "claimed_before": claimed_before,
-              "campania_id": campania_id}
+    params = {
+        **by_value(Estado.ENVIANDO),
+        "claimed_before": claimed_before,
+        "campania_id": campania_id,
+    }
     return int(conn.scalar(operating.CAMPAIGN_STUCK_COUNT, params) or 0)
 
 
@@ -178,8 +208,9 @@ def overview(conn: Connection) -> list[CampaignOverview]:
         details = {}
         for s in by_campaign.get(cid, []):
             if s.estado == ProgramacionEstado.PAUSADA:
-                row = conn.query_one(operating.LAST_PAUSE_AUDIT,
-                                     {"campania_id": cid, "programacion_id": s.id})
+                row = conn.query_one(
+                    operating.LAST_PAUSE_AUDIT, {"campania_id": cid, "programacion_id": s.id}
+                )
                 if row and row["detalle"]:
                     details[s.id] = row["detalle"]
         out.append(CampaignOverview(cid, nombre, estado, by_campaign.get(cid, []), details))

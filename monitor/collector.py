@@ -27,23 +27,47 @@ if TYPE_CHECKING:
 
 HELP = {
     "envios_stuck_sending": "Rows in enviando whose claim is older than monitor.stuck_after_s.",
-    "envios_oldest_stuck_claim_timestamp_seconds": "Unix time of the oldest stuck claim (absent when none).",
-    "envios_error_ratio": "Errors / finished sends in the last monitor.window_s (after the last resume); 0 when none finished.",
+    "envios_oldest_stuck_claim_timestamp_seconds": (
+        "Unix time of the oldest stuck claim (absent when none)."
+    ),
+    "envios_error_ratio": (
+        "Errors / finished sends in the last monitor.window_s (after the last resume); 0 when none "
+        "finished."
+    ),
     "envios_finished_in_window": "Finished sends (enviado + error) behind envios_error_ratio.",
     "envios_sent_missing_message_id": "Rows envios marked enviado without a message id.",
-    "envios_legacy_sent_without_message_id": "Rows sent before the upgrade (never claimed by envios): no id by construction.",
-    "envios_sent_unverifiable": "Rows envios marked enviado on a placeholder id: the gateway never gives ids, delivery is unverifiable.",
+    "envios_legacy_sent_without_message_id": (
+        "Rows sent before the upgrade (never claimed by envios): no id by construction."
+    ),
+    "envios_sent_unverifiable": (
+        "Rows envios marked enviado on a placeholder id: the gateway never gives ids, delivery is "
+        "unverifiable."
+    ),
     "envios_messages": "Rows per state.",
     "envios_schedule_paused": "1 while a schedule is pausada, with the reason.",
-    "envios_delivery_ratio": "Of the rows sent (enviado), the share the gateway acknowledged as delivered, read or failed.",
-    "envios_delivery_acknowledged": "Rows sent (enviado) per acknowledged delivery status (delivered counts read ones too).",
-    "envios_unknowns_settled": "Rows whose unknown outcome (enviando) was settled, by evidence (automatically) or by a person.",
+    "envios_delivery_ratio": (
+        "Of the rows sent (enviado), the share the gateway acknowledged as delivered, read or "
+        "failed."
+    ),
+    "envios_delivery_acknowledged": (
+        "Rows sent (enviado) per acknowledged delivery status (delivered counts read ones too)."
+    ),
+    "envios_unknowns_settled": (
+        "Rows whose unknown outcome (enviando) was settled, by evidence (automatically) or by a "
+        "person."
+    ),
     "envios_autopause_total": "Campaigns auto-paused by this watcher process, by reason.",
     "envios_watcher_up": "1 when the last refresh reached the database (and none is hung), else 0.",
-    "envios_watcher_last_refresh_timestamp_seconds": "Unix time of the last refresh in which every query succeeded (0: never).",
+    "envios_watcher_last_refresh_timestamp_seconds": (
+        "Unix time of the last refresh in which every query succeeded (0: never)."
+    ),
     "envios_watcher_refresh_duration_seconds": "How long the last refresh took.",
-    "envios_watcher_query_errors_total": "Watcher queries that failed or exceeded their time limit.",
-    "envios_watcher_query_last_success_timestamp_seconds": "Unix time each watcher query last succeeded.",
+    "envios_watcher_query_errors_total": (
+        "Watcher queries that failed or exceeded their time limit."
+    ),
+    "envios_watcher_query_last_success_timestamp_seconds": (
+        "Unix time each watcher query last succeeded."
+    ),
     "envios_watcher_query_duration_seconds": "How long each watcher query took at its last run.",
 }
 
@@ -71,7 +95,8 @@ class WatcherCollector:
                 for c in camps:
                     stuck.add_metric([str(c.campania_id)], c.stuck)
                     if c.stuck and c.oldest_stuck_claim is not None:
-                        claimed = c.oldest_stuck_claim - self.refresher.db_shift  # database clock -> configured zone
+                        # database clock -> configured zone
+                        claimed = c.oldest_stuck_claim - self.refresher.db_shift
                         oldest.add_metric([str(c.campania_id)], clock.to_epoch(claimed))
                 yield stuck
                 yield oldest
@@ -98,7 +123,9 @@ class WatcherCollector:
                 messages = _gauge("envios_messages", ["campania_id", "estado"])
                 for c in camps:
                     for estado in ESTADOS:
-                        messages.add_metric([str(c.campania_id), estado], (c.messages or {}).get(estado, 0))
+                        messages.add_metric(
+                            [str(c.campania_id), estado], (c.messages or {}).get(estado, 0)
+                        )
                 yield messages
             if "delivery" in snap.available:
                 ratio = _gauge("envios_delivery_ratio", ["campania_id", "status"])
@@ -117,15 +144,18 @@ class WatcherCollector:
                         settled.add_metric([str(c.campania_id), by], (c.settled or {}).get(by, 0))
                 yield settled
             if "schedules" in snap.available:
-                paused = _gauge("envios_schedule_paused", ["programacion_id", "campania_id", "reason"])
+                paused = _gauge(
+                    "envios_schedule_paused", ["programacion_id", "campania_id", "reason"]
+                )
                 for s in snap.schedules:
                     if s.estado == ProgramacionEstado.PAUSADA:
                         reason = pause_reason_label(s.paused_reason)
                         paused.add_metric([str(s.id), str(s.campania_id), reason], 1)
                 yield paused
 
-        autopause = CounterMetricFamily("envios_autopause_total", HELP["envios_autopause_total"],
-                                        labels=["reason"])
+        autopause = CounterMetricFamily(
+            "envios_autopause_total", HELP["envios_autopause_total"], labels=["reason"]
+        )
         for reason, value in sorted(state.autopause_total.items()):
             autopause.add_metric([reason], value)
         yield autopause
@@ -141,8 +171,11 @@ class WatcherCollector:
             duration.add_metric([], state.refresh_duration_s)
             yield duration
 
-        errors = CounterMetricFamily("envios_watcher_query_errors_total",
-                                     HELP["envios_watcher_query_errors_total"], labels=["query"])
+        errors = CounterMetricFamily(
+            "envios_watcher_query_errors_total",
+            HELP["envios_watcher_query_errors_total"],
+            labels=["query"],
+        )
         for name, value in sorted(state.query_errors.items()):
             errors.add_metric([name], value)
         yield errors

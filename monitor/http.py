@@ -26,13 +26,19 @@ def make_app(exposition: Callable[[], bytes], health: Callable[[], tuple[bool, s
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
-            start_response("405 Method Not Allowed", [("Content-Type", TEXT), ("Allow", "GET, HEAD")])
+            start_response(
+                "405 Method Not Allowed", [("Content-Type", TEXT), ("Allow", "GET, HEAD")]
+            )
             return [b"method not allowed\n"]
         if path == "/metrics":
             body, status, ctype = exposition(), "200 OK", CONTENT_TYPE_PLAIN_0_0_4
         elif path == "/healthz":
             ok, line = health()
-            body, status, ctype = (line + "\n").encode(), "200 OK" if ok else "503 Service Unavailable", TEXT
+            body, status, ctype = (
+                (line + "\n").encode(),
+                "200 OK" if ok else "503 Service Unavailable",
+                TEXT,
+            )
         elif path == "/":
             body, status, ctype = b"envios watcher: /metrics /healthz\n", "200 OK", TEXT
         else:
@@ -63,11 +69,14 @@ class HttpServer:
     """Serves a WSGI app on host:port in a background thread; port 0 picks a free one."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        self._server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+        self._server = make_server(
+            host, port, app, server_class=_Server, handler_class=_QuietHandler
+        )
         self.host = host
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="envios-watch-http",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="envios-watch-http", daemon=True
+        )
 
     def start(self) -> HttpServer:
         self._thread.start()

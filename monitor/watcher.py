@@ -28,7 +28,9 @@ log = logging.getLogger("envios.watch")
 
 
 class Watcher:
-    def __init__(self, config, *, host: str = "127.0.0.1", port: int | None = None, **refresher_options):
+    def __init__(
+        self, config, *, host: str = "127.0.0.1", port: int | None = None, **refresher_options
+    ):
         self.config = config
         self.host = host
         self.requested_port = int(config.monitor.port if port is None else port)
@@ -57,14 +59,23 @@ class Watcher:
     def start(self, *, http: bool = True, refresh: bool = True) -> Watcher:
         if http and self.http is None:
             try:
-                self.http = HttpServer(make_app(self.exposition, self.health), self.host, self.requested_port)
-            except OSError as exc:  # port in use, address not ours: one line, like sender.metrics_port
-                raise ConfigError(f"config key monitor.port: cannot listen on {self.host}:{self.requested_port}"
-                                  f" ({exc.strerror or exc})") from None
+                self.http = HttpServer(
+                    make_app(self.exposition, self.health), self.host, self.requested_port
+                )
+            # port in use, address not ours: one line, like sender.metrics_port
+            except OSError as exc:
+                raise ConfigError(
+                    f"config key monitor.port: cannot listen on {self.host}:{self.requested_port}"
+                    f" ({exc.strerror or exc})"
+                ) from None
             self.http.start()
-            log.info("watcher serving http://%s:%d/metrics and /healthz (refresh every %gs, %s)",
-                     self.host, self.http.port, self.refresher.refresh_s,
-                     self.refresher.database.describe())
+            log.info(
+                "watcher serving http://%s:%d/metrics and /healthz (refresh every %gs, %s)",
+                self.host,
+                self.http.port,
+                self.refresher.refresh_s,
+                self.refresher.database.describe(),
+            )
         if refresh:
             self.refresher.start()
         return self

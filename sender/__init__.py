@@ -1,1 +1,1 @@
-"""envios sender: schema, state machine, gateway adapters and the send loop."""
+"""The send engine (`envios send`) and the gateway adapters; the shared core is `envios`."""

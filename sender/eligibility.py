@@ -23,10 +23,14 @@ def closed_reason(schedule: dict, now: dt.datetime) -> str | None:
         return f"schedule is {schedule.get('programacion_estado')}"
     if schedule.get("campania_estado") != CampaniaEstado.EN_PROGRESO.value:
         return f"campaign is {schedule.get('campania_estado')}"
-    return schedule_window(now, dias_semana=schedule.get("dias_semana"),
-                           hora_inicio=schedule["hora_inicio"], hora_fin=schedule["hora_fin"],
-                           fecha_inicio=schedule.get("fecha_inicio"),
-                           fecha_fin=schedule.get("fecha_fin")).closed
+    return schedule_window(
+        now,
+        dias_semana=schedule.get("dias_semana"),
+        hora_inicio=schedule["hora_inicio"],
+        hora_fin=schedule["hora_fin"],
+        fecha_inicio=schedule.get("fecha_inicio"),
+        fecha_fin=schedule.get("fecha_fin"),
+    ).closed
 
 
 # envios never takes the legacy lock; a locked_by of its own would say so
@@ -46,14 +50,21 @@ def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str
     age_s = (db_now - locked_at).total_seconds()
     if abs(age_s) >= ttl_s:
         return None
-    reason = (f"locked by the original scheduler ({locked_by or 'unknown'})"
-              f" {max(0, int(age_s))}s ago: it is still running; envios leaves this schedule to it")
+    reason = (
+        f"locked by the original scheduler ({locked_by or 'unknown'})"
+        f" {max(0, int(age_s))}s ago: it is still running; envios leaves this schedule to it"
+    )
     key = f"{schedule.get('programacion_id')}@{locked_at}"
     if key not in _warned:
         _warned.add(key)
-        log.warning("event=schedule_locked_by_legacy programacion_id=%s locked_by=%s"
-                    " locked_at=%s detail=%r", schedule.get("programacion_id"),
-                    locked_by or "unknown", locked_at, reason)
+        log.warning(
+            "event=schedule_locked_by_legacy programacion_id=%s locked_by=%s"
+            " locked_at=%s detail=%r",
+            schedule.get("programacion_id"),
+            locked_by or "unknown",
+            locked_at,
+            reason,
+        )
     return reason
 
 

@@ -5,8 +5,10 @@ One append-only file of JSON lines per sender process, in `sender.journal_dir`
 while the process lives:
 
     {"ev": "open", "sender": "...", "database": "MySQL envios@db:3306/leadmaster"}
-    {"ev": "sending", "envio_id": 7, "claimed_at": "2026-02-09T10:00:00"}        before the POST leaves
-    {"ev": "said", "envio_id": 7, "claimed_at": ..., "outcome": "sent", ...}      before the database is written
+    {"ev": "sending", "envio_id": 7, "claimed_at": "2026-02-09T10:00:00"}        before the POST
+    leaves
+    {"ev": "said", "envio_id": 7, "claimed_at": ..., "outcome": "sent", ...}      before the
+    database is written
     {"ev": "recorded", "envio_id": 7, "claimed_at": ...}                         after it committed
 
 What that buys (DESIGN.md section 3 stays true: an unknown outcome is never guessed):
@@ -74,20 +76,41 @@ class Journal:
             os.fsync(self._file.fileno())
 
     def sending(self, claimed) -> None:
-        self._write({"ev": "sending", "envio_id": claimed.envio_id, "claimed_at": _stamp(claimed.claimed_at)})
+        self._write(
+            {
+                "ev": "sending",
+                "envio_id": claimed.envio_id,
+                "claimed_at": _stamp(claimed.claimed_at),
+            }
+        )
         with self._lock:
             self.sent.add(key(claimed.envio_id, claimed.claimed_at))
 
     def said(self, claimed, result: SendResult) -> None:
-        self._write({"ev": "said", "envio_id": claimed.envio_id, "claimed_at": _stamp(claimed.claimed_at),
-                     "programacion_id": claimed.programacion_id, "cliente_id": claimed.cliente_id,
-                     "outcome": result.outcome.value, "message_id": result.message_id, "reason": result.reason,
-                     "retry_after_s": result.retry_after_s})
+        self._write(
+            {
+                "ev": "said",
+                "envio_id": claimed.envio_id,
+                "claimed_at": _stamp(claimed.claimed_at),
+                "programacion_id": claimed.programacion_id,
+                "cliente_id": claimed.cliente_id,
+                "outcome": result.outcome.value,
+                "message_id": result.message_id,
+                "reason": result.reason,
+                "retry_after_s": result.retry_after_s,
+            }
+        )
         with self._lock:
             self.pending[key(claimed.envio_id, claimed.claimed_at)] = (_claim_of(claimed), result)
 
     def recorded(self, claimed) -> None:
-        self._write({"ev": "recorded", "envio_id": claimed.envio_id, "claimed_at": _stamp(claimed.claimed_at)})
+        self._write(
+            {
+                "ev": "recorded",
+                "envio_id": claimed.envio_id,
+                "claimed_at": _stamp(claimed.claimed_at),
+            }
+        )
         with self._lock:
             self.pending.pop(key(claimed.envio_id, claimed.claimed_at), None)
 
@@ -103,8 +126,12 @@ class Journal:
 
 
 def _claim_of(claimed) -> dict:
-    return {"envio_id": claimed.envio_id, "claimed_at": claimed.claimed_at,
-            "programacion_id": claimed.programacion_id, "cliente_id": claimed.cliente_id}
+    return {
+        "envio_id": claimed.envio_id,
+        "claimed_at": claimed.claimed_at,
+        "programacion_id": claimed.programacion_id,
+        "cliente_id": claimed.cliente_id,
+    }
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -116,6 +143,7 @@ def _fsync_directory(directory: Path) -> None:
 
 
 # -- reading a journal -----------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Reading:
@@ -139,7 +167,10 @@ def read(path: Path) -> Reading:
             continue  # a line torn by a crash mid-write: it was never fsync'd, nothing relied on it
         ev = entry.get("ev")
         if ev == "open":
-            reading.sender, reading.database = str(entry.get("sender", "")), str(entry.get("database", ""))
+            reading.sender, reading.database = (
+                str(entry.get("sender", "")),
+                str(entry.get("database", "")),
+            )
             continue
         claim = key(entry.get("envio_id", 0), entry.get("claimed_at"))
         if ev == "sending":

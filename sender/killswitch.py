@@ -85,7 +85,9 @@ class KillSwitch:
                 cfg = config_module.load(self.path, environ=dict(env))
             except ConfigError as exc:
                 return False, f"config unreadable, failing closed: {exc}"
-            source = f"{ENV_VAR}={env[ENV_VAR]}" if ENV_VAR in env else f"sender.enabled in {cfg.source}"
+            source = (
+                f"{ENV_VAR}={env[ENV_VAR]}" if ENV_VAR in env else f"sender.enabled in {cfg.source}"
+            )
             return bool(cfg.sender.enabled), source
         if ENV_VAR in env:
             try:

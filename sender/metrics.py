@@ -23,23 +23,42 @@ class SenderMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.sends = Counter("envios_sender_sends", "gateway outcomes of POST /send", ["outcome"], registry=r)
+        self.sends = Counter(
+            "envios_sender_sends", "gateway outcomes of POST /send", ["outcome"], registry=r
+        )
         for outcome in Outcome:
             self.sends.labels(outcome.value)  # every series exists from the start, at 0
-        self.latency = Histogram("envios_sender_gateway_latency_seconds", "time of one POST /send",
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.session_state = Gauge("envios_sender_session_state",
-                                   "1 for the session's last known state, 0 for the others",
-                                   ["cliente_id", "state"], registry=r)
-        self.eligible_pending = Gauge("envios_sender_eligible_pending",
-                                      "pending rows of eligible schedules for the session, at the last tick",
-                                      ["cliente_id"], registry=r)
+        self.latency = Histogram(
+            "envios_sender_gateway_latency_seconds",
+            "time of one POST /send",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.session_state = Gauge(
+            "envios_sender_session_state",
+            "1 for the session's last known state, 0 for the others",
+            ["cliente_id", "state"],
+            registry=r,
+        )
+        self.eligible_pending = Gauge(
+            "envios_sender_eligible_pending",
+            "pending rows of eligible schedules for the session, at the last tick",
+            ["cliente_id"],
+            registry=r,
+        )
         self._pending_series: set[str] = set()  # cliente_id labels of eligible_pending we set
-        self.quota_remaining = Gauge("envios_sender_quota_remaining",
-                                     "cupo_diario minus sent and in-flight rows today",
-                                     ["programacion_id"], registry=r)
-        self.last_success = Gauge("envios_sender_last_success_timestamp_seconds",
-                                  "unix time of the session's last confirmed send", ["cliente_id"], registry=r)
+        self.quota_remaining = Gauge(
+            "envios_sender_quota_remaining",
+            "cupo_diario minus sent and in-flight rows today",
+            ["programacion_id"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "envios_sender_last_success_timestamp_seconds",
+            "unix time of the session's last confirmed send",
+            ["cliente_id"],
+            registry=r,
+        )
         self.enabled = Gauge("envios_sender_enabled", "0 while the kill switch is off", registry=r)
         self.enabled.set(1)
         self._server = None
@@ -94,7 +113,9 @@ class SenderMetrics:
         try:
             self._server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         except OSError as exc:
-            raise ConfigError(f"config key sender.metrics_port: cannot listen on {addr}:{port} ({exc.strerror})") from None
+            raise ConfigError(
+                f"config key sender.metrics_port: cannot listen on {addr}:{port} ({exc.strerror})"
+            ) from None
         bound = self._server.server_address[1]
         log.info("event=metrics_listening addr=%s port=%s", addr, bound)
         return bound
@@ -104,4 +125,3 @@ class SenderMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-

@@ -1,11 +1,17 @@
 """`envios webhooks`: the gateways' delivery acknowledgements, as a WSGI app (DESIGN.md section 11).
 
-    POST /webhooks/session_manager   {"message_id", "ack": -1..4, "to"?, "body"?}   (or a list of them)
-    POST /webhooks/waha              {"event": "message.ack", "session", "payload": {"id", "fromMe", "to", "body"?, "ack"}}
-    POST /webhooks/evolution         {"event": "messages.update", "instance", "data": {"keyId", "remoteJid", "fromMe", "status"}}
-    POST /webhooks/cloud_api         {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {"statuses": [...]}}]}]}
-    GET  /webhooks/cloud_api?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...   (Meta's handshake)
-    GET  /metrics                    envios_webhook_events_total{kind, result}, envios_webhook_refused_total{kind, reason}
+    POST /webhooks/session_manager   {"message_id", "ack": -1..4, "to"?, "body"?}   (or a list of
+    them)
+    POST /webhooks/waha              {"event": "message.ack", "session", "payload": {"id", "fromMe",
+    "to", "body"?, "ack"}}
+    POST /webhooks/evolution         {"event": "messages.update", "instance", "data": {"keyId",
+    "remoteJid", "fromMe", "status"}}
+    POST /webhooks/cloud_api         {"object": "whatsapp_business_account", "entry": [{"changes":
+    [{"value": {"statuses": [...]}}]}]}
+    GET  /webhooks/cloud_api?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...   (Meta's
+    handshake)
+    GET  /metrics                    envios_webhook_events_total{kind, result},
+    envios_webhook_refused_total{kind, reason}
 
 Authentication: `webhooks.secret` in the `X-Webhook-Secret` header or `?secret=` for the
 first three; Cloud API's `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with
@@ -42,18 +48,36 @@ log = logging.getLogger("envios.webhooks")
 KINDS = GATEWAY_DIALECTS  # the simulator acknowledges in session_manager's dialect
 MAX_BODY = 1024 * 1024
 
-# whatsapp-web.js / WAHA ack numbers (WAMessageAck): -1 ERROR, 0 PENDING, 1 SERVER, 2 DEVICE, 3 READ, 4 PLAYED
-WWEBJS_ACKS: dict[int, str | None] = {-1: "failed", 0: None, 1: "sent", 2: "delivered", 3: "read", 4: "read"}
+# whatsapp-web.js / WAHA ack numbers (WAMessageAck): -1 ERROR, 0 PENDING, 1 SERVER, 2 DEVICE, 3
+# READ, 4 PLAYED
+WWEBJS_ACKS: dict[int, str | None] = {
+    -1: "failed",
+    0: None,
+    1: "sent",
+    2: "delivered",
+    3: "read",
+    4: "read",
+}
 # Evolution API v2 messages.update `status`
-EVOLUTION_STATUSES: dict[str, str | None] = {"ERROR": "failed", "PENDING": None, "SERVER_ACK": "sent",
-                                             "DELIVERY_ACK": "delivered", "READ": "read", "PLAYED": "read"}
+EVOLUTION_STATUSES: dict[str, str | None] = {
+    "ERROR": "failed",
+    "PENDING": None,
+    "SERVER_ACK": "sent",
+    "DELIVERY_ACK": "delivered",
+    "READ": "read",
+    "PLAYED": "read",
+}
 CLOUD_STATUSES = ("sent", "delivered", "read", "failed")
 
 
 def _id(value: Any) -> str | None:
     if isinstance(value, Mapping):
         value = value.get("_serialized")
-    return str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip() else None
+    return (
+        str(value).strip()
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip()
+        else None
+    )
 
 
 def _digits(jid: Any) -> str | None:
@@ -69,6 +93,7 @@ def _items(value: Any) -> list:
 
 # -- each gateway's payload -> acknowledgements ----------------------------------------------------
 
+
 def parse_session_manager(body: Any) -> list[Ack]:
     acks = []
     for item in _items(body):
@@ -77,10 +102,16 @@ def parse_session_manager(body: Any) -> list[Ack]:
         ack = item.get("ack")
         status = WWEBJS_ACKS.get(ack) if isinstance(ack, int) else None
         to = item.get("to")
-        acks.append(Ack("session_manager", _id(item.get("message_id")), status,
-                        to=str(to) if isinstance(to, (str, int)) and str(to).isdigit() else _digits(to),
-                        text=item.get("body") if isinstance(item.get("body"), str) else None,
-                        error="the session manager reports ack -1 (error)" if status == "failed" else ""))
+        acks.append(
+            Ack(
+                "session_manager",
+                _id(item.get("message_id")),
+                status,
+                to=str(to) if isinstance(to, (str, int)) and str(to).isdigit() else _digits(to),
+                text=item.get("body") if isinstance(item.get("body"), str) else None,
+                error="the session manager reports ack -1 (error)" if status == "failed" else "",
+            )
+        )
     return acks
 
 
@@ -94,9 +125,18 @@ def parse_waha(body: Any) -> list[Ack]:
             continue
         ack = payload.get("ack")
         status = WWEBJS_ACKS.get(ack) if isinstance(ack, int) else None
-        acks.append(Ack("waha", _id(payload.get("id")), status, to=_digits(payload.get("to")),
-                        text=payload.get("body") if isinstance(payload.get("body"), str) else None,
-                        error=f"WAHA reports ack {payload.get('ackName') or ack}" if status == "failed" else ""))
+        acks.append(
+            Ack(
+                "waha",
+                _id(payload.get("id")),
+                status,
+                to=_digits(payload.get("to")),
+                text=payload.get("body") if isinstance(payload.get("body"), str) else None,
+                error=f"WAHA reports ack {payload.get('ackName') or ack}"
+                if status == "failed"
+                else "",
+            )
+        )
     return acks
 
 
@@ -114,9 +154,15 @@ def parse_evolution(body: Any) -> list[Ack]:
             key = data.get("key") if isinstance(data.get("key"), Mapping) else {}
             raw = data.get("status") or (data.get("update") or {}).get("status")
             status = EVOLUTION_STATUSES.get(str(raw).upper()) if raw is not None else None
-            acks.append(Ack("evolution", _id(data.get("keyId") or key.get("id")), status,
-                            to=_digits(data.get("remoteJid") or key.get("remoteJid")),
-                            error="Evolution reports status ERROR" if status == "failed" else ""))
+            acks.append(
+                Ack(
+                    "evolution",
+                    _id(data.get("keyId") or key.get("id")),
+                    status,
+                    to=_digits(data.get("remoteJid") or key.get("remoteJid")),
+                    error="Evolution reports status ERROR" if status == "failed" else "",
+                )
+            )
     return acks
 
 
@@ -136,13 +182,25 @@ def parse_cloud_api(body: Any) -> list[Ack]:
                 error = ""
                 if errors:
                     e = errors[0]
-                    details = (e.get("error_data") or {}).get("details") if isinstance(e.get("error_data"), Mapping) else None
+                    details = (
+                        (e.get("error_data") or {}).get("details")
+                        if isinstance(e.get("error_data"), Mapping)
+                        else None
+                    )
                     text = scrub(str(details or e.get("message") or e.get("title") or ""))
                     error = f"{e.get('code')}: {text}".strip()
-                acks.append(Ack("cloud_api", _id(st.get("id")), status,
-                                envio_id=int(reference) if reference.isdigit() else None,
-                                to=str(st.get("recipient_id")) if str(st.get("recipient_id", "")).isdigit() else None,
-                                error=error))
+                acks.append(
+                    Ack(
+                        "cloud_api",
+                        _id(st.get("id")),
+                        status,
+                        envio_id=int(reference) if reference.isdigit() else None,
+                        to=str(st.get("recipient_id"))
+                        if str(st.get("recipient_id", "")).isdigit()
+                        else None,
+                        error=error,
+                    )
+                )
     return acks
 
 
@@ -156,30 +214,52 @@ PARSERS: dict[str, Callable[[Any], list[Ack]]] = {
 
 # -- authentication --------------------------------------------------------------------------------
 
+
 def signature_ok(app_secret: str, raw: bytes, header: str | None) -> bool:
     if not app_secret or not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(app_secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256="):].strip().lower())
+    return hmac.compare_digest(expected, header[len("sha256=") :].strip().lower())
 
 
 def secret_ok(secret: str, given: str | None) -> bool:
-    return bool(secret) and given is not None and hmac.compare_digest(secret.encode("utf-8"), given.encode("utf-8"))
+    return (
+        bool(secret)
+        and given is not None
+        and hmac.compare_digest(secret.encode("utf-8"), given.encode("utf-8"))
+    )
 
 
 # -- the app ---------------------------------------------------------------------------------------
 
+
 class WebhookApp:
-    def __init__(self, database: Database, clock: Clock, *, secret: str, app_secret: str, verify_token: str,
-                 in_flight_s: float = 0.0):
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        *,
+        secret: str,
+        app_secret: str,
+        verify_token: str,
+        in_flight_s: float = 0.0,
+    ):
         self.database, self.clock, self.in_flight_s = database, clock, in_flight_s
         self.secret, self.app_secret, self.verify_token = secret, app_secret, verify_token
         self.pool = ConnectionPool(database, keep=8)
         self.registry = CollectorRegistry()
-        self.events = Counter("envios_webhook_events", "acknowledgement events received, by what they did",
-                              ["kind", "result"], registry=self.registry)
-        self.refused = Counter("envios_webhook_refused", "webhook calls refused, by reason",
-                               ["kind", "reason"], registry=self.registry)
+        self.events = Counter(
+            "envios_webhook_events",
+            "acknowledgement events received, by what they did",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "envios_webhook_refused",
+            "webhook calls refused, by reason",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
         for kind in KINDS:
             for result in delivery.RESULTS:
                 self.events.labels(kind, result)
@@ -187,11 +267,18 @@ class WebhookApp:
                 self.refused.labels(kind, reason)
 
     @classmethod
-    def from_config(cls, config, database: Database | None = None, clock: Clock | None = None) -> WebhookApp:
+    def from_config(
+        cls, config, database: Database | None = None, clock: Clock | None = None
+    ) -> WebhookApp:
         w = config.webhooks
-        return cls(database or Database(config.database.url), clock or Clock(config.tz),
-                   secret=w.secret, app_secret=w.app_secret, verify_token=w.verify_token,
-                   in_flight_s=delivery.in_flight_s(config))
+        return cls(
+            database or Database(config.database.url),
+            clock or Clock(config.tz),
+            secret=w.secret,
+            app_secret=w.app_secret,
+            verify_token=w.verify_token,
+            in_flight_s=delivery.in_flight_s(config),
+        )
 
     def close(self) -> None:
         self.pool.close()
@@ -209,7 +296,7 @@ class WebhookApp:
             return "200 OK", [("Content-Type", CONTENT_TYPE_LATEST)], generate_latest(self.registry)
         if method == "GET" and path == "/healthz":
             return _json("200 OK", {"ok": True})
-        kind = path[len("/webhooks/"):] if path.startswith("/webhooks/") else ""
+        kind = path[len("/webhooks/") :] if path.startswith("/webhooks/") else ""
         if kind not in KINDS:
             return _json("404 Not Found", {"error": "no such webhook"})
         if method == "GET" and kind == "cloud_api":
@@ -237,7 +324,9 @@ class WebhookApp:
             results = self.apply(kind, PARSERS[kind](payload))
         except EnviosError as exc:
             log.error(kv("webhook_failed", kind=kind, detail=str(exc)))
-            return _json("503 Service Unavailable", {"error": "database unavailable; send it again"})
+            return _json(
+                "503 Service Unavailable", {"error": "database unavailable; send it again"}
+            )
         return _json("200 OK", {"received": sum(results.values()), "results": results})
 
     def _handshake(self, query: dict) -> tuple[str, list, bytes]:

@@ -10,7 +10,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m envios.simulator", description=HELP)
     add_arguments(parser)
     # `envios gateway-sim` gets --log-level from the shared CLI; the module form adds its own.
-    parser.add_argument("--log-level", default=None, help="DEBUG shows each request (numbers masked)")
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG shows each request (numbers masked)"
+    )
     return run(parser.parse_args(argv), None)
 
 

@@ -141,21 +141,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='answer /status with "status" instead of "state" (older builds)',
     )
     parser.add_argument(
-        "--api-key", default=None, help="if set, require it in X-Api-Key, apikey or Authorization: Bearer"
+        "--api-key",
+        default=None,
+        help="if set, require it in X-Api-Key, apikey or Authorization: Bearer",
     )
     parser.add_argument(
-        "--webhook-url", default=None, metavar="URL",
+        "--webhook-url",
+        default=None,
+        metavar="URL",
         help="post each delivery's acknowledgements here (e.g. http://127.0.0.1:9110/webhooks/waha)",
     )
     parser.add_argument(
-        "--webhook-kind", default="session_manager", choices=["session_manager", "waha", "evolution", "cloud_api"],
-        help="the shape of the acknowledgements (default session_manager); WAHA, Evolution and Cloud API "
-             "sends are answered in their own shapes whatever this says",
+        "--webhook-kind",
+        default="session_manager",
+        choices=["session_manager", "waha", "evolution", "cloud_api"],
+        help=(
+            "the shape of the acknowledgements (default session_manager); WAHA, Evolution and "
+            "Cloud API sends are answered in their own shapes whatever this says"
+        ),
     )
     parser.add_argument("--webhook-secret", default="", help="sent as X-Webhook-Secret")
-    parser.add_argument("--webhook-app-secret", default="", help="Cloud API: key of X-Hub-Signature-256")
-    parser.add_argument("--read-share", type=_rate, default=0.5, metavar="P",
-                        help="share of deliveries also acknowledged as read (default 0.5)")
+    parser.add_argument(
+        "--webhook-app-secret", default="", help="Cloud API: key of X-Hub-Signature-256"
+    )
+    parser.add_argument(
+        "--read-share",
+        type=_rate,
+        default=0.5,
+        metavar="P",
+        help="share of deliveries also acknowledged as read (default 0.5)",
+    )
 
 
 def faults_from_args(args: argparse.Namespace) -> Faults:
@@ -202,9 +217,16 @@ def run(args: argparse.Namespace, config=None) -> int:
     print(f"gateway-sim listening on {sim.base_url}", flush=True)
     notifier = None
     if args.webhook_url:
-        notifier = Notifier(sim.state, sim.dialects, args.webhook_url, args.webhook_kind,
-                            secret=args.webhook_secret, app_secret=args.webhook_app_secret,
-                            read_share=args.read_share, seed=args.seed or 1).start()
+        notifier = Notifier(
+            sim.state,
+            sim.dialects,
+            args.webhook_url,
+            args.webhook_kind,
+            secret=args.webhook_secret,
+            app_secret=args.webhook_app_secret,
+            read_share=args.read_share,
+            seed=args.seed or 1,
+        ).start()
 
     done = threading.Event()
     previous = {}

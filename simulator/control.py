@@ -3,7 +3,8 @@
     GET  /_sim/ledger[?cliente_id=N][&to=DIGITS][&since=SEQ]   deliveries
     GET  /_sim/stats                                           counters, sessions, faults, seed
     GET  /_sim/faults        POST /_sim/faults {...}           read / change fault settings
-    GET  /_sim/sessions      POST /_sim/session {"cliente_id": 51, "state": "DISCONNECTED", "for_s": 5}
+    GET  /_sim/sessions      POST /_sim/session {"cliente_id": 51, "state": "DISCONNECTED", "for_s":
+    5}
     POST /_sim/reset                                           back to the startup state
     POST /_sim/refuse {"for_s": 3}                             stop listening for a while
 

@@ -78,15 +78,15 @@ class Faults:
             total += rate
         if total > 1.0 + 1e-9:
             raise ValueError(
-                f"the fault rates add up to {total:.3f}; they are exclusive and must add up to at most 1"
+                f"the fault rates add up to {total:.3f};"
+                " they are exclusive and must add up to at most 1"
             )
         for name in ("slow_s", "session_drop_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.session_drop_state not in SESSION_STATES or self.session_drop_state == "READY":
-            raise ValueError(
-                f"session_drop_state must be one of {', '.join(s for s in SESSION_STATES if s != 'READY')}"
-            )
+            allowed = ", ".join(s for s in SESSION_STATES if s != "READY")
+            raise ValueError(f"session_drop_state must be one of {allowed}")
         if self.status_key not in ("state", "status"):
             raise ValueError("status_key must be 'state' or 'status'")
 

@@ -81,10 +81,13 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             self._carry_out(error_reply(400, "VALIDATION_ERROR", str(exc), close=True))
             return
         state = self.owner.state
-        if path.startswith("/_sim/"):  # the ledger holds numbers and texts: the API's key guards it too
-            reply = (control.handle(self.owner, self.connection, method, path, query, body)
-                     if state._authorized(self.headers)
-                     else error_reply(401, "UNAUTHORIZED", "missing or wrong API key"))
+        # the ledger holds numbers and texts: the API's key guards it too
+        if path.startswith("/_sim/"):
+            reply = (
+                control.handle(self.owner, self.connection, method, path, query, body)
+                if state._authorized(self.headers)
+                else error_reply(401, "UNAUTHORIZED", "missing or wrong API key")
+            )
         elif path == "/send":
             reply = (
                 state.handle_send(self.headers, query, body)
@@ -97,7 +100,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 if method == "GET"
                 else error_reply(405, "METHOD_NOT_ALLOWED", "use GET /status")
             )
-        elif Dialects.handles(path):  # WAHA, Evolution API, Cloud API shapes (simulator/dialects.py)
+        # WAHA, Evolution API, Cloud API shapes (simulator/dialects.py)
+        elif Dialects.handles(path):
             reply = self.owner.dialects.route(method, path, query, body, self.headers)
         else:
             reply = error_reply(404, "NOT_FOUND", f"no route {method} {path}")

@@ -67,7 +67,8 @@ class SimulatorServer:
             default_state=default_state,
             api_key=api_key,
         )
-        self.dialects = Dialects(self.state)  # WAHA / Evolution / Cloud API shapes in front of the same state
+        # WAHA / Evolution / Cloud API shapes in front of the same state
+        self.dialects = Dialects(self.state)
         self._lock = threading.RLock()
         self._listener: _Listener | None = None
         self._running = False  # between start() and stop(), listening or refusing

@@ -318,7 +318,8 @@ class SimState:
                     "to": to,
                     "text": text,
                     "time": time.time(),
-                    "outcome": outcome,  # what the client was told: ok, slow, garbage, no_message_id, dropped
+                    # what the client was told: ok, slow, garbage, no_message_id, dropped
+                    "outcome": outcome,
                 }
             )
             self._count(outcome)

@@ -61,9 +61,13 @@ def make_mysql_database(base_url: str) -> str:
     name = f"envios_t_{uuid.uuid4().hex[:10]}"
     parts = urlsplit(base_url)
     try:
-        raw = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
-                              user=parts.username or "root", password=parts.password or "",
-                              connect_timeout=5)
+        raw = pymysql.connect(
+            host=parts.hostname,
+            port=parts.port or 3306,
+            user=parts.username or "root",
+            password=parts.password or "",
+            connect_timeout=5,
+        )
     except pymysql.err.OperationalError as exc:
         if IN_CI:
             pytest.fail(f"MariaDB at {parts.hostname}:{parts.port} unreachable in CI: {exc}")
@@ -78,8 +82,12 @@ def drop_mysql_database(url: str) -> None:
     import pymysql
 
     parts = urlsplit(url)
-    raw = pymysql.connect(host=parts.hostname, port=parts.port or 3306,
-                          user=parts.username or "root", password=parts.password or "")
+    raw = pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+    )
     with raw.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {parts.path.lstrip('/')}")
     raw.close()
@@ -131,7 +139,9 @@ def legacy_file(name: str) -> Path:
     path = LEGACY_DIR / name
     if not path.exists():
         if IN_CI:
-            pytest.fail(f"{path} is missing: the real legacy schemas must be beside the repository in CI")
+            pytest.fail(
+                f"{path} is missing: the real legacy schemas must be beside the repository in CI"
+            )
         pytest.skip(f"{path} not found")
     return path
 
@@ -144,13 +154,15 @@ def _sqlite_table(statement: str) -> list[str]:
     charsets, COMMENTs and ON UPDATE clauses (SQLite has none) are dropped.
     """
     table = re.match(r"\s*CREATE TABLE (\w+)", statement).group(1)
-    body = statement[statement.index("(") + 1: statement.rindex(")")]
+    body = statement[statement.index("(") + 1 : statement.rindex(")")]
     defs, extra = [], []
     for part in re.split(r",\s*\n", body):
         d = " ".join(part.split())
         key = re.match(r"(UNIQUE )?KEY (\w+) \((.*)\)$", d)
         if key:
-            extra.append(f"CREATE {key.group(1) or ''}INDEX {key.group(2)} ON {table} ({key.group(3)})")
+            extra.append(
+                f"CREATE {key.group(1) or ''}INDEX {key.group(2)} ON {table} ({key.group(3)})"
+            )
             continue
         if not d or d.startswith("PRIMARY KEY"):
             continue
@@ -158,7 +170,9 @@ def _sqlite_table(statement: str) -> list[str]:
         d = re.sub(r" CHARACTER SET \w+ COLLATE \w+", "", d)
         d = re.sub(r" COMMENT '(?:[^']|'')*'", "", d)
         d = re.sub(r"enum\([^)]*\)", "VARCHAR(16)", d)
-        d = d.replace(" ON UPDATE current_timestamp()", "").replace("current_timestamp()", "CURRENT_TIMESTAMP")
+        d = d.replace(" ON UPDATE current_timestamp()", "").replace(
+            "current_timestamp()", "CURRENT_TIMESTAMP"
+        )
         defs.append(d.replace("int(11)", "INTEGER"))
     return [f"CREATE TABLE {table} ({', '.join(defs)})", *extra]
 
@@ -175,7 +189,11 @@ def legacy_script(conn, schema_name: str = "2026-02") -> list[str]:
         return statements
     out = []
     for statement in statements:
-        out.extend(_sqlite_table(statement) if statement.lstrip().startswith("CREATE TABLE") else [statement])
+        out.extend(
+            _sqlite_table(statement)
+            if statement.lstrip().startswith("CREATE TABLE")
+            else [statement]
+        )
     return out
 
 
@@ -207,7 +225,9 @@ def pytest_collection_modifyitems(config, items):
     """
     keep, drop = [], []
     for item in items:
-        on_sqlite = getattr(item, "callspec", None) and item.callspec.params.get("db_url") == "sqlite"
+        on_sqlite = (
+            getattr(item, "callspec", None) and item.callspec.params.get("db_url") == "sqlite"
+        )
         (drop if on_sqlite and item.get_closest_marker("mysql_only") else keep).append(item)
     if drop:
         kept = {item.nodeid for item in keep}

@@ -51,7 +51,8 @@ SQL_LOWER = re.compile(
 QUOTED_STATE = re.compile(r"'(" + "|".join(STATES) + r")'")
 # A fragment of SQL comparing with a quoted state: `estado = 'enviando'`, `IN ('enviado', 'error')`.
 COMPARED_STATE = re.compile(
-    r"(?:=|<>|!=|\bIN\s*\()\s*(?:'[^']*'\s*,\s*)*'(?:" + "|".join(STATES) + r")'")
+    r"(?:=|<>|!=|\bIN\s*\()\s*(?:'[^']*'\s*,\s*)*'(?:" + "|".join(STATES) + r")'"
+)
 
 
 STATE_LITERAL = "state literal outside envios/domain.py"
@@ -77,8 +78,12 @@ def _docstrings(tree: ast.AST) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             body = node.body
-            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                    and isinstance(body[0].value.value, str)):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 ids.add(id(body[0].value))
     return ids
 
@@ -111,8 +116,12 @@ def strings(tree: ast.AST) -> list[tuple[ast.AST, str]]:
             found.append((node, "".join(str(p) for p in parts)))
             inside_fstrings.update(id(v) for v in node.values)
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                and id(node) not in skip and id(node) not in inside_fstrings):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in skip
+            and id(node) not in inside_fstrings
+        ):
             found.append((node, node.value))
     return sorted(found, key=lambda pair: (pair[0].lineno, pair[0].col_offset))
 
@@ -135,11 +144,12 @@ def check_source(source: str, path: str) -> list[Offence]:
             offences.append(Offence(path, node.lineno, STATE_LITERAL, text))
         elif text == "error":
             statement = _statement_of(node, parents)
-            siblings = {s for n, s in texts if s in ONLY_STATES
-                        and _statement_of(n, parents) is statement}
+            siblings = {
+                s for n, s in texts if s in ONLY_STATES and _statement_of(n, parents) is statement
+            }
             if _compared(node, parents) or siblings:
                 offences.append(Offence(path, node.lineno, STATE_LITERAL, text))
-        elif (QUOTED_STATE.search(text) if sql else COMPARED_STATE.search(text)):
+        elif QUOTED_STATE.search(text) if sql else COMPARED_STATE.search(text):
             offences.append(Offence(path, node.lineno, "state literal in SQL text", text))
     return offences
 
@@ -159,8 +169,12 @@ def check_product() -> list[Offence]:
 def test_the_product_is_read():
     """The walk finds the product: both processes, the core, the store and the domain."""
     paths = {p.relative_to(ROOT).as_posix() for p in product_modules()}
-    assert {"envios/domain.py", "envios/store/watching.py", "sender/webhooks.py",
-            "monitor/queries.py"} <= paths
+    assert {
+        "envios/domain.py",
+        "envios/store/watching.py",
+        "sender/webhooks.py",
+        "monitor/queries.py",
+    } <= paths
     assert not any(p.startswith("simulator/") for p in paths)
 
 
@@ -216,7 +230,8 @@ def test_the_store_may_hold_sql_but_not_state_literals():
     assert (8, "state literal in SQL text") in got
     sql_in_store = "X = \"SELECT id FROM t WHERE estado = 'enviando'\"\n"
     assert [o.what for o in check_source(sql_in_store, "envios/store/x.py")] == [
-        "state literal in SQL text"]
+        "state literal in SQL text"
+    ]
 
 
 def test_the_domain_may_name_the_states():

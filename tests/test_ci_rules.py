@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SKIPPING = '''
+SKIPPING = """
 import pytest
 
 def test_skips_itself():
@@ -25,15 +25,32 @@ def test_skipped_by_a_fixture(tool):
 @pytest.mark.skipif(True, reason="marker")
 def test_skipped_by_a_marker():
     pass
-'''
+"""
 
 
 def run_with_the_suite_rules(tmp_path: Path, ci: str) -> subprocess.CompletedProcess:
     (tmp_path / "test_skipping.py").write_text(SKIPPING)
     env = {**os.environ, "CI": ci, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-                           "--rootdir", str(tmp_path), str(tmp_path / "test_skipping.py")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.conftest",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path / "test_skipping.py"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_every_kind_of_skip_fails_under_ci(tmp_path):

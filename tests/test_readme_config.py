@@ -21,8 +21,8 @@ def _same(text: str, value) -> bool:
 
 
 def test_every_key_is_in_the_readme_table():
-    table = README[README.index("| key | default | meaning |"):]
-    table = table[:table.index("\n\n")]
+    table = README[README.index("| key | default | meaning |") :]
+    table = table[: table.index("\n\n")]
     for dotted in config._leaf_paths(config.DEFAULTS):
         section = dotted.rsplit(".", 1)[0]
         leaf = dotted.rsplit(".", 1)[-1]

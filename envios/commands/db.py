@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from envios.clock import Clock
-from envios.commands.common import common_options
+from envios.commands.common import action_parsers
 from envios.store import schema
 from envios.store.connector import Database
 
@@ -14,25 +14,26 @@ HELP = "create or upgrade the database schema (versioned, idempotent, non-destru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="db_action", metavar="ACTION")
-    actions.required = True
-    upgrade = actions.add_parser(
+    action = action_parsers(parser, "db_action")
+    upgrade = action(
         "upgrade",
-        parents=[common_options()],
         help="apply pending schema versions",
         description=(
             "Apply pending schema versions to database.url. On the production schema it appends "
-            "'enviando' to the estado ENUMs (keeping the rest of their definition), adds message_id, "
-            "claim columns, schedule pause/lease columns, the audit table and the watcher's indexes "
-            "(reusing an index that already covers the columns); on an empty database it creates "
-            "everything. Every step is checked before the first change: a refused upgrade changes "
-            "nothing. It never drops or renames a column, index or ENUM value, and runs in a strict "
-            "sql_mode of its own. Running it twice changes nothing."
+            "'enviando' to the estado ENUMs (keeping the rest of their definition), adds "
+            "message_id, claim columns, schedule pause/lease columns, the audit table and the "
+            "watcher's indexes (reusing an index that already covers the columns); on an empty "
+            "database it creates everything. Every step is checked before the first change: a "
+            "refused upgrade changes nothing. It never drops or renames a column, index or ENUM "
+            "value, and runs in a strict sql_mode of its own. Running it twice changes nothing."
         ),
     )
-    upgrade.add_argument("--dry-run", action="store_true",
-                         help="print the SQL that would run and what it found and leaves alone; change nothing")
-    actions.add_parser("status", parents=[common_options()], help="show applied and pending schema versions")
+    upgrade.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the SQL that would run and what it found and leaves alone; change nothing",
+    )
+    action("status", help="show applied and pending schema versions")
 
 
 def run(args: argparse.Namespace, config) -> int:

@@ -11,14 +11,29 @@ HELP = "everything on SQLite with the simulator: a live demo in the terminal (lo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=120.0, metavar="SECONDS",
-                        help="stop after this long even if work remains (default 120)")
-    parser.add_argument("--rows", type=int, default=300, metavar="N",
-                        help="recipients to create (default 300)")
-    parser.add_argument("--speed", choices=["fast", "normal", "slow"], default="normal",
-                        help="pacing and fault timings (default normal; fast finishes 300 rows in seconds)")
-    parser.add_argument("--db", type=Path, default=Path("envios-demo.db"), metavar="PATH",
-                        help="SQLite file to create, replacing any earlier demo file (default ./envios-demo.db)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="stop after this long even if work remains (default 120)",
+    )
+    parser.add_argument(
+        "--rows", type=int, default=300, metavar="N", help="recipients to create (default 300)"
+    )
+    parser.add_argument(
+        "--speed",
+        choices=["fast", "normal", "slow"],
+        default="normal",
+        help="pacing and fault timings (default normal; fast finishes 300 rows in seconds)",
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path("envios-demo.db"),
+        metavar="PATH",
+        help="SQLite file to create, replacing any earlier demo file (default ./envios-demo.db)",
+    )
 
 
 def run(args: argparse.Namespace, config) -> int:
@@ -28,4 +43,6 @@ def run(args: argparse.Namespace, config) -> int:
         raise ConfigError("--rows: at least 10 recipients")
     if args.duration <= 0:
         raise ConfigError("--duration: must be positive")
-    return run_demo(config, db_path=args.db, rows=args.rows, duration_s=args.duration, speed_name=args.speed)
+    return run_demo(
+        config, db_path=args.db, rows=args.rows, duration_s=args.duration, speed_name=args.speed
+    )

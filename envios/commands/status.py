@@ -21,11 +21,27 @@ from envios.store import operating
 from envios.store.connector import Database
 from envios.store.sql import by_value
 
-HELP = ("per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, delivered/read/failed, "
-        "unknowns settled, paused and why")
+HELP = (
+    "per-campaign progress: pending, in flight, sent, errors, stuck, missing ids, "
+    "delivered/read/failed, unknowns settled, paused and why"
+)
 
-HEADERS = ["ID", "NAME", "ESTADO", "PENDING", "IN FLIGHT", "SENT", "ERRORS", "STUCK",
-           "NO MSG ID", "LEGACY NO ID", "ERROR RATIO", "DELIVERED/READ/FAILED", "SETTLED", "PAUSED"]
+HEADERS = [
+    "ID",
+    "NAME",
+    "ESTADO",
+    "PENDING",
+    "IN FLIGHT",
+    "SENT",
+    "ERRORS",
+    "STUCK",
+    "NO MSG ID",
+    "LEGACY NO ID",
+    "ERROR RATIO",
+    "DELIVERED/READ/FAILED",
+    "SETTLED",
+    "PAUSED",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +53,31 @@ def run(args: argparse.Namespace, config) -> int:
     database = Database(config.database.url)
     with database.connect() as conn:
         if not q.schema_ready(conn):
-            raise EnviosError(f"the schema of {database.describe()} is not upgraded: run `envios db upgrade`")
-        print(render(conn, clock.db_now(conn), config, include_finished=args.all, where=database.describe(),
-                     local=clock.now()))
+            raise EnviosError(
+                f"the schema of {database.describe()} is not upgraded: run `envios db upgrade`"
+            )
+        print(
+            render(
+                conn,
+                clock.db_now(conn),
+                config,
+                include_finished=args.all,
+                where=database.describe(),
+                local=clock.now(),
+            )
+        )
     return 0
 
 
-def render(conn, now: dt.datetime, config, *, include_finished: bool = False, where: str = "",
-           local: dt.datetime | None = None) -> str:
+def render(
+    conn,
+    now: dt.datetime,
+    config,
+    *,
+    include_finished: bool = False,
+    where: str = "",
+    local: dt.datetime | None = None,
+) -> str:
     """`now` is the database server's wall clock; `local` the configured zone's, when known."""
     monitor = config.monitor
     camps = q.campaigns(conn, include_finished=include_finished)
@@ -79,25 +112,48 @@ def render(conn, now: dt.datetime, config, *, include_finished: bool = False, wh
         st = stuck.get(campania_id)
         mis = missing[campania_id]
         ack, settle = acks[campania_id], settled[campania_id]
-        rows.append([campania_id, shorten(names.get(campania_id, ("", ""))[0], 28),
-                     camps[campania_id].estado, *(m[estado] for estado in ESTADOS),
-                     st.count if st else 0, mis.missing, mis.legacy, ratio,
-                     f"{ack.delivered}/{ack.read}/{ack.failed}",
-                     f"{settle['evidence']} auto, {settle['person']} person", why])
+        rows.append(
+            [
+                campania_id,
+                shorten(names.get(campania_id, ("", ""))[0], 28),
+                camps[campania_id].estado,
+                *(m[estado] for estado in ESTADOS),
+                st.count if st else 0,
+                mis.missing,
+                mis.legacy,
+                ratio,
+                f"{ack.delivered}/{ack.read}/{ack.failed}",
+                f"{settle['evidence']} auto, {settle['person']} person",
+                why,
+            ]
+        )
     when = f"{now:%Y-%m-%d %H:%M:%S} ({config.timezone})"
     if local is not None and local != now:  # two clocks: say which is which
-        when = f"{local:%Y-%m-%d %H:%M:%S} ({config.timezone}; database clock {now:%Y-%m-%d %H:%M:%S})"
-    title = (f"envios status {where} at {when}; "
-             f"stuck = enviando > {monitor.stuck_after_s:g}s, error ratio over {monitor.window_s:g}s")
+        when = (
+            f"{local:%Y-%m-%d %H:%M:%S} ({config.timezone}; database clock {now:%Y-%m-%d %H:%M:%S})"
+        )
+    title = (
+        f"envios status {where} at {when}; "
+        f"stuck = enviando > {monitor.stuck_after_s:g}s, error ratio over {monitor.window_s:g}s"
+    )
     notes = _legacy_locks(conn, now, float(config.sender.lease_ttl_s))
     if not rows:
-        return "\n".join([title, "no campaigns" + ("" if include_finished else
-                                                  " in progress (--all shows finalizado ones)"), *notes])
-    return "\n".join([title, format_table(HEADERS, rows, right=(0, 3, 4, 5, 6, 7, 8, 9, 10)), *notes])
+        return "\n".join(
+            [
+                title,
+                "no campaigns"
+                + ("" if include_finished else " in progress (--all shows finalizado ones)"),
+                *notes,
+            ]
+        )
+    return "\n".join(
+        [title, format_table(HEADERS, rows, right=(0, 3, 4, 5, 6, 7, 8, 9, 10)), *notes]
+    )
 
 
 def _legacy_locks(conn, now: dt.datetime, ttl_s: float) -> list[str]:
-    """Schedules the original scheduler is still working (a fresh lock): envios does not send them."""
+    """Schedules the original scheduler is still working (a fresh lock): envios does not send
+    them."""
     lines = []
     for s in conn.query(operating.LEGACY_LOCKS, by_value(ProgramacionEstado.APROBADA)):
         reason = legacy_lock_reason(s, now, ttl_s)

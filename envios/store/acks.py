@@ -19,13 +19,15 @@ def _locked(name: str, where: str) -> Statement:
     return Statement(name, mysql=f"{_ROW} {where} FOR UPDATE", sqlite=f"{_ROW} {where}")
 
 
-ROW_BY_MESSAGE_ID_LOCKED = _locked("acks.row_by_message_id_locked",
-                                   "WHERE message_id = %(message_id)s")
+ROW_BY_MESSAGE_ID_LOCKED = _locked(
+    "acks.row_by_message_id_locked", "WHERE message_id = %(message_id)s"
+)
 ROW_LOCKED = _locked("acks.row_locked", "WHERE id = %(envio_id)s")
 ROW = Statement("acks.row", f"{_ROW} WHERE id = %(envio_id)s")
 # Unknown outcomes without an id: an ack naming only the recipient and the text may be theirs.
-UNKNOWN_WITHOUT_ID_LOCKED = _locked("acks.unknown_without_id_locked",
-                                    "WHERE estado = %(enviando)s AND message_id IS NULL")
+UNKNOWN_WITHOUT_ID_LOCKED = _locked(
+    "acks.unknown_without_id_locked", "WHERE estado = %(enviando)s AND message_id IS NULL"
+)
 
 FORGET_OLD_UNMATCHED = Statement(
     "acks.forget_old_unmatched",

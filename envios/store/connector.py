@@ -3,7 +3,8 @@
 The store's statements (`envios.store.sql.Statement`, `%(name)s` parameters given as a
 mapping) and the older `%s` strings with a sequence both go through `Connection.query`,
 `Connection.execute` and `Connection.transaction`; this module picks a statement's
-dialect text, turns the placeholders into the driver's style, converts date/time values both ways, and
+dialect text, turns the placeholders into the driver's style, converts date/time values both ways,
+and
 translates driver errors into `envios.errors` types whose messages never carry a
 password.
 """
@@ -42,6 +43,7 @@ _NAMED = re.compile(r"%\((\w+)\)s|%%")
 def _sqlite_placeholder(match: re.Match[str]) -> str:
     return f":{match.group(1)}" if match.group(1) else "%"
 
+
 MYSQL = "mysql"
 SQLITE = "sqlite"
 # The URL schemes of a MariaDB/MySQL database: the one rule (config asks `DatabaseUrl.parse`).
@@ -70,22 +72,30 @@ class DatabaseUrl:
         try:
             parts = urlsplit(url)
         except ValueError:  # e.g. an unclosed IPv6 bracket; the driver's text may hold the password
-            raise ConfigError("config key database.url: not a valid URL; a MySQL URL looks like "
-                              "mysql://user:pass@host:3306/dbname ([::1] for an IPv6 host)") from None
+            raise ConfigError(
+                "config key database.url: not a valid URL; a MySQL URL looks like "
+                "mysql://user:pass@host:3306/dbname ([::1] for an IPv6 host)"
+            ) from None
         if parts.scheme == SQLITE:
             # sqlite:///relative.db and sqlite:////absolute/path.db
-            path = url[len("sqlite:///"):]
+            path = url[len("sqlite:///") :]
             if not url.startswith("sqlite:///") or not path:
-                raise ConfigError("config key database.url: a SQLite URL looks like sqlite:///envios.db")
+                raise ConfigError(
+                    "config key database.url: a SQLite URL looks like sqlite:///envios.db"
+                )
             return cls(dialect=SQLITE, path=path)
         if parts.scheme in MYSQL_SCHEMES:
             database = parts.path.lstrip("/")
             if not parts.hostname or not database:
-                raise ConfigError("config key database.url: a MySQL URL looks like mysql://user:pass@host:3306/dbname")
+                raise ConfigError(
+                    "config key database.url: a MySQL URL looks like mysql://user:pass@host:3306/dbname"
+                )
             try:
                 port = parts.port or 3306
             except ValueError:
-                raise ConfigError("config key database.url: the port is not a number from 0 to 65535") from None
+                raise ConfigError(
+                    "config key database.url: the port is not a number from 0 to 65535"
+                ) from None
             return cls(
                 dialect=MYSQL,
                 host=parts.hostname,
@@ -94,8 +104,10 @@ class DatabaseUrl:
                 password=unquote(parts.password or ""),
                 database=database,
             )
-        raise ConfigError("config key database.url: must start with sqlite:/// or "
-                          + " or ".join(f"{scheme}://" for scheme in MYSQL_SCHEMES))
+        raise ConfigError(
+            "config key database.url: must start with sqlite:/// or "
+            + " or ".join(f"{scheme}://" for scheme in MYSQL_SCHEMES)
+        )
 
     def describe(self) -> str:
         """Where we connect, for messages: never the password."""
@@ -143,8 +155,13 @@ def sender_timeouts(lease_ttl_s: float) -> tuple[int, float]:
 class Database:
     """A URL plus the means to open connections to it (one per thread/process)."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 10.0, read_timeout_s: float = 120.0,
-                 lock_wait_s: int | None = None):
+    def __init__(
+        self,
+        url: str,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 120.0,
+        lock_wait_s: int | None = None,
+    ):
         self.url = DatabaseUrl.parse(url)
         self.dialect = self.url.dialect
         self.connect_timeout_s = connect_timeout_s
@@ -158,13 +175,19 @@ class Database:
     def for_sender(cls, url: str, lease_ttl_s: float) -> Database:
         """The sender's database: every wait bounded well under its lease (see sender_timeouts)."""
         lock_wait_s, read_timeout_s = sender_timeouts(lease_ttl_s)
-        return cls(url, connect_timeout_s=min(10.0, read_timeout_s), read_timeout_s=read_timeout_s,
-                   lock_wait_s=lock_wait_s)
+        return cls(
+            url,
+            connect_timeout_s=min(10.0, read_timeout_s),
+            read_timeout_s=read_timeout_s,
+            lock_wait_s=lock_wait_s,
+        )
 
     def connect(self) -> Connection:
         if self.dialect == SQLITE:
             return SqliteConnection(self.url, self.connect_timeout_s)
-        return MysqlConnection(self.url, self.connect_timeout_s, self.read_timeout_s, self.lock_wait_s)
+        return MysqlConnection(
+            self.url, self.connect_timeout_s, self.read_timeout_s, self.lock_wait_s
+        )
 
     def describe(self) -> str:
         return self.url.describe()
@@ -228,7 +251,8 @@ class Connection:
         raise NotImplementedError
 
     def utc_offset(self, epoch: float) -> dt.timedelta | None:
-        """The server's wall clock minus UTC at `epoch` (None: no server clock, see sender.clock)."""
+        """The server's wall clock minus UTC at `epoch` (None: no server clock, see
+        sender.clock)."""
         return None
 
     def close(self) -> None:
@@ -323,7 +347,9 @@ class SqliteConnection(Connection):
         except sqlite3.OperationalError as exc:
             text = str(exc)
             if "interrupted" in text:
-                raise QueryTimeout(f"{self.url.describe()}: statement exceeded its time limit") from None
+                raise QueryTimeout(
+                    f"{self.url.describe()}: statement exceeded its time limit"
+                ) from None
             if "locked" in text or "busy" in text:
                 raise TransactionConflict(f"{self.url.describe()}: {text}") from None
             if "unable to open" in text:
@@ -336,8 +362,13 @@ class SqliteConnection(Connection):
 class MysqlConnection(Connection):
     dialect = MYSQL
 
-    def __init__(self, url: DatabaseUrl, timeout_s: float, read_timeout_s: float = 120.0,
-                 lock_wait_s: int | None = None):
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        timeout_s: float,
+        read_timeout_s: float = 120.0,
+        lock_wait_s: int | None = None,
+    ):
         self.url = url
         self._timeout_s = timeout_s
         self._read_timeout_s = read_timeout_s
@@ -376,7 +407,8 @@ class MysqlConnection(Connection):
     _offset: tuple[float, dt.timedelta] | None = None
 
     def utc_offset(self, epoch: float) -> dt.timedelta:
-        """How far this session's server clock is ahead of UTC at `epoch` (its time_zone, DST included).
+        """How far this session's server clock is ahead of UTC at `epoch` (its time_zone, DST
+        included).
 
         Asked as FROM_UNIXTIME(epoch) with Python's epoch: the instant is Python's,
         only the server's zone is learnt.
@@ -438,23 +470,39 @@ class MysqlConnection(Connection):
     def _translate_errors(self) -> Iterator[None]:
         try:
             yield
-        except (pymysql.err.OperationalError, pymysql.err.InternalError, pymysql.err.InterfaceError) as exc:
+        except (
+            pymysql.err.OperationalError,
+            pymysql.err.InternalError,
+            pymysql.err.InterfaceError,
+        ) as exc:
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
             where = self.url.describe()
             if code in _ACCESS_DENIED:
-                raise DatabaseUnavailable(f"cannot connect to {where}: access denied (check user and password)") from None
+                raise DatabaseUnavailable(
+                    f"cannot connect to {where}: access denied (check user and password)"
+                ) from None
             if code == _UNKNOWN_DATABASE:
-                raise DatabaseUnavailable(f"cannot connect to {where}: database does not exist") from None
+                raise DatabaseUnavailable(
+                    f"cannot connect to {where}: database does not exist"
+                ) from None
             if code in _STATEMENT_TIMEOUT:
                 raise QueryTimeout(f"{where}: statement exceeded its time limit") from None
             if code in _CONFLICT:
-                raise TransactionConflict(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
-            if code in _CONNECTION_LOST and "timed out" in str(exc):  # the socket timeout: a frozen server
-                raise DatabaseNotAnswering(f"cannot reach {where}: the server did not answer in time") from None
+                raise TransactionConflict(
+                    f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}"
+                ) from None
+            # the socket timeout: a frozen server
+            if code in _CONNECTION_LOST and "timed out" in str(exc):
+                raise DatabaseNotAnswering(
+                    f"cannot reach {where}: the server did not answer in time"
+                ) from None
             if code in _CONNECTION_LOST or isinstance(exc, pymysql.err.InterfaceError):
-                raise DatabaseUnavailable(f"cannot reach {where}: connection failed or lost") from None
+                raise DatabaseUnavailable(
+                    f"cannot reach {where}: connection failed or lost"
+                ) from None
             raise DatabaseError(f"{where}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
-        except pymysql.err.Error as exc:  # ProgrammingError (no such table), DataError, IntegrityError...
+        # ProgrammingError (no such table), DataError, IntegrityError...
+        except pymysql.err.Error as exc:
             detail = exc.args[1] if len(exc.args) > 1 else exc
             raise DatabaseError(f"{self.url.describe()}: {detail}") from exc
 

@@ -32,8 +32,16 @@ REPLACEMENT = "?"  # what MySQL itself writes for a character a column cannot ho
 CUT_MARK = "..."
 
 # MySQL charset -> which characters it holds. MariaDB's latin1 is Windows-1252.
-_CODEC = {"latin1": "cp1252", "ascii": "ascii", "cp1250": "cp1250", "cp1251": "cp1251", "greek": "iso8859-7",
-          "hebrew": "iso8859-8", "latin2": "iso8859-2", "koi8r": "koi8-r"}
+_CODEC = {
+    "latin1": "cp1252",
+    "ascii": "ascii",
+    "cp1250": "cp1250",
+    "cp1251": "cp1251",
+    "greek": "iso8859-7",
+    "hebrew": "iso8859-8",
+    "latin2": "iso8859-2",
+    "koi8r": "koi8-r",
+}
 _BMP_ONLY = {"utf8", "utf8mb3", "ucs2"}
 _ANYTHING = {"utf8mb4", "utf16", "utf16le", "utf32", "binary", None}
 _SURROGATE = re.compile("[\ud800-\udfff]")  # never encodable: the driver itself would fail
@@ -102,7 +110,7 @@ def _byte_codec(charset: str | None) -> str:
 def _cut(text: str, limit: int) -> str:
     if limit <= len(CUT_MARK):
         return text[:limit]
-    return text[:limit - len(CUT_MARK)] + CUT_MARK
+    return text[: limit - len(CUT_MARK)] + CUT_MARK
 
 
 # -- the columns of a live database ------------------------------------------------------------
@@ -132,7 +140,9 @@ def _read_column(conn, table: str, column: str) -> Column | None:
         if row is None:
             return None
         is_text = str(row["data_type"]).lower().endswith("text")
-        return Column(row["charset"], _int(row["max_chars"]), _int(row["max_bytes"]) if is_text else None)
+        return Column(
+            row["charset"], _int(row["max_chars"]), _int(row["max_bytes"]) if is_text else None
+        )
     declared = schema_view.column_details(conn, table).get(column)
     if declared is None:
         return None

@@ -9,5 +9,6 @@ _CLAIMED_BY = (
     " WHERE estado = %(enviando)s AND claimed_by = %(sender)s"
 )
 CLAIMED_BY = Statement("recovery.claimed_by", _CLAIMED_BY)
-CLAIMED_BY_BEFORE = Statement("recovery.claimed_by_before",
-                              _CLAIMED_BY + " AND claimed_at < %(before)s")
+CLAIMED_BY_BEFORE = Statement(
+    "recovery.claimed_by_before", _CLAIMED_BY + " AND claimed_at < %(before)s"
+)

@@ -1,4 +1,5 @@
-"""The live schema as the upgrade sees it: columns with their full definition, indexes with their columns.
+"""The live schema as the upgrade sees it: columns with their full definition, indexes with
+their columns.
 
 MySQL/MariaDB answers from information_schema (COLUMN_TYPE, IS_NULLABLE,
 COLUMN_DEFAULT, COLUMN_COMMENT, charset and collation: everything a
@@ -59,7 +60,7 @@ class TableShape:
     def index_covering(self, cols: tuple[str, ...]) -> str | None:
         """An index whose leading columns are exactly `cols` (it serves every read `cols` would)."""
         for name, indexed in sorted(self.indexes.items()):
-            if indexed[:len(cols)] == cols:
+            if indexed[: len(cols)] == cols:
                 return name
         return None
 
@@ -68,8 +69,10 @@ def table_exists(conn: Connection, table: str) -> bool:
     if conn.dialect == SQLITE:
         sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = %s"
     else:
-        sql = ("SELECT table_name FROM information_schema.tables"
-               " WHERE table_schema = DATABASE() AND table_name = %s")
+        sql = (
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = DATABASE() AND table_name = %s"
+        )
     return conn.query_one(sql, (table,)) is not None
 
 
@@ -77,8 +80,14 @@ def column_details(conn: Connection, table: str) -> dict[str, Column]:
     if conn.dialect == SQLITE:
         # safe: PRAGMA takes no parameters; table names come from the upgrade's own list.
         rows = conn.query(f"PRAGMA table_info({table})")
-        return {r["name"]: Column(_text(r["type"]).lower(), not r["notnull"] and not r["pk"],
-                                  _opt_text(r["dflt_value"])) for r in rows}
+        return {
+            r["name"]: Column(
+                _text(r["type"]).lower(),
+                not r["notnull"] and not r["pk"],
+                _opt_text(r["dflt_value"]),
+            )
+            for r in rows
+        }
     rows = conn.query(
         "SELECT column_name AS name, column_type AS type, is_nullable AS nullable,"
         " column_default AS dflt, column_comment AS comment, character_set_name AS cs,"
@@ -86,10 +95,17 @@ def column_details(conn: Connection, table: str) -> dict[str, Column]:
         " WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position",
         (table,),
     )
-    return {_text(r["name"]): Column(_text(r["type"]).lower(), _text(r["nullable"]) == "YES",
-                                     _opt_text(r["dflt"]), _text(r["comment"]), _opt_text(r["cs"]),
-                                     _opt_text(r["coll"]))
-            for r in rows}
+    return {
+        _text(r["name"]): Column(
+            _text(r["type"]).lower(),
+            _text(r["nullable"]) == "YES",
+            _opt_text(r["dflt"]),
+            _text(r["comment"]),
+            _opt_text(r["cs"]),
+            _opt_text(r["coll"]),
+        )
+        for r in rows
+    }
 
 
 def index_details(conn: Connection, table: str) -> dict[str, tuple[str, ...]]:
@@ -131,7 +147,8 @@ class SchemaView:
         self.dialect = conn.dialect
         self.tables: dict[str, TableShape] = {
             t: TableShape(column_details(conn, t), index_details(conn, t))
-            for t in tables if table_exists(conn, t)
+            for t in tables
+            if table_exists(conn, t)
         }
 
     def has_table(self, table: str) -> bool:
@@ -161,7 +178,7 @@ def shape_of_ddl(statements: list[str]) -> TableShape:
         if index:
             shape.indexes[index.group(1)] = tuple(c.strip() for c in index.group(2).split(","))
             continue
-        body = statement[statement.index("(") + 1: statement.rindex(")")]
+        body = statement[statement.index("(") + 1 : statement.rindex(")")]
         for line in body.splitlines():
             words = line.strip().split()
             if len(words) < 2:
@@ -171,6 +188,8 @@ def shape_of_ddl(statements: list[str]) -> TableShape:
                 shape.indexes[key.group(1)] = tuple(c.strip() for c in key.group(2).split(","))
             elif words[0].lower() not in _NOT_COLUMNS:
                 upper = line.upper()
-                shape.columns[words[0]] = Column(words[1].rstrip(",").lower(),
-                                                 "NOT NULL" not in upper and "PRIMARY KEY" not in upper)
+                shape.columns[words[0]] = Column(
+                    words[1].rstrip(",").lower(),
+                    "NOT NULL" not in upper and "PRIMARY KEY" not in upper,
+                )
     return shape

@@ -63,7 +63,7 @@ def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
     """`%(p_0)s, %(p_1)s, ...` and its parameters, for `IN (...)`: the values stay parameters."""
     params = {f"{prefix}_{i}": value for i, value in enumerate(values)}
     if not params:
-        raise ValueError(f"in_list({prefix!r}): an empty IN list matches nothing; skip the statement")
+        raise ValueError(
+            f"in_list({prefix!r}): an empty IN list matches nothing; skip the statement"
+        )
     return ", ".join(f"%({key})s" for key in params), params
-
-

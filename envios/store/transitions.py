@@ -1,15 +1,8 @@
 """The state machine of a send: every change of `ll_envios_whatsapp.estado` goes through here.
 
-```
-pendiente ──claim──> enviando ──gateway says sent──> enviado (message_id, fecha_envio)
-    ^                   │
-    └── definitely not  ├── permanent failure ──> error (reason)
-        sent (retry)    └── outcome unknown ──> stays enviando: "stuck", shown by
-                                               the watcher, resolved by `envios reconcile`
-```
-
-Besides the diagram (DESIGN.md section 3) two edges exist for people and for
-rows that can never be sent:
+The states and their diagram (DESIGN.md section 3) are in `envios.domain`, with
+`ALLOWED`, the moves this module permits. Besides the diagram two edges exist for
+people and for rows that can never be sent:
 
 - pendiente -> error: the row is rejected before any request leaves (no phone
   number, a number that cannot be normalised, an empty text);

@@ -35,7 +35,8 @@ def build_gateway(config, client_id: str = "", pool_size: int = 32) -> Gateway:
     if factory is None:
         raise ConfigError(f"config key gateway.kind: unknown gateway {kind!r}")
     gateway = factory(config, client_id=client_id, pool_size=pool_size)
-    gateway.max_retry_after_s = float(config.gateway.max_retry_after_s)  # every adapter obeys the cap
+    # every adapter obeys the cap
+    gateway.max_retry_after_s = float(config.gateway.max_retry_after_s)
     return gateway
 
 

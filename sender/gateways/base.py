@@ -5,19 +5,19 @@ becomes exactly one `Outcome`. The loop *obeys* the table in DESIGN.md section 3
 (see `sender.session_worker.ACTIONS`). The only question that matters for each
 outcome is "could the message have been delivered?":
 
-| Outcome           | delivered?      | examples                                         |
-|-------------------|-----------------|--------------------------------------------------|
-| SENT              | yes             | 2xx with a message id                            |
-| SENT_WITHOUT_ID   | yes             | 2xx saying ok, no message id or a placeholder    |
-| REJECTED          | no, never will  | 400/422 bad number, empty text                   |
-| SESSION_NOT_READY | no              | 409 / 503 SESSION_NOT_READY                      |
-| NO_ROUTE          | no              | 404: the gateway has no POST /send               |
-| RATE_LIMITED      | no              | 429                                              |
-| UNREACHABLE       | no              | connection refused, DNS, connect timeout, 401/403|
-| GATEWAY_ERROR     | no              | 5xx where the gateway says it did not send       |
-| UNKNOWN           | maybe           | read timeout, reset mid-request, bad 2xx, other  |
-| BAD_MESSAGE_ID    | maybe           | 2xx whose message id cannot be stored (> 255...) |
-| ACCOUNT_BLOCKED   | no              | Cloud API token expired (190), account restricted (368, 131031) |
+| Outcome           | delivered?     | examples                                                |
+|-------------------|----------------|---------------------------------------------------------|
+| SENT              | yes            | 2xx with a message id                                   |
+| SENT_WITHOUT_ID   | yes            | 2xx saying ok, no message id or a placeholder           |
+| REJECTED          | no, never will | 400/422 bad number, empty text                          |
+| SESSION_NOT_READY | no             | 409 / 503 SESSION_NOT_READY                             |
+| NO_ROUTE          | no             | 404: the gateway has no POST /send                      |
+| RATE_LIMITED      | no             | 429                                                     |
+| UNREACHABLE       | no             | connection refused, DNS, connect timeout, 401/403       |
+| GATEWAY_ERROR     | no             | 5xx where the gateway says it did not send              |
+| UNKNOWN           | maybe          | read timeout, reset mid-request, bad 2xx, other         |
+| BAD_MESSAGE_ID    | maybe          | 2xx whose message id cannot be stored (> 255...)        |
+| ACCOUNT_BLOCKED   | no             | Cloud API token expired (190), restricted (368, 131031) |
 
 ACCOUNT_BLOCKED stops everything: no session of this sender can send until a
 person renews the token or the account is released (`ACTIONS` in session_worker).
@@ -65,7 +65,8 @@ class SendResult:
     message_id: str | None = None
     reason: str = ""  # short, for last_error and logs; never holds the phone number
     retry_after_s: float | None = None  # from a 429's Retry-After, when given
-    gateway_gives_no_id: bool = False  # SENT_WITHOUT_ID by design: the gateway answered a placeholder
+    # SENT_WITHOUT_ID by design: the gateway answered a placeholder
+    gateway_gives_no_id: bool = False
     http_status: int | None = None
     latency_s: float = 0.0
 
@@ -73,8 +74,16 @@ class SendResult:
     def sent(cls, message_id: str | None, **kw) -> SendResult:
         problem = message_id_problem(message_id) if message_id else None
         if problem:  # a gateway fault: the send may be delivered, but the id cannot be recorded
-            return cls(Outcome.BAD_MESSAGE_ID, reason=problem, **{k: v for k, v in kw.items() if k != "reason"})
-        return cls(Outcome.SENT if message_id else Outcome.SENT_WITHOUT_ID, message_id=message_id or None, **kw)
+            return cls(
+                Outcome.BAD_MESSAGE_ID,
+                reason=problem,
+                **{k: v for k, v in kw.items() if k != "reason"},
+            )
+        return cls(
+            Outcome.SENT if message_id else Outcome.SENT_WITHOUT_ID,
+            message_id=message_id or None,
+            **kw,
+        )
 
 
 # The history detail and the row's note of a send the gateway confirmed with a
@@ -85,19 +94,34 @@ NO_ID_FROM_GATEWAY = "the gateway gives no message id"
 
 
 def message_id_problem(message_id: str) -> str | None:
-    """Why a message id from the gateway cannot be stored as it is, or None (ids are never altered)."""
+    """Why a message id from the gateway cannot be stored as it is, or None (ids are never
+    altered)."""
     if len(message_id) > MESSAGE_ID_MAX:
-        return (f"gateway said sent but gave a message id of {len(message_id)} characters"
-                f" (at most {MESSAGE_ID_MAX} fit): {message_id[:60]}...")
+        return (
+            f"gateway said sent but gave a message id of {len(message_id)} characters"
+            f" (at most {MESSAGE_ID_MAX} fit): {message_id[:60]}..."
+        )
     if not (message_id.isascii() and message_id.isprintable()):
-        return f"gateway said sent but gave a message id with characters that cannot be stored: {message_id[:60]!r}"
+        return (
+            "gateway said sent but gave a message id with characters that cannot be stored:"
+            f" {message_id[:60]!r}"
+        )
     return None
 
 
 # Session states of DESIGN.md section 9, plus UNREACHABLE (no answer at all).
 READY = "READY"
-SESSION_STATES = ("READY", "CONNECTING", "AWAITING_QR", "QR_REQUIRED", "INIT", "AUTHENTICATED",
-                  "DISCONNECTED", "ERROR", "UNREACHABLE")
+SESSION_STATES = (
+    "READY",
+    "CONNECTING",
+    "AWAITING_QR",
+    "QR_REQUIRED",
+    "INIT",
+    "AUTHENTICATED",
+    "DISCONNECTED",
+    "ERROR",
+    "UNREACHABLE",
+)
 
 
 @dataclass(frozen=True)
@@ -135,14 +159,18 @@ class Gateway(abc.ABC):
         `to` is digits only, country code first. The request is never retried here.
         """
 
-    def send_row(self, cliente_id: int, to: str, message: str, envio_id: int, name: str | None = None) -> SendResult:
+    def send_row(
+        self, cliente_id: int, to: str, message: str, envio_id: int, name: str | None = None
+    ) -> SendResult:
         """`send`, for adapters that can carry the row's id to the gateway (Cloud API's
         `biz_opaque_callback_data`), so its acknowledgements name the row even when the
         send's own answer is lost, and the recipient's name (a template's parameter).
         Default: both stay with us."""
         return self.send(cliente_id, to, message)
 
-    def find_sent(self, cliente_id: int, to: str, message: str, since_epoch: float) -> Evidence | None:
+    def find_sent(
+        self, cliente_id: int, to: str, message: str, since_epoch: float
+    ) -> Evidence | None:
         """The gateway's own record of a message from us to `to` with exactly `message`, sent at or
         after `since_epoch` (unix seconds); None when it has none. Raises `EvidenceUnavailable`
         when it cannot tell (no such lookup, gateway unreachable)."""

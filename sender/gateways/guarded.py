@@ -16,14 +16,27 @@ from envios.sender.gateways.base import Gateway, Outcome, SendResult
 log = logging.getLogger("envios.sender.gateway")
 
 
-def send_guarded(gateway: Gateway, cliente_id: int, to: str, message: str, envio_id: int | None = None,
-                 name: str | None = None) -> SendResult:
+def send_guarded(
+    gateway: Gateway,
+    cliente_id: int,
+    to: str,
+    message: str,
+    envio_id: int | None = None,
+    name: str | None = None,
+) -> SendResult:
     started = time.monotonic()
     try:
         if envio_id is None:
             return gateway.send(cliente_id, to, message)
         return gateway.send_row(cliente_id, to, message, envio_id, name=name)
     except Exception as exc:  # noqa: BLE001 - any adapter bug, classified as "maybe sent"
-        log.error("gateway adapter raised %s for session %s; outcome unknown", type(exc).__name__, cliente_id)
-        return SendResult(Outcome.UNKNOWN, reason=f"gateway adapter failed ({type(exc).__name__});"
-                          " the request may have left", latency_s=time.monotonic() - started)
+        log.error(
+            "gateway adapter raised %s for session %s; outcome unknown",
+            type(exc).__name__,
+            cliente_id,
+        )
+        return SendResult(
+            Outcome.UNKNOWN,
+            reason=f"gateway adapter failed ({type(exc).__name__}); the request may have left",
+            latency_s=time.monotonic() - started,
+        )

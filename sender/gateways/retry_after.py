@@ -35,7 +35,9 @@ def _http_date(text: str) -> dt.datetime | None:
     return when
 
 
-def parse(value: str | None, now: dt.datetime | None = None, *, date_header: str | None = None) -> float | None:
+def parse(
+    value: str | None, now: dt.datetime | None = None, *, date_header: str | None = None
+) -> float | None:
     """Seconds to wait (finite, >= 0), or None when the header is absent or not RFC 9110.
 
     A date is measured against the response's own `Date` header when it has one
@@ -49,7 +51,11 @@ def parse(value: str | None, now: dt.datetime | None = None, *, date_header: str
     when = _http_date(text)
     if when is None:
         return None
-    current = (_http_date(date_header) if date_header else None) or now or dt.datetime.now(dt.timezone.utc)
+    current = (
+        (_http_date(date_header) if date_header else None)
+        or now
+        or dt.datetime.now(dt.timezone.utc)
+    )
     seconds = (when - current).total_seconds()
     return min(max(seconds, 0.0), _CEILING_S)
 

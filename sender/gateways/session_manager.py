@@ -1,7 +1,9 @@
 """`gateway.kind: session_manager` (and `simulator`): the contract of DESIGN.md section 9.
 
-    GET  {base_url}/status   X-Cliente-Id: N   -> {"state": "READY" | ...}   ("status" on other builds;
-                                                   venom adds "session": "admin": one session for all)
+    GET  {base_url}/status   X-Cliente-Id: N   -> {"state": "READY" | ...}   ("status" on other
+    builds;
+                                                   venom adds "session": "admin": one session for
+                                                   all)
     POST {base_url}/send     X-Cliente-Id: N   {"cliente_id": N, "to": "549...", "message": "..."}
 
 The three builds' answers (multi-client, venom, whatsapp-web.js) are all read
@@ -31,14 +33,13 @@ from envios.sender.gateways.base import (
     NO_ID_FROM_GATEWAY,
     READY,
     SESSION_STATES,
-    Gateway,
     Outcome,
     SendResult,
     SessionStatus,
 )
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from envios.sender.gateways.http import HttpGateway, parse_json, text_id
 
+from envios.errors import chain
 from envios.phones import scrub
 
 log = logging.getLogger("envios.sender.gateway")
@@ -49,27 +50,36 @@ log = logging.getLogger("envios.sender.gateway")
 # answer in different shapes; one table covers them all. A 2xx first:
 #
 #   2xx, JSON, ok/success, a real message id ...... SENT
-#   2xx, JSON, ok/success, no id or a PLACEHOLDER . SENT_WITHOUT_ID  (venom: "sent-via-ui"; never stored)
-#   2xx, anything else ............................ UNKNOWN          (not JSON, ok/success false, error)
+# 2xx, JSON, ok/success, no id or a PLACEHOLDER . SENT_WITHOUT_ID  (venom: "sent-via-ui"; never
+# stored)
+# 2xx, anything else ............................ UNKNOWN          (not JSON, ok/success false,
+# error)
 #
 # then every other answer, by (HTTP status, body "code"); the first row that matches wins:
-ANY = "*"    # any body code, or none
+ANY = "*"  # any body code, or none
 _5XX = "5xx"  # any status from 500 to 599
 #
 OUTCOME_TABLE: tuple[tuple[int | str, str, Outcome], ...] = (
     # HTTP  body code             outcome                       who answers so
-    (400,   ANY,                  Outcome.REJECTED),           # multi-client VALIDATION_ERROR / INVALID_NUMBER,
-    #                                                            venom INVALID_CLIENTE_ID / INVALID_TO / INVALID_MESSAGE
-    (422,   ANY,                  Outcome.REJECTED),           # validation
-    (404,   ANY,                  Outcome.NO_ROUTE),           # whatsapp-web.js build: no /send route (HTML page)
-    (409,   ANY,                  Outcome.SESSION_NOT_READY),  # multi-client SESSION_NOT_READY
-    (503,   "SESSION_NOT_READY",  Outcome.SESSION_NOT_READY),  # venom, checked before sending
-    (429,   ANY,                  Outcome.RATE_LIMITED),       # Retry-After honoured
-    (401,   ANY,                  Outcome.UNREACHABLE),        # key refused before anything happened
-    (403,   ANY,                  Outcome.UNREACHABLE),        # key refused before anything happened
-    (_5XX,  "WHATSAPP_ERROR",     Outcome.GATEWAY_ERROR),      # multi-client: the gateway says it did not send
-    (_5XX,  "SEND_FAILED",        Outcome.GATEWAY_ERROR),      # venom: the gateway says it did not send
-    (_5XX,  ANY,                  Outcome.UNKNOWN),            # a proxy's 502, a crash: it may have been sent
+    # multi-client VALIDATION_ERROR / INVALID_NUMBER,
+    (400, ANY, Outcome.REJECTED),
+    # venom INVALID_CLIENTE_ID / INVALID_TO / INVALID_MESSAGE
+    (422, ANY, Outcome.REJECTED),  # validation
+    # whatsapp-web.js build: no /send route (HTML page)
+    (404, ANY, Outcome.NO_ROUTE),
+    (409, ANY, Outcome.SESSION_NOT_READY),  # multi-client SESSION_NOT_READY
+    (503, "SESSION_NOT_READY", Outcome.SESSION_NOT_READY),  # venom, checked before sending
+    (429, ANY, Outcome.RATE_LIMITED),  # Retry-After honoured
+    # key refused before anything happened
+    (401, ANY, Outcome.UNREACHABLE),
+    # key refused before anything happened
+    (403, ANY, Outcome.UNREACHABLE),
+    # multi-client: the gateway says it did not send
+    (_5XX, "WHATSAPP_ERROR", Outcome.GATEWAY_ERROR),
+    # venom: the gateway says it did not send
+    (_5XX, "SEND_FAILED", Outcome.GATEWAY_ERROR),
+    # a proxy's 502, a crash: it may have been sent
+    (_5XX, ANY, Outcome.UNKNOWN),
 )
 #   anything else (3xx, other 4xx) ................ UNKNOWN
 #
@@ -93,27 +103,12 @@ def outcome_of(status: int, code: Any) -> Outcome:
     return Outcome.UNKNOWN
 
 
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _raw_message_id(body: Mapping) -> Any:
     data = body.get("data")
     for where in (body, data if isinstance(data, Mapping) else {}):
         for key in ("message_id", "messageId"):
             if where.get(key) is not None:
                 return where[key]
-    return None
-
-
-def _message_id(value: Any) -> str | None:
-    if isinstance(value, Mapping):  # whatsapp-web.js id object
-        value = value.get("_serialized")
-    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value).strip()
     return None
 
 
@@ -129,23 +124,35 @@ def _error_text(status: int, body: Any, response: requests.Response) -> str:
 
 
 def _said_not_ok(body: Mapping) -> bool:
-    return body.get("ok") is False or body.get("success") is False or body.get("error") not in (None, False)
+    return (
+        body.get("ok") is False
+        or body.get("success") is False
+        or body.get("error") not in (None, False)
+    )
 
 
 def classify_response(response: requests.Response, latency_s: float = 0.0) -> SendResult:
     """The outcome of an answered POST /send."""
     status = response.status_code
-    body = _json(response)
+    body = parse_json(response)
     common: dict[str, Any] = {"http_status": status, "latency_s": latency_s}
     if 200 <= status < 300:
         if not isinstance(body, Mapping):
-            return SendResult(Outcome.UNKNOWN, reason=f"HTTP {status} with a body that is not a JSON object", **common)
+            return SendResult(
+                Outcome.UNKNOWN,
+                reason=f"HTTP {status} with a body that is not a JSON object",
+                **common,
+            )
         if _said_not_ok(body):
             return SendResult(Outcome.UNKNOWN, reason=_error_text(status, body, response), **common)
-        message_id = _message_id(_raw_message_id(body))
+        message_id = text_id(_raw_message_id(body))
         if message_id in PLACEHOLDER_IDS:
-            return SendResult(Outcome.SENT_WITHOUT_ID, reason=f"{NO_ID_FROM_GATEWAY} (placeholder {message_id!r})",
-                              gateway_gives_no_id=True, **common)
+            return SendResult(
+                Outcome.SENT_WITHOUT_ID,
+                reason=f"{NO_ID_FROM_GATEWAY} (placeholder {message_id!r})",
+                gateway_gives_no_id=True,
+                **common,
+            )
         return SendResult.sent(message_id, **common)
     outcome = outcome_of(status, body.get("code") if isinstance(body, Mapping) else None)
     reason = _error_text(status, body, response)
@@ -157,7 +164,9 @@ def classify_response(response: requests.Response, latency_s: float = 0.0) -> Se
 
 def _retry_after(response: requests.Response) -> float | None:
     # RFC 9110, against the gateway's own Date header; None: the configured wait applies
-    return retry_after.parse(response.headers.get("Retry-After"), date_header=response.headers.get("Date"))
+    return retry_after.parse(
+        response.headers.get("Retry-After"), date_header=response.headers.get("Date")
+    )
 
 
 # urllib3 errors raised before a single byte of the request was sent.
@@ -172,68 +181,32 @@ def _never_left(exc: BaseException) -> bool:
     """True when the request certainly did not reach the gateway (refused, DNS, connect timeout)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, _NEVER_LEFT_ERRORS):
-            return True
-        if isinstance(item, urllib3.exceptions.MaxRetryError):
-            stack.append(item.reason)
-        if isinstance(item, BaseException):
-            stack.extend(a for a in item.args if isinstance(a, BaseException))
-            stack.append(item.__cause__)
-            stack.append(item.__context__)
-    return False
+    return any(isinstance(item, _NEVER_LEFT_ERRORS) for item in chain(exc))
 
 
 def classify_exception(exc: requests.RequestException, latency_s: float = 0.0) -> SendResult:
     """The outcome of a POST /send that got no answer."""
     name = type(exc).__name__
     if _never_left(exc):
-        return SendResult(Outcome.UNREACHABLE, reason=f"gateway unreachable ({name})", latency_s=latency_s)
+        return SendResult(
+            Outcome.UNREACHABLE, reason=f"gateway unreachable ({name})", latency_s=latency_s
+        )
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return SendResult(Outcome.UNKNOWN, reason=f"no answer within the send timeout ({name})", latency_s=latency_s)
-    return SendResult(Outcome.UNKNOWN, reason=f"connection lost mid-request ({name})", latency_s=latency_s)
+        return SendResult(
+            Outcome.UNKNOWN,
+            reason=f"no answer within the send timeout ({name})",
+            latency_s=latency_s,
+        )
+    return SendResult(
+        Outcome.UNKNOWN, reason=f"connection lost mid-request ({name})", latency_s=latency_s
+    )
 
 
-class SessionManagerGateway(Gateway):
+class SessionManagerGateway(HttpGateway):
+    """The key goes in X-Api-Key, the client in X-Cliente-Id; GET /status is retried once."""
+
     kind = "session_manager"
-    max_retry_after_s = retry_after.DEFAULT_MAX_S
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str = "",
-        send_timeout_s: float = 60.0,
-        status_timeout_s: float = 5.0,
-        client_id: str = "",
-        pool_size: int = 32,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.send_timeout_s = float(send_timeout_s)
-        self.status_timeout_s = float(status_timeout_s)
-        self._api_key = api_key or ""
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy from the environment between us and the gateway
-        # /send: no retry of any kind. /status is idempotent: one retry of a
-        # connection that the gateway closed while idle is harmless.
-        self._send_adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size,
-                                         max_retries=Retry(total=0, connect=0, read=0, redirect=0, status=0))
-        self.session.mount(self.base_url + "/", self._send_adapter)
-        self._status_adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=pool_size,
-            max_retries=Retry(total=1, connect=1, read=1, redirect=0, status=0, allowed_methods={"GET"}))
-        self.session.mount(self.base_url + "/status", self._status_adapter)
-        self.session.headers["User-Agent"] = f"envios-sender/{client_id}" if client_id else "envios-sender"
-        self.session.headers["Accept"] = "application/json"
-
-    def __repr__(self) -> str:  # never the key
-        return f"SessionManagerGateway({self.base_url!r})"
+    RETRIED_ONCE = ("/status",)
 
     def _headers(self, cliente_id: int) -> dict[str, str]:
         headers = {"X-Cliente-Id": str(int(cliente_id))}
@@ -251,23 +224,35 @@ class SessionManagerGateway(Gateway):
             )
         except requests.RequestException as exc:
             log.debug("GET /status cliente_id=%s failed: %s", cliente_id, type(exc).__name__)
-            return SessionStatus("UNREACHABLE", f"gateway {self.base_url} unreachable ({type(exc).__name__})")
-        body = _json(response)
+            return SessionStatus(
+                "UNREACHABLE", f"gateway {self.base_url} unreachable ({type(exc).__name__})"
+            )
+        body = parse_json(response)
         if response.status_code in (401, 403):
-            return SessionStatus("UNREACHABLE", f"gateway refused our API key (HTTP {response.status_code})")
+            return SessionStatus(
+                "UNREACHABLE", f"gateway refused our API key (HTTP {response.status_code})"
+            )
         if response.status_code != 200 or not isinstance(body, Mapping):
             return SessionStatus("ERROR", f"GET /status answered HTTP {response.status_code}")
         # multi-client and venom: "state"; whatsapp-web.js and older builds: "status"
         state = body.get("state", body.get("status"))
-        shared = body.get("session") if isinstance(body.get("session"), str) and body["session"] else None
+        shared = (
+            body.get("session")
+            if isinstance(body.get("session"), str) and body["session"]
+            else None
+        )
         if not isinstance(state, str) or state.upper() not in SESSION_STATES:
-            return SessionStatus("ERROR", f"GET /status gave an unknown state {str(state)[:40]!r}", shared)
+            return SessionStatus(
+                "ERROR", f"GET /status gave an unknown state {str(state)[:40]!r}", shared
+            )
         state = state.upper()
         log.debug("GET /status cliente_id=%s -> %s", cliente_id, state)
         return SessionStatus(state, "" if state == READY else f"session is {state}", shared)
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
-        payload = json.dumps({"cliente_id": int(cliente_id), "to": to, "message": message}, ensure_ascii=False)
+        payload = json.dumps(
+            {"cliente_id": int(cliente_id), "to": to, "message": message}, ensure_ascii=False
+        )
         headers = self._headers(cliente_id)
         headers["Content-Type"] = "application/json; charset=utf-8"
         started = time.monotonic()
@@ -281,22 +266,14 @@ class SessionManagerGateway(Gateway):
             )
         except requests.RequestException as exc:
             return classify_exception(exc, time.monotonic() - started)
-        return retry_after.clamp(classify_response(response, time.monotonic() - started), self.max_retry_after_s)
-
-    def close(self) -> None:
-        self.session.close()
+        return retry_after.clamp(
+            classify_response(response, time.monotonic() - started), self.max_retry_after_s
+        )
 
 
 def build(config, client_id: str = "", pool_size: int = 32) -> SessionManagerGateway:
     gw = config.gateway
-    gateway = SessionManagerGateway(
-        gw.base_url,
-        api_key=gw.api_key,
-        send_timeout_s=gw.send_timeout_s,
-        status_timeout_s=gw.status_timeout_s,
-        client_id=client_id,
-        pool_size=pool_size,
-    )
+    gateway = SessionManagerGateway.from_config(config, client_id, pool_size)
     gateway.kind = gw.kind
     gateway.max_retry_after_s = float(gw.max_retry_after_s)
     return gateway

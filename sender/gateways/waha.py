@@ -15,55 +15,44 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import requests
-from envios.sender.gateways.api_base import (
-    OK,
-    SERVER_ERRORS,
-    ApiGateway,
-    Rule,
-    anything,
-    is_object,
-    text_id,
-)
-from envios.sender.gateways.base import (
-    Evidence,
-    EvidenceUnavailable,
-    Outcome,
-    SendResult,
-    SessionStatus,
-)
+from envios.sender.gateways import api_base, http
+from envios.sender.gateways.api_base import OK, SERVER_ERRORS, Rule, anything, is_object
+from envios.sender.gateways.base import Evidence, EvidenceUnavailable, Outcome, SendResult
 
 
 def message_id(body: Any) -> str | None:
     if not isinstance(body, Mapping):
         return None
-    found = text_id(body.get("id"))
+    found = http.text_id(body.get("id"))
     if found is None and isinstance(body.get("key"), Mapping):
-        found = text_id(body["key"].get("id"))
+        found = http.text_id(body["key"].get("id"))
     return found
 
 
-def has_message_id(body: Any) -> bool:
-    return message_id(body) is not None
+has_message_id = api_base.finds_id(message_id)
 
 
 def session_not_working(body: Any) -> bool:
-    """WAHA's 422: {"error": "Session status is not as expected...", "status": "STOPPED", "expected": ["WORKING"]}."""
-    return isinstance(body, Mapping) and ("expected" in body or "not as expected" in str(body.get("error", "")))
+    """WAHA's 422: {"error": "Session status is not as expected...", "status": "STOPPED",
+    "expected": ["WORKING"]}."""
+    return isinstance(body, Mapping) and (
+        "expected" in body or "not as expected" in str(body.get("error", ""))
+    )
 
 
-# -- POST /api/sendText: the answer -> the outcome (first matching row wins) ------------------------
+# -- POST /api/sendText: the answer -> the outcome (first matching row wins)
+# ------------------------
 RULES: tuple[Rule, ...] = (
     #    HTTP status              the body                      outcome                    meaning
-    Rule(OK,                      has_message_id,               Outcome.SENT,              "sent, with its id"),
-    Rule(OK,                      is_object,                    Outcome.SENT_WITHOUT_ID,   "sent, no id given"),
-    Rule(OK,                      anything,                     Outcome.UNKNOWN,           "2xx that is not a JSON object"),
-    Rule((422,),                  session_not_working,          Outcome.SESSION_NOT_READY, "session is not WORKING"),
-    Rule((400, 422),              anything,                     Outcome.REJECTED,          "WAHA refused the request"),
-    Rule((401, 403),              anything,                     Outcome.UNREACHABLE,       "WAHA refused our API key"),
-    Rule((404,),                  anything,                     Outcome.UNREACHABLE,       "no such WAHA session or route"),
-    Rule((429,),                  anything,                     Outcome.RATE_LIMITED,      "WAHA asks us to slow down"),
-    Rule(SERVER_ERRORS,           anything,                     Outcome.UNKNOWN,           "WAHA failed while sending"),
+    Rule(OK, has_message_id, Outcome.SENT, "sent, with its id"),
+    Rule(OK, is_object, Outcome.SENT_WITHOUT_ID, "sent, no id given"),
+    Rule(OK, anything, Outcome.UNKNOWN, "2xx that is not a JSON object"),
+    Rule((422,), session_not_working, Outcome.SESSION_NOT_READY, "session is not WORKING"),
+    Rule((400, 422), anything, Outcome.REJECTED, "WAHA refused the request"),
+    Rule((401, 403), anything, Outcome.UNREACHABLE, "WAHA refused our API key"),
+    Rule((404,), anything, Outcome.UNREACHABLE, "no such WAHA session or route"),
+    Rule((429,), anything, Outcome.RATE_LIMITED, "WAHA asks us to slow down"),
+    Rule(SERVER_ERRORS, anything, Outcome.UNKNOWN, "WAHA failed while sending"),
 )
 
 # WAHA session status -> the sender's session states (DESIGN.md section 9 names)
@@ -82,54 +71,39 @@ def chat_id(to: str) -> str:
     return f"{to}@c.us"
 
 
-def _session_status(body: Any) -> Any:
-    return body.get("status") if isinstance(body, Mapping) else None
-
-
-class WahaGateway(ApiGateway):
+class WahaGateway(api_base.NamedSessionGateway):
     kind = "waha"
+    LABEL = "WAHA"
     RULES = RULES
     REASON_PATHS = (("error",), ("message",), ("exception", "message"))
-
-    def __init__(self, base_url: str, *, session: str = "default", **kw):
-        super().__init__(base_url, **kw)
-        self.session_name = session
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"X-Api-Key": self._api_key} if self._api_key else {}
-
-    def message_id(self, body: Any) -> str | None:
-        return message_id(body)
-
-    def session_for(self, cliente_id: int) -> str:
-        return self.session_name.replace("{cliente_id}", str(int(cliente_id)))
-
-    def status(self, cliente_id: int) -> SessionStatus:
-        name = self.session_for(cliente_id)
-        return self.session_status(f"/api/sessions/{name}", _session_status, SESSION_STATES,
-                                   label="WAHA", key_name="API key", what=f"session {name!r}")
+    AUTH_HEADER = "X-Api-Key"
+    KEY_NAME = "API key"
+    STATUS_PATH = "/api/sessions/{name}"
+    STATE_PATH = ("status",)
+    SESSION_STATES = SESSION_STATES
+    message_id = staticmethod(message_id)
 
     def send(self, cliente_id: int, to: str, message: str) -> SendResult:
         payload = {"session": self.session_for(cliente_id), "chatId": chat_id(to), "text": message}
         return self.post_send(f"{self.base_url}/api/sendText", payload)
 
-    def find_sent(self, cliente_id: int, to: str, message: str, since_epoch: float) -> Evidence | None:
+    def find_sent(
+        self, cliente_id: int, to: str, message: str, since_epoch: float
+    ) -> Evidence | None:
         name = self.session_for(cliente_id)
         url = f"{self.base_url}/api/{name}/chats/{chat_id(to)}/messages"
-        try:
-            response = self.request("GET", url, params={"limit": LOOKUP_LIMIT, "downloadMedia": "false"})
-        except requests.RequestException as exc:
-            raise EvidenceUnavailable(f"WAHA unreachable ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise EvidenceUnavailable(f"WAHA chat messages lookup answered HTTP {response.status_code}")
-        try:
-            messages = response.json()
-        except ValueError:
-            raise EvidenceUnavailable("WAHA chat messages lookup: not JSON") from None
+        messages = self.lookup(
+            "GET",
+            url,
+            "chat messages lookup",
+            params={"limit": LOOKUP_LIMIT, "downloadMedia": "false"},
+        )
         if not isinstance(messages, list):
             raise EvidenceUnavailable("WAHA chat messages lookup: not a list")
         for item in messages:
-            if not isinstance(item, Mapping) or item.get("fromMe") is not True or item.get("body") != message:
+            if not isinstance(item, Mapping) or item.get("fromMe") is not True:
+                continue
+            if item.get("body") != message:
                 continue
             sent = _epoch(item.get("timestamp"))
             found = message_id(item)
@@ -146,7 +120,4 @@ def _epoch(value: Any) -> float | None:
     return number / 1000.0 if number > 1e11 else number  # seconds or milliseconds
 
 
-def build(config, client_id: str = "", pool_size: int = 32) -> WahaGateway:
-    gw = config.gateway
-    return WahaGateway(gw.base_url, session=gw.session, api_key=gw.api_key, send_timeout_s=gw.send_timeout_s,
-                       status_timeout_s=gw.status_timeout_s, client_id=client_id, pool_size=pool_size)
+build = WahaGateway.from_config

@@ -318,10 +318,16 @@ class _LoopbackBinary:
     def _launch(self, args: Sequence[str]):
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         try:
-            _wait_ready(self.url + "/-/ready", self.proc, self.log_path, self.startup_timeout, self.name)
+            _wait_ready(
+                self.url + "/-/ready", self.proc, self.log_path, self.startup_timeout, self.name
+            )
         except BaseException:
             self.stop()
             raise
@@ -604,7 +610,8 @@ class AlertmanagerServer(_LoopbackBinary):
             )
 
     def alerts(self) -> list[dict]:
-        """GET /api/v2/alerts: [{labels, status: {state: active|suppressed, inhibitedBy, ...}, ...}]."""
+        """GET /api/v2/alerts: [{labels, status: {state: active|suppressed, inhibitedBy, ...},
+        ...}]."""
         status, body = _http("GET", self.url + "/api/v2/alerts")
         if status != 200:
             raise PromAPIError(f"alertmanager alerts: HTTP {status}")

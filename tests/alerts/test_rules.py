@@ -1,4 +1,5 @@
-"""Static checks of alerts/ and grafana/ with the real promtool, amtool, prometheus and alertmanager.
+"""Static checks of alerts/ and grafana/ with the real promtool, amtool, prometheus and
+alertmanager.
 
 Binaries missing: the tests that need them fail when CI=true and skip otherwise.
 """

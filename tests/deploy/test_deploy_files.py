@@ -30,14 +30,24 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_FILE = DEPLOY / "prometheus" / "prometheus.yml"
 RULES_FILE = ROOT / "alerts" / "envios.rules.yml"
 SYSTEMD = DEPLOY / "systemd"
-UNITS = {"send": SYSTEMD / "envios-sender.service", "watch": SYSTEMD / "envios-watcher.service",
-         "webhooks": SYSTEMD / "envios-webhooks.service"}
+UNITS = {
+    "send": SYSTEMD / "envios-sender.service",
+    "watch": SYSTEMD / "envios-watcher.service",
+    "webhooks": SYSTEMD / "envios-webhooks.service",
+}
 ENV_EXAMPLE = SYSTEMD / "envios.env.example"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 EXPECTED_SERVICES = {
-    "mariadb", "db-upgrade", "sender", "watcher", "simulator", "webhooks",
-    "prometheus", "alertmanager", "grafana",
+    "mariadb",
+    "db-upgrade",
+    "sender",
+    "watcher",
+    "simulator",
+    "webhooks",
+    "prometheus",
+    "alertmanager",
+    "grafana",
 }
 
 
@@ -51,6 +61,7 @@ def need_binary(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
@@ -107,12 +118,18 @@ def host_path(source: str) -> Path:
 
 def mount_table(services: dict) -> dict[tuple[str, str], Path]:
     """(service, container path) -> resolved host path."""
-    return {(name, target): host_path(src)
-            for name, svc in services.items() for src, target, _ in bind_mounts(svc)}
+    return {
+        (name, target): host_path(src)
+        for name, svc in services.items()
+        for src, target, _ in bind_mounts(svc)
+    }
 
 
 def container_file_source(services: dict, service: str, container_path: str) -> Path | None:
-    """The host file that appears at container_path in service (a file mount or inside a dir mount)."""
+    """The host file that appears at container_path in service.
+
+    Either a file mount or a file inside a dir mount.
+    """
     path = PurePosixPath(os.path.normpath(container_path))
     best = None
     for src, target, _ in bind_mounts(services[service]):
@@ -153,7 +170,17 @@ def compose_default(value: str) -> str:
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|us|h|hr|min|m|s|sec)?")
-_UNIT_S = {"ms": 0.001, "us": 1e-6, "h": 3600, "hr": 3600, "min": 60, "m": 60, "s": 1, "sec": 1, None: 1}
+_UNIT_S = {
+    "ms": 0.001,
+    "us": 1e-6,
+    "h": 3600,
+    "hr": 3600,
+    "min": 60,
+    "m": 60,
+    "s": 1,
+    "sec": 1,
+    None: 1,
+}
 
 
 def duration_s(text: str) -> float:
@@ -161,7 +188,7 @@ def duration_s(text: str) -> float:
     text = str(text).strip()
     total, pos = 0.0, 0
     for match in _DURATION.finditer(text):
-        if text[pos:match.start()].strip():
+        if text[pos : match.start()].strip():
             raise ValueError(f"bad duration {text!r}")
         total += float(match.group(1)) * _UNIT_S[match.group(2)]
         pos = match.end()
@@ -210,6 +237,7 @@ def valid_env_names() -> set[str]:
 
 # --------------------------------------------------------------------------- compose
 
+
 def test_compose_parses_and_has_the_stack(services):
     missing = EXPECTED_SERVICES - set(services)
     assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
@@ -218,7 +246,9 @@ def test_compose_parses_and_has_the_stack(services):
 
 
 def test_every_mounted_host_path_exists_in_the_repo(services):
-    mounts = [(name, src, target) for name, svc in services.items() for src, target, _ in bind_mounts(svc)]
+    mounts = [
+        (name, src, target) for name, svc in services.items() for src, target, _ in bind_mounts(svc)
+    ]
     assert mounts, "no bind mounts found: the stack must mount the project's config files"
     problems = []
     for name, src, target in mounts:
@@ -243,24 +273,41 @@ def test_project_files_are_mounted_where_the_services_read_them(services):
         assert (svc, (ROOT / rel).resolve()) in sources, f"{svc} does not mount {rel}"
     # The files the daemons are told to read are those mounts.
     am_cfg = flag_value(command_list(services["alertmanager"]), "--config.file")
-    assert am_cfg and container_file_source(services, "alertmanager", am_cfg) == (ROOT / "alerts/alertmanager.yml").resolve()
+    assert (
+        am_cfg
+        and container_file_source(services, "alertmanager", am_cfg)
+        == (ROOT / "alerts/alertmanager.yml").resolve()
+    )
     prom_cfg = flag_value(command_list(services["prometheus"]), "--config.file")
-    assert prom_cfg and container_file_source(services, "prometheus", prom_cfg) == PROMETHEUS_FILE.resolve()
-    for src, target, read_only in bind_mounts(services["prometheus"]) + bind_mounts(services["alertmanager"]):
+    assert (
+        prom_cfg
+        and container_file_source(services, "prometheus", prom_cfg) == PROMETHEUS_FILE.resolve()
+    )
+    for src, target, read_only in bind_mounts(services["prometheus"]) + bind_mounts(
+        services["alertmanager"]
+    ):
         assert read_only, f"{src} -> {target} should be mounted read-only"
 
 
 def test_named_volumes_are_declared(compose, services):
     declared = set((compose.get("volumes") or {}).keys())
     used = {v for svc in services.values() for v in named_volumes(svc)}
-    mariadb_targets = {v.split(":")[1]: v.split(":")[0] for v in services["mariadb"].get("volumes", [])
-                       if isinstance(v, str)}
-    assert mariadb_targets.get("/var/lib/mysql") in declared, "MariaDB's /var/lib/mysql is not on a named volume"
+    mariadb_targets = {
+        v.split(":")[1]: v.split(":")[0]
+        for v in services["mariadb"].get("volumes", [])
+        if isinstance(v, str)
+    }
+    assert mariadb_targets.get("/var/lib/mysql") in declared, (
+        "MariaDB's /var/lib/mysql is not on a named volume"
+    )
     assert used <= declared, f"volumes used but not declared: {sorted(used - declared)}"
 
 
 def test_grafana_provisioning_matches_the_mounts(services):
-    """The dashboard provider's path is where the dashboards are mounted; the datasource reaches Prometheus."""
+    """The dashboard provider's path is where the dashboards are mounted.
+
+    The datasource reaches Prometheus.
+    """
     provider_files = sorted((ROOT / "grafana/provisioning/dashboards").glob("*.y*ml"))
     assert provider_files, "grafana/provisioning/dashboards has no provider file"
     dashboards_dir = (ROOT / "grafana/dashboards").resolve()
@@ -269,21 +316,32 @@ def test_grafana_provisioning_matches_the_mounts(services):
         for provider in yaml.safe_load(f.read_text(encoding="utf-8")).get("providers", []):
             path = provider["options"]["path"]
             assert container_file_source(services, "grafana", path) == dashboards_dir, (
-                f"{f.name}: provider path {path} is not where grafana/dashboards is mounted")
+                f"{f.name}: provider path {path} is not where grafana/dashboards is mounted"
+            )
     # Datasources: whichever directory is mounted at the provisioning path.
     ds_dir = container_file_source(services, "grafana", "/etc/grafana/provisioning/datasources")
     assert ds_dir is not None and ds_dir.is_dir(), "no datasources directory mounted for Grafana"
-    project_ds = {d["uid"]: d for f in (ROOT / "grafana/provisioning/datasources").glob("*.y*ml")
-                  for d in yaml.safe_load(f.read_text(encoding="utf-8")).get("datasources", [])}
-    mounted_ds = [d for f in ds_dir.glob("*.y*ml")
-                  for d in yaml.safe_load(f.read_text(encoding="utf-8")).get("datasources", [])]
+    project_ds = {
+        d["uid"]: d
+        for f in (ROOT / "grafana/provisioning/datasources").glob("*.y*ml")
+        for d in yaml.safe_load(f.read_text(encoding="utf-8")).get("datasources", [])
+    }
+    mounted_ds = [
+        d
+        for f in ds_dir.glob("*.y*ml")
+        for d in yaml.safe_load(f.read_text(encoding="utf-8")).get("datasources", [])
+    ]
     prom_ds = [d for d in mounted_ds if d.get("type") == "prometheus"]
     assert prom_ds, "no Prometheus datasource provisioned in the stack"
     for d in prom_ds:
         url = urlsplit(d["url"])
-        assert url.hostname == "prometheus" and url.port == 9090, f"datasource {d['name']} points at {d['url']}"
+        assert url.hostname == "prometheus" and url.port == 9090, (
+            f"datasource {d['name']} points at {d['url']}"
+        )
         if project_ds:
-            assert d["uid"] in project_ds, f"datasource uid {d['uid']} differs from the project's {sorted(project_ds)}"
+            assert d["uid"] in project_ds, (
+                f"datasource uid {d['uid']} differs from the project's {sorted(project_ds)}"
+            )
 
 
 def test_startup_order_and_one_shot_upgrade(services):
@@ -303,10 +361,12 @@ def test_startup_order_and_one_shot_upgrade(services):
 def test_envios_services_run_the_console_script(services):
     expected = {"sender": ["send"], "watcher": ["watch"], "db-upgrade": ["db", "upgrade"]}
     for name, args in expected.items():
-        assert command_list(services[name])[:len(args)] == args, name
+        assert command_list(services[name])[: len(args)] == args, name
     sim = command_list(services["simulator"])
     assert sim[0] == "gateway-sim"
-    assert flag_value(sim, "--host") == "0.0.0.0", "the simulator must listen beyond its container's loopback"
+    assert flag_value(sim, "--host") == "0.0.0.0", (
+        "the simulator must listen beyond its container's loopback"
+    )
 
 
 def test_sender_defaults_to_the_simulator(services):
@@ -329,12 +389,24 @@ def test_sender_keeps_its_journal_on_a_volume_the_image_lets_it_write(compose, s
     env = env_of(services["sender"])
     journal = env.get("ENVIOS_SENDER_JOURNAL_DIR", "")
     assert journal.startswith("/"), "the sender runs without a journal (docs/RELIABILITY.md)"
-    mounts = {target: source for source, target in (v.split(":")[:2] for v in services["sender"].get("volumes", [])
-                                                   if isinstance(v, str))}
-    assert mounts.get(journal) in (compose.get("volumes") or {}), "the journal must be on a declared named volume"
-    assert mounts[journal] not in {n for name, svc in services.items() if name != "sender" for n in named_volumes(svc)}
-    assert env_of(services["sender"])["ENVIOS_DATABASE_URL"] == env_of(services["watcher"])["ENVIOS_DATABASE_URL"]
-    # A new named volume takes the owner of the image's directory: it must exist there, owned by envios.
+    mounts = {
+        target: source
+        for source, target in (
+            v.split(":")[:2] for v in services["sender"].get("volumes", []) if isinstance(v, str)
+        )
+    }
+    assert mounts.get(journal) in (compose.get("volumes") or {}), (
+        "the journal must be on a declared named volume"
+    )
+    assert mounts[journal] not in {
+        n for name, svc in services.items() if name != "sender" for n in named_volumes(svc)
+    }
+    assert (
+        env_of(services["sender"])["ENVIOS_DATABASE_URL"]
+        == env_of(services["watcher"])["ENVIOS_DATABASE_URL"]
+    )
+    # A new named volume takes the owner of the image's directory: it must exist there, owned by
+    # envios.
     run_lines = " ".join(arg for op, arg in dockerfile_instructions() if op == "RUN")
     assert re.search(rf"install -d -o envios -g envios\b[^&]*\s{re.escape(journal)}\b", run_lines)
 
@@ -346,32 +418,52 @@ def test_sender_stop_grace_exceeds_send_timeout(services, defaults):
 
 
 def compose_cli() -> list[str]:
-    """`docker compose` (v2) or `docker-compose` (Debian package docker-compose, what .ci/run installs).
+    """`docker compose` (v2) or `docker-compose`.
+
+    The latter is the Debian package docker-compose, what .ci/run installs.
 
     Neither needs a Docker engine for `config`: it validates the file against the
     Compose schema and resolves variables, relative paths and anchors.
     """
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                                 timeout=60).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=60
+        ).returncode
+        == 0
+    ):
         return ["docker", "compose"]
     return [need_binary("docker-compose")]
 
 
 def compose_config(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*compose_cli(), "-f", str(path), "config", "-q"], capture_output=True, text=True,
-                          cwd=path.parent, timeout=120)
+    return subprocess.run(
+        [*compose_cli(), "-f", str(path), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=120,
+    )
 
 
 def test_compose_file_validates_with_the_compose_cli(tmp_path):
-    """Full schema check of deploy/docker-compose.yml; the CLI is proved to reject a bad file first."""
+    """Full schema check of deploy/docker-compose.yml.
+
+    The CLI is proved to reject a bad file first.
+    """
     broken = tmp_path / "docker-compose.yml"
-    broken.write_text("services:\n  sender:\n    image: envios:local\n    restart_policy_typo: always\n")
-    assert compose_config(broken).returncode != 0, "the compose CLI accepted an unknown key: it validates nothing"
+    broken.write_text(
+        "services:\n  sender:\n    image: envios:local\n    restart_policy_typo: always\n"
+    )
+    assert compose_config(broken).returncode != 0, (
+        "the compose CLI accepted an unknown key: it validates nothing"
+    )
     proc = compose_config(COMPOSE_FILE)
     assert proc.returncode == 0, proc.stderr
 
 
 # --------------------------------------------------------------------------- Dockerfile
+
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
     text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
@@ -389,7 +481,9 @@ def test_every_envios_service_builds_from_the_repo_with_deploy_dockerfile(servic
     assert {"sender", "watcher", "db-upgrade", "simulator"} <= set(built)
     for name in built:
         build = services[name]["build"]
-        assert (DEPLOY / build["context"]).resolve() == ROOT, f"{name}: build context is not the repo root"
+        assert (DEPLOY / build["context"]).resolve() == ROOT, (
+            f"{name}: build context is not the repo root"
+        )
         assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE.resolve(), name
 
 
@@ -417,7 +511,11 @@ def test_dockerfile_copies_every_package_and_installs_it():
     # The build-context filter must not drop what is copied.
     ignore = DEPLOY / "Dockerfile.dockerignore"
     if ignore.exists():
-        patterns = [p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
+        patterns = [
+            p.strip()
+            for p in ignore.read_text().splitlines()
+            if p.strip() and not p.startswith("#")
+        ]
         for src in copied:
             hit = [p for p in patterns if not p.startswith("!") and fnmatch.fnmatch(src, p)]
             assert not hit, f"{src} is excluded from the build context by {hit}"
@@ -427,7 +525,9 @@ def test_dockerfile_base_user_install_entrypoint():
     ins = dockerfile_instructions()
     assert ins[0] == ("FROM", "python:3.11-slim")
     users = [rest for word, rest in ins if word == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must run as a non-root user"
+    assert users and users[-1].split(":")[0] not in ("root", "0"), (
+        "the image must run as a non-root user"
+    )
     runs = " ".join(rest for word, rest in ins if word == "RUN")
     assert re.search(r"pip install (\S+ )*\.(\s|$)", runs), "the image must `pip install .`"
     assert ("ENTRYPOINT", '["envios"]') in ins
@@ -435,10 +535,16 @@ def test_dockerfile_base_user_install_entrypoint():
 
 # --------------------------------------------------------------------------- Prometheus
 
+
 def test_promtool_check_config_passes():
     promtool = need_binary("promtool")
-    proc = subprocess.run([promtool, "check", "config", str(PROMETHEUS_FILE)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS_FILE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rule files found" in proc.stdout + proc.stderr, "promtool checked no rule file"
 
@@ -451,8 +557,9 @@ def test_rule_files_are_the_project_rules_in_the_repo_and_in_the_container(prom_
         in_repo = (PROMETHEUS_FILE.parent / rf).resolve()
         assert in_repo == RULES_FILE.resolve(), f"{rf} is not alerts/envios.rules.yml from the repo"
         in_container = os.path.normpath(os.path.join(os.path.dirname(container_cfg), rf))
-        assert container_file_source(services, "prometheus", in_container) == RULES_FILE.resolve(), (
-            f"in the container {rf} resolves to {in_container}, where the rules are not mounted")
+        assert (
+            container_file_source(services, "prometheus", in_container) == RULES_FILE.resolve()
+        ), f"in the container {rf} resolves to {in_container}, where the rules are not mounted"
 
 
 def test_scrape_jobs_cover_every_job_the_alert_rules_use(prom_config):
@@ -479,15 +586,23 @@ def test_scrape_and_alerting_targets_are_services_of_the_stack(prom_config, serv
     assert host in services
     if host != "sender":
         assert services["sender"].get("network_mode") == f"service:{host}", (
-            f"{host} forwards to the sender's loopback only if the sender joins its network namespace")
+            f"{host} forwards to the sender's loopback only if the sender joins"
+            " its network namespace"
+        )
         forward = " ".join(command_list(services[host]))
         assert f"TCP-LISTEN:{port}," in forward
         assert f"TCP:127.0.0.1:{defaults['sender']['metrics_port']}" in forward
-    am = [t for a in prom_config["alerting"]["alertmanagers"] for c in a["static_configs"] for t in c["targets"]]
+    am = [
+        t
+        for a in prom_config["alerting"]["alertmanagers"]
+        for c in a["static_configs"]
+        for t in c["targets"]
+    ]
     assert am == ["alertmanager:9093"] and "alertmanager" in services
 
 
 # --------------------------------------------------------------------------- systemd
+
 
 @pytest.mark.parametrize("subcommand", sorted(UNITS))
 def test_unit_has_required_keys_and_runs_envios(subcommand):
@@ -501,14 +616,23 @@ def test_unit_has_required_keys_and_runs_envios(subcommand):
     assert last(unit, "Service", "Restart") == "on-failure"
     assert last(unit, "Service", "User") not in ("root", "0")
     assert last(unit, "Service", "EnvironmentFile").lstrip("-") == "/etc/envios/envios.env"
-    assert duration_s(last(unit, "Service", "RestartSec")) >= 1, "RestartSec too short: restart storm"
+    assert duration_s(last(unit, "Service", "RestartSec")) >= 1, (
+        "RestartSec too short: restart storm"
+    )
     assert last(unit, "Unit", "StartLimitIntervalSec") and last(unit, "Unit", "StartLimitBurst")
-    if subcommand == "send":  # a sender that cannot start must end up failed (and alerting), not loop
+    # a sender that cannot start must end up failed (and alerting), not loop
+    if subcommand == "send":
         assert duration_s(last(unit, "Unit", "StartLimitIntervalSec")) > 0
     assert last(unit, "Service", "KillSignal") == "SIGTERM"
-    for key, value in [("NoNewPrivileges", "true"), ("ProtectSystem", "strict"), ("PrivateTmp", "true"),
-                       ("ProtectHome", "true")]:
-        assert last(unit, "Service", key) == value, f"{UNITS[subcommand].name}: {key}={value} expected"
+    for key, value in [
+        ("NoNewPrivileges", "true"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "true"),
+        ("ProtectHome", "true"),
+    ]:
+        assert last(unit, "Service", key) == value, (
+            f"{UNITS[subcommand].name}: {key}={value} expected"
+        )
     assert last(unit, "Install", "WantedBy") == "multi-user.target"
 
 
@@ -522,13 +646,21 @@ def test_units_never_upgrade_the_schema_on_start():
 
 def test_sender_stop_timeout_lets_a_send_finish(defaults):
     unit = parse_unit(UNITS["send"])
-    assert duration_s(last(unit, "Service", "TimeoutStopSec")) > defaults["gateway"]["send_timeout_s"]
-    assert last(unit, "Service", "KillMode") in (None, "control-group", "mixed"), "KillMode must not skip SIGTERM"
+    assert (
+        duration_s(last(unit, "Service", "TimeoutStopSec")) > defaults["gateway"]["send_timeout_s"]
+    )
+    assert last(unit, "Service", "KillMode") in (None, "control-group", "mixed"), (
+        "KillMode must not skip SIGTERM"
+    )
 
 
 def test_sender_unit_keeps_its_journal_in_its_state_directory():
     unit = parse_unit(UNITS["send"])
-    env = dict(item.split("=", 1) for value in unit["Service"].get("Environment", []) for item in shlex.split(value))
+    env = dict(
+        item.split("=", 1)
+        for value in unit["Service"].get("Environment", [])
+        for item in shlex.split(value)
+    )
     journal = PurePosixPath(env.get("ENVIOS_SENDER_JOURNAL_DIR", ""))
     assert journal.is_absolute(), "the sender runs without a journal (docs/RELIABILITY.md)"
     # ProtectSystem=strict: only the state directory is writable, and it outlives restarts.
@@ -547,17 +679,27 @@ def test_watcher_does_not_depend_on_the_sender():
 
 def test_systemd_analyze_verify_accepts_the_units(tmp_path):
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze not installed (required keys are checked by the other unit tests)")
+        pytest.skip(
+            "systemd-analyze not installed (required keys are checked by the other unit tests)"
+        )
     # verify insists that ExecStart's binary exists: point it at one that does.
     stand_in = shutil.which("envios") or shutil.which("true")
     for path in UNITS.values():
         argv0 = shlex.split(last(parse_unit(path), "Service", "ExecStart"))[0]
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8").replace(argv0, stand_in))
-    proc = subprocess.run(["systemd-analyze", "verify", *[str(tmp_path / p.name) for p in UNITS.values()]],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", *[str(tmp_path / p.name) for p in UNITS.values()]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     # verify exits 0 on unknown keys and unparsable values, so its warnings count as failures.
-    complaints = [line for line in (proc.stdout + proc.stderr).splitlines()
-                  if "envios-" in line or str(tmp_path) in line]
+    complaints = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if "envios-" in line or str(tmp_path) in line
+    ]
     assert proc.returncode == 0 and not complaints, proc.stdout + proc.stderr
 
 
@@ -588,22 +730,33 @@ def test_env_example_sets_real_config_keys():
 def test_env_example_contains_no_real_looking_secret():
     for key, value in env_example().items():
         if SECRET_KEY.search(key):
-            assert value == "" or PLACEHOLDER.match(value), f"{key} looks like a real secret: use CHANGE_ME"
+            assert value == "" or PLACEHOLDER.match(value), (
+                f"{key} looks like a real secret: use CHANGE_ME"
+            )
         url = urlsplit(value)
         if url.scheme and url.password is not None:
-            assert PLACEHOLDER.match(url.password), f"{key}: the URL's password must be a placeholder"
+            assert PLACEHOLDER.match(url.password), (
+                f"{key}: the URL's password must be a placeholder"
+            )
         # Nothing long and random-looking anywhere (tokens, keys, passwords).
         for token in re.findall(r"[A-Za-z0-9+/=_\-]{20,}", value):
-            assert not (re.search(r"\d", token) and re.search(r"[a-z]", token) and re.search(r"[A-Z]", token)), (
-                f"{key}: {token[:4]}... looks like a real secret")
+            assert not (
+                re.search(r"\d", token)
+                and re.search(r"[a-z]", token)
+                and re.search(r"[A-Z]", token)
+            ), f"{key}: {token[:4]}... looks like a real secret"
 
 
 # --------------------------------------------------------------------------- README
 
+
 def test_deploy_readme_names_every_file():
     readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
-    files = [p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*")
-             if p.is_file() and p.name != "README.md" and p.name != ".env"]
+    files = [
+        p.relative_to(DEPLOY).as_posix()
+        for p in DEPLOY.rglob("*")
+        if p.is_file() and p.name != "README.md" and p.name != ".env"
+    ]
     assert files
     missing = [f for f in files if f not in readme and PurePosixPath(f).name not in readme]
     assert not missing, f"deploy/README.md does not mention {missing}"

@@ -62,24 +62,52 @@ class Builder:
 
     def campaign(self, cid: int, estado: str = "en_progreso", nombre: str | None = None) -> int:
         self.conn.execute(
-            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, %s, %s, %s)",
-            (cid, nombre or f"Campaña {cid}", "Hola {nombre}", estado))
+            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+            " VALUES (%s, %s, %s, %s)",
+            (cid, nombre or f"Campaña {cid}", "Hola {nombre}", estado),
+        )
         return cid
 
-    def schedule(self, sid: int, cid: int, estado: str = "aprobada", cliente_id: int = 51,
-                 paused_reason: str | None = None, paused_by: str | None = None,
-                 paused_at: dt.datetime | None = None) -> int:
+    def schedule(
+        self,
+        sid: int,
+        cid: int,
+        estado: str = "aprobada",
+        cliente_id: int = 51,
+        paused_reason: str | None = None,
+        paused_by: str | None = None,
+        paused_at: dt.datetime | None = None,
+    ) -> int:
         self.conn.execute(
             "INSERT INTO ll_programaciones (id, campania_id, cliente_id, dias_semana, hora_inicio,"
             " hora_fin, cupo_diario, fecha_inicio, estado, paused_reason, paused_by, paused_at)"
             " VALUES (%s, %s, %s, 'mon,tue,wed,thu,fri', %s, %s, 50, %s, %s, %s, %s, %s)",
-            (sid, cid, cliente_id, dt.time(8, 0), dt.time(20, 0), dt.date(2026, 2, 1), estado,
-             paused_reason, paused_by, paused_at))
+            (
+                sid,
+                cid,
+                cliente_id,
+                dt.time(8, 0),
+                dt.time(20, 0),
+                dt.date(2026, 2, 1),
+                estado,
+                paused_reason,
+                paused_by,
+                paused_at,
+            ),
+        )
         return sid
 
-    def send(self, cid: int, estado: str, *, claimed_at: dt.datetime | None = None,
-             finished_at: dt.datetime | None = None, message_id: str | None = None,
-             legacy: bool = False, count: int = 1) -> None:
+    def send(
+        self,
+        cid: int,
+        estado: str,
+        *,
+        claimed_at: dt.datetime | None = None,
+        finished_at: dt.datetime | None = None,
+        message_id: str | None = None,
+        legacy: bool = False,
+        count: int = 1,
+    ) -> None:
         """`count` rows of campaign `cid` in `estado`, with the history the sender writes.
 
         legacy: sent by the system before envios (no claim, no history, no message id).
@@ -92,25 +120,41 @@ class Builder:
                 "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
                 " mensaje_final, estado, fecha_envio, message_id, claimed_at, claimed_by, attempts)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (cid, phone, "Ana", "Hola Ana", estado, fecha, mid, None if legacy else claimed_at,
-                 None if legacy or claimed_at is None else "sender-1", 0 if legacy or not claimed_at else 1))
+                (
+                    cid,
+                    phone,
+                    "Ana",
+                    "Hola Ana",
+                    estado,
+                    fecha,
+                    mid,
+                    None if legacy else claimed_at,
+                    None if legacy or claimed_at is None else "sender-1",
+                    0 if legacy or not claimed_at else 1,
+                ),
+            )
             if legacy:
                 continue
             if claimed_at is not None:
                 self._history(envio_id, cid, "pendiente", "enviando", claimed_at)
             if finished_at is not None and estado in ("enviado", "error"):
-                self._history(envio_id, cid, "enviando" if claimed_at else "pendiente", estado, finished_at)
+                self._history(
+                    envio_id, cid, "enviando" if claimed_at else "pendiente", estado, finished_at
+                )
 
     def _history(self, envio_id, cid, before, after, at) -> None:
         self.conn.execute(
             "INSERT INTO ll_envios_whatsapp_historial (envio_id, campania_id, estado_anterior,"
-            " estado_nuevo, origen, detalle, created_at) VALUES (%s, %s, %s, %s, 'envios-sender', NULL, %s)",
-            (envio_id, cid, before, after, at))
+            " estado_nuevo, origen, detalle, created_at)"
+            " VALUES (%s, %s, %s, %s, 'envios-sender', NULL, %s)",
+            (envio_id, cid, before, after, at),
+        )
 
 
 @pytest.fixture
 def build(upgraded, clock):
-    return Builder(upgraded, clock.db_now(upgraded))  # rows carry the database's clock, as the sender writes them
+    # rows carry the database's clock, as the sender writes them
+    return Builder(upgraded, clock.db_now(upgraded))
 
 
 def parse(exposition: bytes | str) -> dict[tuple[str, frozenset], float]:

@@ -17,10 +17,14 @@ from tests.monitor.conftest import labels, parse, series
 from tests.monitor.test_autopause import audit_rows, autopauses, schedule_states, setup_campaign
 
 READ_ONLY_TRIGGER = {
-    "sqlite": ("CREATE TRIGGER envios_t_read_only BEFORE UPDATE ON ll_programaciones"
-               " BEGIN SELECT RAISE(ABORT, 'll_programaciones is read-only'); END"),
-    "mysql": ("CREATE TRIGGER envios_t_read_only BEFORE UPDATE ON ll_programaciones FOR EACH ROW"
-              " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'll_programaciones is read-only'"),
+    "sqlite": (
+        "CREATE TRIGGER envios_t_read_only BEFORE UPDATE ON ll_programaciones"
+        " BEGIN SELECT RAISE(ABORT, 'll_programaciones is read-only'); END"
+    ),
+    "mysql": (
+        "CREATE TRIGGER envios_t_read_only BEFORE UPDATE ON ll_programaciones FOR EACH ROW"
+        " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'll_programaciones is read-only'"
+    ),
 }
 
 
@@ -29,7 +33,9 @@ def crossing_stuck(b):
     b.send(1, "enviando", claimed_at=b.ago(minutes=30), count=6)  # 6 > max_stuck 5
 
 
-def test_a_refused_autopause_write_is_logged_counted_and_retried(build, config, clock, watchers, caplog):
+def test_a_refused_autopause_write_is_logged_counted_and_retried(
+    build, config, clock, watchers, caplog
+):
     crossing_stuck(build)
     conn = build.conn
     conn.execute(READ_ONLY_TRIGGER[conn.dialect])
@@ -41,7 +47,8 @@ def test_a_refused_autopause_write_is_logged_counted_and_retried(build, config, 
     assert series(got, "envios_watcher_up") == {frozenset(): 1}
     assert series(got, "envios_stuck_sending")[labels(campania_id=1)] == 6
     assert autopauses(watcher) == {"error_ratio": 0, "stuck": 0, "missing_message_id": 0}
-    assert schedule_states(conn)[10][0] == "aprobada" and audit_rows(conn) == []  # nothing half-done
+    # nothing half-done
+    assert schedule_states(conn)[10][0] == "aprobada" and audit_rows(conn) == []
     failures = [m for m in caplog.messages if m.startswith("query autopause failed")]
     assert len(failures) == 1 and "read-only" in failures[0], caplog.messages
     assert "\n" not in failures[0]
@@ -49,7 +56,12 @@ def test_a_refused_autopause_write_is_logged_counted_and_retried(build, config, 
     clock.advance(15)
     with caplog.at_level(logging.WARNING, logger="envios.watch"):
         watcher.refresh()  # still refused: counted again, not logged again
-    assert series(parse(watcher.exposition()), "envios_watcher_query_errors_total")[labels(query="autopause")] == 2
+    assert (
+        series(parse(watcher.exposition()), "envios_watcher_query_errors_total")[
+            labels(query="autopause")
+        ]
+        == 2
+    )
     assert len([m for m in caplog.messages if m.startswith("query autopause failed")]) == 1
 
     conn.execute("DROP TRIGGER envios_t_read_only")  # the grant is fixed
@@ -61,7 +73,9 @@ def test_a_refused_autopause_write_is_logged_counted_and_retried(build, config, 
 
 
 @pytest.mark.mysql_only
-def test_a_connection_killed_before_the_autopause_write_is_an_outage_then_retried(build, config, clock, watchers):
+def test_a_connection_killed_before_the_autopause_write_is_an_outage_then_retried(
+    build, config, clock, watchers
+):
     crossing_stuck(build)
     killed = []
 
@@ -82,8 +96,9 @@ def test_a_connection_killed_before_the_autopause_write_is_an_outage_then_retrie
     assert autopauses(watcher)["stuck"] == 1
 
 
-def test_a_database_never_upgraded_is_named_once_and_picked_up_after_the_upgrade(db_url, conn, clock, watchers,
-                                                                                 caplog):
+def test_a_database_never_upgraded_is_named_once_and_picked_up_after_the_upgrade(
+    db_url, conn, clock, watchers, caplog
+):
     """The watcher's "schema not upgraded" path: one clear line (not one per refresh), reads counted
     as failed, nothing paused, and once `envios db upgrade` ran the next refresh is complete."""
     from envios.store import schema
@@ -99,7 +114,8 @@ def test_a_database_never_upgraded_is_named_once_and_picked_up_after_the_upgrade
     assert len(lines) == 1, caplog.messages
     got = parse(watcher.exposition())
     assert series(got, "envios_watcher_query_errors_total")[labels(query="campaigns")] == 3
-    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {frozenset(): 0}  # never complete
+    # never complete
+    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {frozenset(): 0}
     assert watcher.health()[0] is False
 
     schema.upgrade(conn, clock.now())
@@ -108,5 +124,8 @@ def test_a_database_never_upgraded_is_named_once_and_picked_up_after_the_upgrade
         assert watcher.refresh() is True
     assert not [m for m in caplog.messages if "not upgraded" in m]
     got = parse(watcher.exposition())
-    assert series(got, "envios_watcher_query_errors_total")[labels(query="campaigns")] == 3  # no new failure
-    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {frozenset(): clock.to_epoch(clock.now())}
+    # no new failure
+    assert series(got, "envios_watcher_query_errors_total")[labels(query="campaigns")] == 3
+    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
+        frozenset(): clock.to_epoch(clock.now())
+    }

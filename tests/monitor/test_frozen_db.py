@@ -27,7 +27,10 @@ REFRESH_S = 4.0
 
 
 class FreezableProxy:
-    """127.0.0.1:<port> -> target; freeze() holds every byte in both directions, thaw() lets them go."""
+    """127.0.0.1:<port> -> target.
+
+    freeze() holds every byte in both directions, thaw() lets them go.
+    """
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -87,7 +90,8 @@ def frozen_url(db_url, clock):
         schema.upgrade(conn, clock.now())
         seed_known(Builder(conn, clock.now()))
     proxy = FreezableProxy((parts.hostname, parts.port or 3306))
-    netloc = f"{parts.username or 'root'}{':' + parts.password if parts.password else ''}@127.0.0.1:{proxy.port}"
+    password = ":" + parts.password if parts.password else ""
+    netloc = f"{parts.username or 'root'}{password}@127.0.0.1:{proxy.port}"
     yield urlunsplit((parts.scheme, netloc, parts.path, "", "")), proxy
     proxy.close()
 
@@ -98,7 +102,9 @@ def test_the_socket_timeout_is_under_one_refresh():
 
 
 @pytest.mark.mysql_only
-def test_a_frozen_server_is_shown_down_and_logged_within_two_refreshes(frozen_url, clock, watchers, caplog):
+def test_a_frozen_server_is_shown_down_and_logged_within_two_refreshes(
+    frozen_url, clock, watchers, caplog
+):
     url, proxy = frozen_url
     watcher = watchers(make_config(url, **{"monitor.refresh_s": REFRESH_S}), clock=clock)
     with caplog.at_level(logging.INFO, logger="envios.watch"):

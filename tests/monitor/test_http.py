@@ -41,7 +41,9 @@ def test_metrics_and_healthz_over_http(build, config, clock, watchers):
     assert body == watcher.exposition()
     assert series(parse(body), "envios_stuck_sending")[labels(campania_id=1)] == 3
     status, ctype, body = get(watcher.url + "/healthz")
-    assert (status, ctype) == (200, "text/plain; charset=utf-8") and body.startswith(b"ok: last refresh")
+    assert (status, ctype) == (200, "text/plain; charset=utf-8") and body.startswith(
+        b"ok: last refresh"
+    )
 
     tick.now += 3 * config.monitor.refresh_s - 0.5
     assert get(watcher.url + "/healthz")[0] == 200
@@ -62,7 +64,8 @@ def test_background_refreshes_keep_it_healthy(build, db_url, clock, watchers):
 
 def test_exposition_passes_promtool(build, config, clock, watchers):
     seed_known(build)
-    build.send(1, "enviando", claimed_at=build.ago(minutes=30), count=3)  # crosses max_stuck: a pause
+    # crosses max_stuck: a pause
+    build.send(1, "enviando", claimed_at=build.ago(minutes=30), count=3)
     promtool = shutil.which("promtool")
     if promtool is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -70,8 +73,11 @@ def test_exposition_passes_promtool(build, config, clock, watchers):
         pytest.skip("promtool is not installed")
     watcher = watchers(config, clock=clock)
     watcher.refresh()
-    assert series(parse(watcher.exposition()), "envios_autopause_total")[labels(reason="stuck")] == 1
-    result = subprocess.run([promtool, "check", "metrics"], input=watcher.exposition(),
-                            capture_output=True, timeout=60)
+    assert (
+        series(parse(watcher.exposition()), "envios_autopause_total")[labels(reason="stuck")] == 1
+    )
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=watcher.exposition(), capture_output=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""

@@ -20,17 +20,34 @@ def seed_known(b):
     b.campaign(2, "pendiente")
     b.campaign(3, "finalizado")
     b.schedule(10, 1, "aprobada")
-    b.schedule(11, 1, "pausada", paused_reason="operator", paused_by="operator", paused_at=b.ago(minutes=30))
+    b.schedule(
+        11,
+        1,
+        "pausada",
+        paused_reason="operator",
+        paused_by="operator",
+        paused_at=b.ago(minutes=30),
+    )
     b.schedule(12, 1, "rechazada")
     b.schedule(20, 2, "pausada")  # paused in the legacy UI: no reason recorded
-    b.schedule(30, 3, "pausada", paused_reason="error_ratio", paused_by="watcher", paused_at=b.ago(days=1))
+    b.schedule(
+        30, 3, "pausada", paused_reason="error_ratio", paused_by="watcher", paused_at=b.ago(days=1)
+    )
 
     b.send(1, "pendiente", count=3)
     b.send(1, "enviando", claimed_at=b.ago(minutes=10), count=2)  # stuck
     b.send(1, "enviando", claimed_at=b.ago(minutes=12))  # stuck, the oldest
     b.send(1, "enviando", claimed_at=b.ago(minutes=1))  # in flight, not stuck
-    b.send(1, "enviado", claimed_at=b.ago(minutes=31), finished_at=b.ago(minutes=30), message_id="auto", count=5)
-    b.send(1, "enviado", claimed_at=b.ago(minutes=21), finished_at=b.ago(minutes=20), count=2)  # no id
+    b.send(
+        1,
+        "enviado",
+        claimed_at=b.ago(minutes=31),
+        finished_at=b.ago(minutes=30),
+        message_id="auto",
+        count=5,
+    )
+    # no id
+    b.send(1, "enviado", claimed_at=b.ago(minutes=21), finished_at=b.ago(minutes=20), count=2)
     b.send(1, "enviado", finished_at=b.ago(days=2), legacy=True, count=4)
     b.send(1, "error", claimed_at=b.ago(minutes=16), finished_at=b.ago(minutes=15), count=3)
     b.send(1, "error", claimed_at=b.ago(hours=2), finished_at=b.ago(hours=2))  # outside the window
@@ -63,12 +80,15 @@ def test_every_value_of_a_known_database(known, config, clock, watchers):
 
     assert series(got, "envios_stuck_sending") == {c1: 3, c2: 0}
     assert series(got, "envios_oldest_stuck_claim_timestamp_seconds") == {
-        c1: clock.to_epoch(clock.now() - dt.timedelta(minutes=12))}  # rows on the database's clock, epochs real
+        # rows on the database's clock, epochs real
+        c1: clock.to_epoch(clock.now() - dt.timedelta(minutes=12))
+    }
     assert series(got, "envios_finished_in_window") == {c1: 10, c2: 0}  # 5 + 2 sent, 3 errors
     assert series(got, "envios_error_ratio") == {c1: pytest.approx(0.3), c2: 0}
     assert series(got, "envios_sent_missing_message_id") == {c1: 2, c2: 0}
     assert series(got, "envios_legacy_sent_without_message_id") == {c1: 4, c2: 0}
-    assert series(got, "envios_sent_unverifiable") == {c1: 0, c2: 0}  # tests/monitor/test_unverifiable.py
+    # tests/monitor/test_unverifiable.py
+    assert series(got, "envios_sent_unverifiable") == {c1: 0, c2: 0}
     assert series(got, "envios_messages") == {
         labels(campania_id=1, estado="pendiente"): 3,
         labels(campania_id=1, estado="enviando"): 4,
@@ -85,27 +105,46 @@ def test_every_value_of_a_known_database(known, config, clock, watchers):
     }
     # below every threshold (3 stuck <= 5, 2 missing <= 5, 10 finished < 20): nothing paused
     assert series(got, "envios_autopause_total") == {
-        labels(reason="error_ratio"): 0, labels(reason="stuck"): 0, labels(reason="missing_message_id"): 0}
+        labels(reason="error_ratio"): 0,
+        labels(reason="stuck"): 0,
+        labels(reason="missing_message_id"): 0,
+    }
     assert series(got, "envios_watcher_up") == {frozenset(): 1}
     assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
-        frozenset(): clock.to_epoch(clock.now())}
+        frozenset(): clock.to_epoch(clock.now())
+    }
     assert series(got, "envios_watcher_refresh_duration_seconds") == {frozenset(): 1.5}
     assert series(got, "envios_watcher_query_errors_total") == {
-        labels(query=name): 0 for name in ERROR_LABELS}
+        labels(query=name): 0 for name in ERROR_LABELS
+    }
     assert series(got, "envios_watcher_query_last_success_timestamp_seconds") == {
-        labels(query=name): clock.to_epoch(clock.now()) for name in QUERY_NAMES}
+        labels(query=name): clock.to_epoch(clock.now()) for name in QUERY_NAMES
+    }
     assert series(got, "envios_watcher_query_duration_seconds") == {
-        labels(query=name): 1.5 if name == "stuck" else 0.0 for name in QUERY_NAMES}
+        labels(query=name): 1.5 if name == "stuck" else 0.0 for name in QUERY_NAMES
+    }
 
     names = {name for name, _ in got}
     assert names == {
-        "envios_stuck_sending", "envios_oldest_stuck_claim_timestamp_seconds", "envios_error_ratio",
-        "envios_finished_in_window", "envios_sent_missing_message_id",
-        "envios_legacy_sent_without_message_id", "envios_sent_unverifiable", "envios_messages",
-        "envios_schedule_paused", "envios_autopause_total", "envios_watcher_up", "envios_watcher_last_refresh_timestamp_seconds",
-        "envios_watcher_refresh_duration_seconds", "envios_watcher_query_errors_total",
-        "envios_watcher_query_last_success_timestamp_seconds", "envios_watcher_query_duration_seconds",
-        "envios_delivery_ratio", "envios_delivery_acknowledged", "envios_unknowns_settled",
+        "envios_stuck_sending",
+        "envios_oldest_stuck_claim_timestamp_seconds",
+        "envios_error_ratio",
+        "envios_finished_in_window",
+        "envios_sent_missing_message_id",
+        "envios_legacy_sent_without_message_id",
+        "envios_sent_unverifiable",
+        "envios_messages",
+        "envios_schedule_paused",
+        "envios_autopause_total",
+        "envios_watcher_up",
+        "envios_watcher_last_refresh_timestamp_seconds",
+        "envios_watcher_refresh_duration_seconds",
+        "envios_watcher_query_errors_total",
+        "envios_watcher_query_last_success_timestamp_seconds",
+        "envios_watcher_query_duration_seconds",
+        "envios_delivery_ratio",
+        "envios_delivery_acknowledged",
+        "envios_unknowns_settled",
     }
     # nothing about the finalizado campaign 3 or its schedule 30
     assert not any(dict(lbls).get("campania_id") == "3" for _, lbls in got)
@@ -121,8 +160,14 @@ def test_types_and_help_lines(known, config, clock, watchers):
     text = watcher.exposition().decode()
     assert "# TYPE envios_autopause_total counter" in text
     assert "# TYPE envios_watcher_query_errors_total counter" in text
-    for gauge in ("envios_stuck_sending", "envios_error_ratio", "envios_messages", "envios_watcher_up",
-                  "envios_schedule_paused", "envios_sent_missing_message_id"):
+    for gauge in (
+        "envios_stuck_sending",
+        "envios_error_ratio",
+        "envios_messages",
+        "envios_watcher_up",
+        "envios_schedule_paused",
+        "envios_sent_missing_message_id",
+    ):
         assert f"# TYPE {gauge} gauge" in text
     assert "_created" not in text
     for line in text.splitlines():  # label values are ids and enums only
@@ -139,15 +184,23 @@ def test_finalizado_campaign_series_are_dropped(known, config, clock, watchers):
     got = parse(watcher.exposition())
     assert not any(dict(lbls).get("campania_id") == "1" for _, lbls in got)
     assert series(got, "envios_stuck_sending") == {labels(campania_id=2): 0}
-    assert series(got, "envios_schedule_paused") == {labels(programacion_id=20, campania_id=2, reason="unknown"): 1}
+    assert series(got, "envios_schedule_paused") == {
+        labels(programacion_id=20, campania_id=2, reason="unknown"): 1
+    }
 
 
-def test_a_query_over_its_time_limit_is_counted_and_last_values_kept(known, config, clock, watchers):
+def test_a_query_over_its_time_limit_is_counted_and_last_values_kept(
+    known, config, clock, watchers
+):
     def slow(conn, _context):
         if conn.dialect == "mysql":
-            return conn.scalar("SELECT SUM(a.seq * b.seq) FROM seq_1_to_100000 a, seq_1_to_100000 b")
-        return conn.scalar("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
-                           " WHERE x < 1000000000) SELECT COUNT(*) FROM c")
+            return conn.scalar(
+                "SELECT SUM(a.seq * b.seq) FROM seq_1_to_100000 a, seq_1_to_100000 b"
+            )
+        return conn.scalar(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+            " WHERE x < 1000000000) SELECT COUNT(*) FROM c"
+        )
 
     watcher = watchers(config, clock=clock, query_timeout_s=0.3)
     watcher.refresh()
@@ -164,6 +217,8 @@ def test_a_query_over_its_time_limit_is_counted_and_last_values_kept(known, conf
     assert last_ok[labels(query="stuck")] == first_refresh
     assert last_ok[labels(query="messages")] == first_refresh + 60
     # the refresh was not complete: its timestamp stays at the last complete one
-    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {frozenset(): first_refresh}
+    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
+        frozenset(): first_refresh
+    }
     assert series(got, "envios_watcher_up") == {frozenset(): 1}
     assert series(got, "envios_messages")[labels(campania_id=1, estado="enviando")] == 5

@@ -17,7 +17,10 @@ from tests.monitor.test_metrics import seed_known
 
 
 class TcpProxy:
-    """127.0.0.1:<port> -> target; stop() refuses and cuts every connection, start() serves again."""
+    """127.0.0.1:<port> -> target.
+
+    stop() refuses and cuts every connection, start() serves again.
+    """
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -103,7 +106,8 @@ def breakable(db_url, tmp_path, clock):
     else:
         parts = urlsplit(db_url)
         proxy = TcpProxy((parts.hostname, parts.port or 3306)).start()
-        netloc = f"{parts.username or 'root'}{':' + parts.password if parts.password else ''}@127.0.0.1:{proxy.port}"
+        password = ":" + parts.password if parts.password else ""
+        netloc = f"{parts.username or 'root'}{password}@127.0.0.1:{proxy.port}"
         url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         cut, restore = proxy.stop, proxy.start
     with Database(url).connect() as conn:
@@ -127,8 +131,11 @@ def test_unreachable_database_then_recovery(breakable, clock, watchers, caplog):
             assert watcher.refresh() is False
     got = parse(watcher.exposition())
     assert series(got, "envios_watcher_up") == {frozenset(): 0}
-    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {frozenset(): good_refresh}
-    assert series(got, "envios_stuck_sending")[labels(campania_id=1)] == 3  # last values still served
+    assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
+        frozenset(): good_refresh
+    }
+    # last values still served
+    assert series(got, "envios_stuck_sending")[labels(campania_id=1)] == 3
     # an outage is not a query error: envios_watcher_up says it
     assert set(series(got, "envios_watcher_query_errors_total").values()) == {0}
     outage_lines = [m for m in caplog.messages if "database unreachable" in m]
@@ -142,13 +149,16 @@ def test_unreachable_database_then_recovery(breakable, clock, watchers, caplog):
     got = parse(watcher.exposition())
     assert series(got, "envios_watcher_up") == {frozenset(): 1}
     assert series(got, "envios_watcher_last_refresh_timestamp_seconds") == {
-        frozenset(): clock.to_epoch(clock.now())}
+        frozenset(): clock.to_epoch(clock.now())
+    }
     assert any("reachable again" in m for m in caplog.messages)
 
 
 def test_the_refresh_thread_survives_an_outage(breakable, clock, watchers):
     url, cut, restore = breakable
-    watcher = watchers(make_config(url, **{"monitor.refresh_s": 0.05}), clock=clock).start(http=False)
+    watcher = watchers(make_config(url, **{"monitor.refresh_s": 0.05}), clock=clock).start(
+        http=False
+    )
     assert watcher.wait_for_refreshes(1, timeout=30)
     assert watcher.state.up
     cut()

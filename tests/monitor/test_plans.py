@@ -43,8 +43,10 @@ def refresh_statements(conn, now):
 def test_no_full_scan_of_the_big_tables(build, clock):
     seed_known(build)
     conn = build.conn
-    conn.execute("UPDATE ll_campanias_whatsapp SET resumed_at = %s WHERE id = 1",
-                 (clock.now() - dt.timedelta(hours=2),))
+    conn.execute(
+        "UPDATE ll_campanias_whatsapp SET resumed_at = %s WHERE id = 1",
+        (clock.now() - dt.timedelta(hours=2),),
+    )
     statements = refresh_statements(conn, clock.now())
     since_resume = watching.MISSING_SINCE_RESUME.sql.split(" IN ")[0]
     assert since_resume in "".join(sql for sql, _ in statements)

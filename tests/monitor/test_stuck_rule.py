@@ -38,12 +38,17 @@ def seed(conn, now: dt.datetime) -> dict[str, int]:
     """One campaign per row of ROWS (campaign id = position + 1), so each verdict is separate."""
     ids = {}
     for n, (label, estado, age_s, _stuck) in enumerate(ROWS, start=1):
-        conn.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
-                     " VALUES (%s, %s, 'm', 'en_progreso')", (n, f"c{n}"))
+        conn.execute(
+            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+            " VALUES (%s, %s, 'm', 'en_progreso')",
+            (n, f"c{n}"),
+        )
         claimed_at = None if age_s is None else now - dt.timedelta(seconds=age_s)
-        conn.execute("INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final,"
-                     " estado, claimed_at) VALUES (%s, %s, 'Ana', 'hola', %s, %s)",
-                     (n, f"54911000000{n:02d}", estado, claimed_at))
+        conn.execute(
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+            " mensaje_final, estado, claimed_at) VALUES (%s, %s, 'Ana', 'hola', %s, %s)",
+            (n, f"54911000000{n:02d}", estado, claimed_at),
+        )
         ids[label] = n
     return ids
 
@@ -53,7 +58,8 @@ EXPECTED_STUCK_CAMPAIGNS = {n for n, row in enumerate(ROWS, start=1) if row[3]}
 
 @pytest.fixture
 def seeded(upgraded, clock):
-    seed(upgraded, clock.db_now(upgraded))  # claim times follow the database's clock (DESIGN.md section 10)
+    # claim times follow the database's clock (DESIGN.md section 10)
+    seed(upgraded, clock.db_now(upgraded))
     return upgraded
 
 
@@ -71,22 +77,35 @@ def test_watcher_query_stuck_at_its_boundaries(seeded, clock):
 
 def test_campaign_command_stuck_count_at_its_boundaries(seeded, clock):
     """monitor.campaigns.stuck_count (the warning of `envios campaign resume`)."""
-    got = {n: campaigns.stuck_count(seeded, n, cutoff(clock, seeded)) for n in range(1, len(ROWS) + 1)}
+    got = {
+        n: campaigns.stuck_count(seeded, n, cutoff(clock, seeded)) for n in range(1, len(ROWS) + 1)
+    }
     assert got == {n: int(n in EXPECTED_STUCK_CAMPAIGNS) for n in got}
 
 
 def test_reconcile_list_stuck_rows_at_their_boundaries(seeded, clock):
     """sender.outbox.stuck_rows (`envios reconcile list`)."""
-    assert {int(r["campania_id"]) for r in outbox.stuck_rows(seeded, cutoff(clock, seeded))} == EXPECTED_STUCK_CAMPAIGNS
+    assert {
+        int(r["campania_id"]) for r in outbox.stuck_rows(seeded, cutoff(clock, seeded))
+    } == EXPECTED_STUCK_CAMPAIGNS
 
 
 def test_exported_gauge_at_the_boundaries(seeded, db_url, clock, watchers):
-    """envios_stuck_sending from a refresh with monitor.stuck_after_s = 300: the wiring of the cutoff."""
-    watcher = watchers(make_config(db_url, **{"monitor.stuck_after_s": STUCK_AFTER_S,
-                                              "monitor.autopause.enabled": False}), clock=clock)
+    """envios_stuck_sending from a refresh with monitor.stuck_after_s = 300.
+
+    This checks the wiring of the cutoff.
+    """
+    watcher = watchers(
+        make_config(
+            db_url, **{"monitor.stuck_after_s": STUCK_AFTER_S, "monitor.autopause.enabled": False}
+        ),
+        clock=clock,
+    )
     assert watcher.refresh() is True
     got = series(parse(watcher.exposition()), "envios_stuck_sending")
-    assert got == {labels(campania_id=n): int(n in EXPECTED_STUCK_CAMPAIGNS) for n in range(1, len(ROWS) + 1)}
+    assert got == {
+        labels(campania_id=n): int(n in EXPECTED_STUCK_CAMPAIGNS) for n in range(1, len(ROWS) + 1)
+    }
     # one second later the row claimed exactly at the cutoff has become stuck
     clock.advance(1)
     watcher.refresh()

@@ -37,13 +37,17 @@ def schedule_state(conn) -> tuple[str, str | None]:
     return r["estado"], r["paused_reason"]
 
 
-@pytest.mark.parametrize("build,count_unverifiable,paused,unverifiable,lost", [
-    ("venom", False, False, SENDS, 0),  # the default: shown, not paused
-    ("venom", True, True, SENDS, 0),  # the operator opted in
-    ("multi", False, True, 0, SENDS),  # ids lost: paused as before
-])
+@pytest.mark.parametrize(
+    "build,count_unverifiable,paused,unverifiable,lost",
+    [
+        ("venom", False, False, SENDS, 0),  # the default: shown, not paused
+        ("venom", True, True, SENDS, 0),  # the operator opted in
+        ("multi", False, True, 0, SENDS),  # ids lost: paused as before
+    ],
+)
 def test_unverifiable_sends_are_shown_and_paused_only_on_request(
-        build, count_unverifiable, paused, unverifiable, lost, db_url, upgraded, clock, watchers):
+    build, count_unverifiable, paused, unverifiable, lost, db_url, upgraded, clock, watchers
+):
     send_through(build, db_url, upgraded, clock)
     config = watcher_config(db_url, **{"monitor.autopause.count_unverifiable": count_unverifiable})
     watcher = watchers(config, clock=clock)
@@ -52,7 +56,9 @@ def test_unverifiable_sends_are_shown_and_paused_only_on_request(
     got = parse(watcher.exposition())
     assert series(got, "envios_sent_unverifiable") == {labels(campania_id=47): unverifiable}
     assert series(got, "envios_sent_missing_message_id") == {labels(campania_id=47): lost}
-    assert schedule_state(upgraded) == (("pausada", "missing_message_id") if paused else ("aprobada", None))
+    assert schedule_state(upgraded) == (
+        ("pausada", "missing_message_id") if paused else ("aprobada", None)
+    )
     if paused and build == "venom":
         detail = upgraded.scalar("SELECT detalle FROM envios_audit WHERE accion = 'autopause'")
         assert f"{SENDS} of them unverifiable: the gateway gives no ids" in detail
@@ -70,5 +76,8 @@ def test_a_resume_starts_the_unverifiable_count_afresh(db_url, upgraded, clock, 
     campaigns.resume(upgraded, 47, now=clock.db_now(upgraded), origin="operator@test")
     clock.advance(15)
     watcher.refresh()
-    assert schedule_state(upgraded) == ("aprobada", None)  # sends before the resume do not pause it again
-    assert series(parse(watcher.exposition()), "envios_sent_unverifiable") == {labels(campania_id=47): SENDS}
+    # sends before the resume do not pause it again
+    assert schedule_state(upgraded) == ("aprobada", None)
+    assert series(parse(watcher.exposition()), "envios_sent_unverifiable") == {
+        labels(campania_id=47): SENDS
+    }

@@ -34,6 +34,18 @@ def config_for(db_url, fake, **more):
                                                  "gateway.send_timeout_s": 0.3, **more})
 
 
+def one_row_in_flight(upgraded, clock, *, claimed_at=None, attempts=0) -> int:
+    """One row of campaign 47 claimed by envios (now, unless `claimed_at`), its outcome unknown."""
+    add_campaign(upgraded, 47)
+    add_schedule(upgraded, 47, 47, 51)
+    [envio_id] = add_rows(upgraded, 47, 1)
+    claimed_at = clock.to_db(upgraded, clock.now()) if claimed_at is None else claimed_at
+    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s,"
+                     " claim_programacion_id = 47, attempts = %s WHERE id = %s",
+                     (claimed_at, attempts, envio_id))
+    return envio_id
+
+
 @pytest.fixture
 def fake(request):
     made = []
@@ -87,12 +99,8 @@ def test_fault_run_with_lost_answers_settles_exactly_what_the_gateway_delivered(
 
 def test_no_evidence_within_the_window_leaves_the_row_for_a_person(db_url, upgraded, clock, fake):
     gw = fake("waha")
-    add_campaign(upgraded, 47)
-    add_schedule(upgraded, 47, 47, 51)
-    [envio_id] = add_rows(upgraded, 47, 1)
     two_hours_ago = clock.to_db(upgraded, clock.now()) - dt.timedelta(hours=2)
-    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47,"
-                     " attempts = 1 WHERE id = %s", (two_hours_ago, envio_id))
+    envio_id = one_row_in_flight(upgraded, clock, claimed_at=two_hours_ago, attempts=1)
     r = row(upgraded, envio_id)
     gw.deliver(normalise(r["telefono_wapp"]), "Hola Ana, ¿seguimos en contacto?", {})  # the gateway did send it
     adapter = build_gateway(config_for(db_url, gw))
@@ -107,12 +115,7 @@ def test_no_evidence_within_the_window_leaves_the_row_for_a_person(db_url, upgra
 
 def test_a_message_to_that_number_with_another_text_is_not_evidence(db_url, upgraded, clock, fake):
     gw = fake("evolution")
-    add_campaign(upgraded, 47)
-    add_schedule(upgraded, 47, 47, 51)
-    [envio_id] = add_rows(upgraded, 47, 1)
-    now = clock.to_db(upgraded, clock.now())
-    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
-                     " WHERE id = %s", (now, envio_id))
+    envio_id = one_row_in_flight(upgraded, clock)
     gw.deliver(normalise(row(upgraded, envio_id)["telefono_wapp"]), "Another campaign's text", {})
     found = delivery.settle_by_evidence(upgraded, clock, build_gateway(config_for(db_url, gw)), within_s=3600)
     assert (found.settled, found.no_evidence) == ([], [envio_id])
@@ -121,11 +124,7 @@ def test_a_message_to_that_number_with_another_text_is_not_evidence(db_url, upgr
 
 def test_an_unreachable_gateway_settles_nothing(db_url, upgraded, clock, fake):
     gw = fake("waha")
-    add_campaign(upgraded, 47)
-    add_schedule(upgraded, 47, 47, 51)
-    [envio_id] = add_rows(upgraded, 47, 1)
-    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
-                     " WHERE id = %s", (clock.to_db(upgraded, clock.now()), envio_id))
+    envio_id = one_row_in_flight(upgraded, clock)
     adapter = build_gateway(config_for(db_url, gw))
     gw.stop()
     found = delivery.settle_by_evidence(upgraded, clock, adapter, within_s=3600)
@@ -134,11 +133,7 @@ def test_an_unreachable_gateway_settles_nothing(db_url, upgraded, clock, fake):
 
 def test_a_send_still_in_flight_is_not_looked_up(db_url, upgraded, clock, fake):
     gw = fake("waha")
-    add_campaign(upgraded, 47)
-    add_schedule(upgraded, 47, 47, 51)
-    [envio_id] = add_rows(upgraded, 47, 1)
-    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
-                     " WHERE id = %s", (clock.to_db(upgraded, clock.now()), envio_id))
+    envio_id = one_row_in_flight(upgraded, clock)
     gw.deliver(normalise(row(upgraded, envio_id)["telefono_wapp"]), "Hola Ana, ¿seguimos en contacto?", {})
     adapter = build_gateway(config_for(db_url, gw))
     early = delivery.settle_by_evidence(upgraded, clock, adapter, within_s=3600, in_flight_s=30)
@@ -150,11 +145,7 @@ def test_a_send_still_in_flight_is_not_looked_up(db_url, upgraded, clock, fake):
 def test_acks_that_came_before_the_row_knew_its_id_are_applied_when_it_is_settled(db_url, upgraded, clock, fake):
     """Evolution's acks carry no text: they wait aside until the lookup gives the row its id."""
     gw = fake("evolution")
-    add_campaign(upgraded, 47)
-    add_schedule(upgraded, 47, 47, 51)
-    [envio_id] = add_rows(upgraded, 47, 1)
-    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_at = %s, claim_programacion_id = 47"
-                     " WHERE id = %s", (clock.to_db(upgraded, clock.now()), envio_id))
+    envio_id = one_row_in_flight(upgraded, clock)
     entry = gw.deliver(normalise(row(upgraded, envio_id)["telefono_wapp"]), "Hola Ana, ¿seguimos en contacto?", {})
     for status in ("delivered", "read"):
         ack = delivery.Ack("evolution", entry["message_id"], status, to=entry["to"])

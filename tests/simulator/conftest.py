@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from envios.errors import chain
+
 NUMBER = "5491123456789"
 
 
@@ -26,17 +28,7 @@ def send(sim):
 
 def is_refused(exc: BaseException) -> bool:
     """True when a requests error was caused by ECONNREFUSED somewhere in its chain."""
-    seen, todo = set(), [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ConnectionRefusedError):
-            return True
-        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
-        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
-    return False
+    return any(isinstance(e, ConnectionRefusedError) for e in chain(exc))
 
 
 @pytest.fixture

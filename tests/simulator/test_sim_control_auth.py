@@ -6,15 +6,25 @@ import pytest
 import requests
 from envios.simulator.server import SimulatorServer
 
-ROUTES = [("GET", "/_sim/ledger"), ("GET", "/_sim/stats"), ("GET", "/_sim/faults"), ("POST", "/_sim/faults"),
-          ("GET", "/_sim/sessions"), ("POST", "/_sim/session"), ("POST", "/_sim/reset"), ("POST", "/_sim/refuse")]
+ROUTES = [
+    ("GET", "/_sim/ledger"),
+    ("GET", "/_sim/stats"),
+    ("GET", "/_sim/faults"),
+    ("POST", "/_sim/faults"),
+    ("GET", "/_sim/sessions"),
+    ("POST", "/_sim/session"),
+    ("POST", "/_sim/reset"),
+    ("POST", "/_sim/refuse"),
+]
 
 
 @pytest.fixture
 def keyed():
     with SimulatorServer(port=0, seed=1, api_key="s3cret") as sim:
         body = {"cliente_id": 51, "to": "5491140100001", "message": "Hola Ana"}
-        sent = requests.post(f"{sim.base_url}/send", json=body, headers={"X-Api-Key": "s3cret"}, timeout=5)
+        sent = requests.post(
+            f"{sim.base_url}/send", json=body, headers={"X-Api-Key": "s3cret"}, timeout=5
+        )
         assert sent.status_code == 200
         yield sim
 

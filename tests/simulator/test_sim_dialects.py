@@ -1,4 +1,6 @@
-"""The simulator speaking WAHA, Evolution and Cloud API, and sending their webhooks to `envios webhooks`.
+"""The simulator speaking WAHA, Evolution and Cloud API.
+
+It sends their webhooks to `envios webhooks`.
 
 End to end on both backends: the sender sends through the simulator in each dialect,
 some answers are lost after delivery, the simulator's acknowledgements (and, for
@@ -25,8 +27,16 @@ KINDS = ["waha", "evolution", "cloud_api"]
 
 
 def config_for(db_url, sim, kind, **more):
-    return make_config(db_url, sim.base_url, **{"gateway.kind": kind, "gateway.session": "default",
-                                                 "gateway.phone_number_id": "1234567890", **more})
+    return make_config(
+        db_url,
+        sim.base_url,
+        **{
+            "gateway.kind": kind,
+            "gateway.session": "default",
+            "gateway.phone_number_id": "1234567890",
+            **more,
+        },
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -39,8 +49,10 @@ def test_each_adapter_speaks_to_the_simulator(sim, kind):
     sim.state.set_session(1, "DISCONNECTED")
     if kind != "cloud_api":
         assert gateway.status(1).state == "DISCONNECTED"
-    assert gateway.send_row(1, "5491100000002", "Hola", 10).outcome in (Outcome.SESSION_NOT_READY,
-                                                                         Outcome.GATEWAY_ERROR)
+    assert gateway.send_row(1, "5491100000002", "Hola", 10).outcome in (
+        Outcome.SESSION_NOT_READY,
+        Outcome.GATEWAY_ERROR,
+    )
     assert len(sim.state.ledger) == 1
 
 
@@ -55,7 +67,9 @@ def test_the_simulators_lookup_is_evidence(sim, kind):
 
 @pytest.fixture
 def hooks(db_url, upgraded, clock):
-    app = WebhookApp(Database(db_url), clock, secret=SECRET, app_secret=APP_SECRET, verify_token="v")
+    app = WebhookApp(
+        Database(db_url), clock, secret=SECRET, app_secret=APP_SECRET, verify_token="v"
+    )
     server = serve(app, "127.0.0.1", 0)
     app.url = server.url
     yield app
@@ -64,11 +78,20 @@ def hooks(db_url, upgraded, clock):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_acknowledgements_arrive_and_lost_answers_are_settled(db_url, upgraded, clock, sim, hooks, kind):
+def test_acknowledgements_arrive_and_lost_answers_are_settled(
+    db_url, upgraded, clock, sim, hooks, kind
+):
     sim.state.set_faults(drop_connection_rate=0.3)
     ids = seed_session(upgraded, rows=12, cliente_id=1, campania_id=47)
-    notifier = Notifier(sim.state, sim.dialects, f"{hooks.url}/webhooks/{kind}", kind, secret=SECRET,
-                        app_secret=APP_SECRET, read_share=1.0)
+    notifier = Notifier(
+        sim.state,
+        sim.dialects,
+        f"{hooks.url}/webhooks/{kind}",
+        kind,
+        secret=SECRET,
+        app_secret=APP_SECRET,
+        read_share=1.0,
+    )
     for _ in range(20):
         run_once(config_for(db_url, sim, kind), clock=clock)
         notifier.flush()
@@ -84,7 +107,9 @@ def test_acknowledgements_arrive_and_lost_answers_are_settled(db_url, upgraded, 
     for envio_id in ids:
         r = row(upgraded, envio_id)
         assert r["delivery_status"] == "read" and r["delivered_at"] and r["read_at"]
-    settled = upgraded.scalar("SELECT COUNT(*) FROM ll_envios_whatsapp_historial WHERE origen = 'envios-evidence'")
+    settled = upgraded.scalar(
+        "SELECT COUNT(*) FROM ll_envios_whatsapp_historial WHERE origen = 'envios-evidence'"
+    )
     assert settled == len(dropped)
 
 
@@ -95,4 +120,6 @@ def test_the_simulator_imports_nothing_from_envios():
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert node.module.split(".")[0] not in ("sender", "monitor"), path
             if isinstance(node, ast.Import):
-                assert all(a.name.split(".")[0] not in ("sender", "monitor") for a in node.names), path
+                assert all(a.name.split(".")[0] not in ("sender", "monitor") for a in node.names), (
+                    path
+                )

@@ -118,7 +118,12 @@ def test_stalled_send_times_out_and_is_not_delivered(sim, send):
 def test_stall_rate_through_control_api_and_flag(sim):
     r = requests.post(f"{sim.base_url}/_sim/faults", json={"stall_rate": 0.25}, timeout=5)
     assert r.status_code == 200 and r.json()["stall_rate"] == 0.25
-    assert requests.post(f"{sim.base_url}/_sim/faults", json={"stall_rate": 1.5}, timeout=5).status_code == 400
+    assert (
+        requests.post(
+            f"{sim.base_url}/_sim/faults", json={"stall_rate": 1.5}, timeout=5
+        ).status_code
+        == 400
+    )
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     assert command.faults_from_args(parser.parse_args(["--stall-rate", "0.3"])).stall_rate == 0.3

@@ -8,7 +8,7 @@ import pytest
 from envios.sender.gateways import waha
 from envios.sender.gateways.base import EvidenceUnavailable, Outcome
 
-from tests.sender.gateways.conftest import every_rule_tested
+from tests.sender.gateways.conftest import answered_as_the_table_says, every_rule_tested
 
 NOT_WORKING = {"error": "Session status is not as expected. Try again later or restart the session",
                "session": "default", "status": "STOPPED", "expected": ["WORKING"]}
@@ -41,11 +41,7 @@ def test_send_outcome(fake_api, behaviour, outcome, row):
     fake = fake_api("waha")
     fake.plan(behaviour)
     result = gateway_for(fake).send(51, "5491100000001", "Hola Ana")
-    assert result.outcome is outcome
-    if outcome is Outcome.SENT:
-        assert result.message_id == fake.ledger[0]["message_id"]
-    if outcome not in (Outcome.SENT, Outcome.SENT_WITHOUT_ID):
-        assert row in result.reason
+    answered_as_the_table_says(fake, result, outcome, row)
     if outcome is Outcome.RATE_LIMITED:
         assert result.retry_after_s == 7
     method, path, headers, payload = fake.requests[-1]

@@ -1,4 +1,7 @@
-"""Issue 12: gateway and operator text is made to fit the legacy latin1 columns; the write never fails."""
+"""Issue 12: gateway and operator text is made to fit the legacy latin1 columns.
+
+The write never fails.
+"""
 
 from __future__ import annotations
 
@@ -18,23 +21,33 @@ from tests.sender.conftest import add_campaign, add_rows, add_schedule, make_con
 EMOJI_ERROR = "número inválido 😀 — no enviado ✅"
 
 
-@pytest.mark.parametrize("text,column,expected", [
-    (EMOJI_ERROR, Column("latin1", 500), "número inválido ? — no enviado ?"),  # — and ñ are cp1252
-    ("😀" * 3, Column("utf8mb3", 10), "???"),
-    ("😀 ok", Column("utf8mb4", 10), "😀 ok"),
-    ("x" * 600, Column("latin1", 500), "x" * 497 + "..."),
-    ("é" * 40, Column("utf8mb4", None, 21), "é" * 9 + "..."),  # TEXT: a byte budget
-    ("lone \ud800 surrogate", Column(None, None), "lone ? surrogate"),
-    ("ascii only", Column("koi9", 5), "as..."),  # an unknown charset keeps ASCII
-    (None, Column("latin1", 5), None),
-])
+@pytest.mark.parametrize(
+    "text,column,expected",
+    [
+        (
+            EMOJI_ERROR,
+            Column("latin1", 500),
+            "número inválido ? — no enviado ?",
+        ),  # — and ñ are cp1252
+        ("😀" * 3, Column("utf8mb3", 10), "???"),
+        ("😀 ok", Column("utf8mb4", 10), "😀 ok"),
+        ("x" * 600, Column("latin1", 500), "x" * 497 + "..."),
+        ("é" * 40, Column("utf8mb4", None, 21), "é" * 9 + "..."),  # TEXT: a byte budget
+        ("lone \ud800 surrogate", Column(None, None), "lone ? surrogate"),
+        ("ascii only", Column("koi9", 5), "as..."),  # an unknown charset keeps ASCII
+        (None, Column("latin1", 5), None),
+    ],
+)
 def test_fit(text, column, expected):
     assert fit(text, column) == expected
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(max_size=700), charset=st.sampled_from(["latin1", "utf8mb3", "utf8mb4", "ascii", None]),
-       max_chars=st.integers(0, 600))
+@given(
+    text=st.text(max_size=700),
+    charset=st.sampled_from(["latin1", "utf8mb3", "utf8mb4", "ascii", None]),
+    max_chars=st.integers(0, 600),
+)
 def test_fitted_text_always_fits(text, charset, max_chars):
     out = fit(text, Column(charset, max_chars))
     assert len(out) <= max_chars
@@ -62,8 +75,16 @@ def test_an_emoji_error_text_is_written_to_the_latin1_columns(db_url, conn, cloc
     add_campaign(conn, 900)
     (envio,) = add_rows(conn, 900, 1)
     with conn.transaction():
-        transition(conn, envio, Estado.PENDIENTE, Estado.ERROR, origin=Origin.SENDER, at=clock.now(),
-                   detail=EMOJI_ERROR * 40, columns={"last_error": EMOJI_ERROR})
+        transition(
+            conn,
+            envio,
+            Estado.PENDIENTE,
+            Estado.ERROR,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            detail=EMOJI_ERROR * 40,
+            columns={"last_error": EMOJI_ERROR},
+        )
     r = row(conn, envio)
     assert r["estado"] == "error"
     expected = EMOJI_ERROR if conn.dialect == "sqlite" else "número inválido ? — no enviado ?"
@@ -84,7 +105,9 @@ def test_a_gateway_error_with_an_emoji_ends_the_row_in_error(db_url, conn, clock
     add_campaign(conn, 900)
     add_schedule(conn, 900, 900, 9771)  # a session of its own: the legacy rows are on others
     (envio,) = add_rows(conn, 900, 1)
-    gateway.plan(9771, (400, {"error": True, "code": "INVALID_NUMBER", "message": "número 😀 inválido"}))
+    gateway.plan(
+        9771, (400, {"error": True, "code": "INVALID_NUMBER", "message": "número 😀 inválido"})
+    )
     run_once(make_config(db_url, gateway.base_url), clock=clock, sender_id="fit:1")
     r = row(conn, envio)
     assert r["estado"] == "error"

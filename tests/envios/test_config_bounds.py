@@ -1,4 +1,6 @@
-"""Config values that are not finite, out of range, or not even readable: always one ConfigError line.
+"""Config values that are not finite, out of range, or not even readable.
+
+They always give one ConfigError line.
 
 Issue 12: `delay_min_s=nan` switched pacing off, a NaN timeout or lease crashed the worker,
 `max_error_ratio: .nan` loaded, `stuck_after_s: 1e400` crashed `envios status`, a
@@ -32,9 +34,17 @@ def load_yaml(tmp_path, text: str | bytes):
 
 
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e400", "-1e400"])
-@pytest.mark.parametrize("dotted", ["sender.delay_min_s", "gateway.send_timeout_s", "sender.lease_ttl_s",
-                                    "monitor.autopause.max_error_ratio", "monitor.stuck_after_s",
-                                    "gateway.max_retry_after_s"])
+@pytest.mark.parametrize(
+    "dotted",
+    [
+        "sender.delay_min_s",
+        "gateway.send_timeout_s",
+        "sender.lease_ttl_s",
+        "monitor.autopause.max_error_ratio",
+        "monitor.stuck_after_s",
+        "gateway.max_retry_after_s",
+    ],
+)
 def test_non_finite_numbers_are_refused_from_the_environment(dotted, value):
     with pytest.raises(ConfigError) as info:
         config.load(str(ROOT / "config.yaml"), environ={config.env_var_name(dotted): value})
@@ -42,28 +52,37 @@ def test_non_finite_numbers_are_refused_from_the_environment(dotted, value):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("yaml_text,dotted", [
-    ("sender:\n  delay_min_s: .nan\n", "sender.delay_min_s"),
-    ("monitor:\n  autopause:\n    max_error_ratio: .nan\n", "monitor.autopause.max_error_ratio"),
-    ("monitor:\n  stuck_after_s: 1e400\n", "monitor.stuck_after_s"),
-    ("gateway:\n  send_timeout_s: .inf\n", "gateway.send_timeout_s"),
-    ("sender:\n  lease_ttl_s: .nan\n", "sender.lease_ttl_s"),
-    ("sender:\n  max_attempts: .inf\n", "sender.max_attempts"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,dotted",
+    [
+        ("sender:\n  delay_min_s: .nan\n", "sender.delay_min_s"),
+        (
+            "monitor:\n  autopause:\n    max_error_ratio: .nan\n",
+            "monitor.autopause.max_error_ratio",
+        ),
+        ("monitor:\n  stuck_after_s: 1e400\n", "monitor.stuck_after_s"),
+        ("gateway:\n  send_timeout_s: .inf\n", "gateway.send_timeout_s"),
+        ("sender:\n  lease_ttl_s: .nan\n", "sender.lease_ttl_s"),
+        ("sender:\n  max_attempts: .inf\n", "sender.max_attempts"),
+    ],
+)
 def test_non_finite_numbers_are_refused_from_the_file(tmp_path, yaml_text, dotted):
     with pytest.raises(ConfigError, match=f"config key {dotted}: "):
         load_yaml(tmp_path, yaml_text)
 
 
-@pytest.mark.parametrize("dotted,value", [
-    ("monitor.stuck_after_s", "1e300"),  # finite, but overflows a timedelta
-    ("monitor.window_s", "1e20"),
-    ("sender.retry_after_s", "1e12"),
-    ("gateway.send_timeout_s", "86400000"),
-    ("sender.max_attempts", "99999999999999999999"),
-    ("monitor.autopause.min_finished", "-1"),
-    ("gateway.max_retry_after_s", "-5"),
-])
+@pytest.mark.parametrize(
+    "dotted,value",
+    [
+        ("monitor.stuck_after_s", "1e300"),  # finite, but overflows a timedelta
+        ("monitor.window_s", "1e20"),
+        ("sender.retry_after_s", "1e12"),
+        ("gateway.send_timeout_s", "86400000"),
+        ("sender.max_attempts", "99999999999999999999"),
+        ("monitor.autopause.min_finished", "-1"),
+        ("gateway.max_retry_after_s", "-5"),
+    ],
+)
 def test_numbers_out_of_range_are_refused(dotted, value):
     with pytest.raises(ConfigError, match=f"config key {dotted}: must be"):
         config.load(str(ROOT / "config.yaml"), environ={config.env_var_name(dotted): value})
@@ -75,7 +94,9 @@ def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
     assert "not UTF-8" in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["mysql://u:pw@[::1/db", "mysql://u:s3cret@[zz]/db", "mysql://u:pw@h:99999/db"])
+@pytest.mark.parametrize(
+    "url", ["mysql://u:pw@[::1/db", "mysql://u:s3cret@[zz]/db", "mysql://u:pw@h:99999/db"]
+)
 def test_a_malformed_database_url_is_refused_without_its_password(url):
     with pytest.raises(ConfigError) as info:
         config.load(str(ROOT / "config.yaml"), environ={"ENVIOS_DATABASE_URL": url})
@@ -95,14 +116,39 @@ def test_the_shipped_defaults_lie_inside_their_bounds():
         assert low <= config._get_path(config.DEFAULTS, dotted) <= high, dotted
 
 
-# -- fuzzing ----------------------------------------------------------------------------------------
+# -- fuzzing
+# ----------------------------------------------------------------------------------------
 
 ANY_VALUE = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["nan", "inf", "-inf", "1e400", "0x10", "1_000", " 5 ", "", "${NOPE}", "∞", "٣",
-                     "America", "America/", "UTC", "mysql://u:pw@[::1/db", "sqlite:///", "http://x"]),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "0x10",
+            "1_000",
+            " 5 ",
+            "",
+            "${NOPE}",
+            "∞",
+            "٣",
+            "America",
+            "America/",
+            "UTC",
+            "mysql://u:pw@[::1/db",
+            "sqlite:///",
+            "http://x",
+        ]
+    ),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 ANY_KEY = st.sampled_from(config._leaf_paths(config.DEFAULTS))
 
@@ -135,6 +181,7 @@ def test_fuzzed_values_load_as_a_valid_config_or_one_config_error(changes):
         for dotted, value in changes.items():
             config._set_path(raw, dotted, value)
         return config.Config(config.validate(raw))
+
     outcome_of(load)
 
 
@@ -145,7 +192,9 @@ def test_fuzzed_environment_loads_as_a_valid_config_or_one_config_error(changes)
     outcome_of(lambda: config.load(str(ROOT / "config.yaml"), environ=environ))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(content=st.one_of(st.binary(max_size=60), st.text(max_size=80).map(str.encode)))
 def test_fuzzed_config_files_load_or_fail_as_one_line(tmp_path, content):
     outcome_of(lambda: load_yaml(tmp_path, content))

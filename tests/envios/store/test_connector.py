@@ -12,11 +12,19 @@ from envios.store.connector import Database, DatabaseUrl
 
 def test_mysql_url_is_parsed_and_described_without_password():
     url = DatabaseUrl.parse("mysql://envios:s3cr%40t@db.local:3307/leadmaster")
-    assert (url.user, url.password, url.host, url.port, url.database) == ("envios", "s3cr@t", "db.local", 3307, "leadmaster")
+    assert (url.user, url.password, url.host, url.port, url.database) == (
+        "envios",
+        "s3cr@t",
+        "db.local",
+        3307,
+        "leadmaster",
+    )
     assert "s3cr" not in url.describe()
 
 
-@pytest.mark.parametrize("bad", ["postgres://x/y", "mysql://host-only", "sqlite://", "mysql://h:port/db"])
+@pytest.mark.parametrize(
+    "bad", ["postgres://x/y", "mysql://host-only", "sqlite://", "mysql://h:port/db"]
+)
 def test_bad_urls_are_config_errors(bad):
     with pytest.raises(ConfigError, match="database.url"):
         DatabaseUrl.parse(bad)
@@ -25,14 +33,23 @@ def test_bad_urls_are_config_errors(bad):
 def test_round_trips_dates_times_and_text(upgraded):
     upgraded.execute(
         "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (%s, %s, %s, %s)",
-        (3, "Haby – Reactivación ñ", "Hola {nombre} 😀", "en_progreso"))
+        (3, "Haby – Reactivación ñ", "Hola {nombre} 😀", "en_progreso"),
+    )
     upgraded.execute(
-        "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio, hora_fin,"
-        " fecha_inicio, estado, paused_at) VALUES (3, 51, 'mon', %s, %s, %s, 'aprobada', %s)",
-        (dt.time(8, 0), dt.time(20, 30), dt.date(2026, 2, 1), dt.datetime(2026, 2, 7, 12, 11, 49)))
-    row = upgraded.query_one("SELECT hora_inicio, hora_fin, fecha_inicio, paused_at FROM ll_programaciones")
-    assert row == {"hora_inicio": dt.time(8, 0), "hora_fin": dt.time(20, 30),
-                   "fecha_inicio": dt.date(2026, 2, 1), "paused_at": dt.datetime(2026, 2, 7, 12, 11, 49)}
+        "INSERT INTO ll_programaciones (campania_id, cliente_id, dias_semana, hora_inicio,"
+        " hora_fin, fecha_inicio, estado, paused_at)"
+        " VALUES (3, 51, 'mon', %s, %s, %s, 'aprobada', %s)",
+        (dt.time(8, 0), dt.time(20, 30), dt.date(2026, 2, 1), dt.datetime(2026, 2, 7, 12, 11, 49)),
+    )
+    row = upgraded.query_one(
+        "SELECT hora_inicio, hora_fin, fecha_inicio, paused_at FROM ll_programaciones"
+    )
+    assert row == {
+        "hora_inicio": dt.time(8, 0),
+        "hora_fin": dt.time(20, 30),
+        "fecha_inicio": dt.date(2026, 2, 1),
+        "paused_at": dt.datetime(2026, 2, 7, 12, 11, 49),
+    }
     campaign = upgraded.query_one("SELECT nombre, mensaje FROM ll_campanias_whatsapp WHERE id = 3")
     assert campaign == {"nombre": "Haby – Reactivación ñ", "mensaje": "Hola {nombre} 😀"}
 
@@ -61,8 +78,10 @@ def test_missing_sqlite_directory_is_database_unavailable(tmp_path):
 def test_time_limit_abandons_a_slow_query_on_sqlite(tmp_path):
     """SQLite: the progress handler interrupts a long statement (no server to do it)."""
     with Database(f"sqlite:///{tmp_path / 'x.db'}").connect() as conn:
-        slow = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000)"
-                " SELECT COUNT(*) FROM c")
+        slow = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000)"
+            " SELECT COUNT(*) FROM c"
+        )
         with pytest.raises(QueryTimeout):
             with conn.time_limit(0.3):
                 conn.scalar(slow)
@@ -94,7 +113,9 @@ def test_killed_connection_is_reopened_before_the_next_transaction(database, upg
     with database.connect() as killer:
         killer.execute(f"KILL {int(victim_id)}")
     with upgraded.transaction():
-        upgraded.execute("INSERT INTO ll_campanias_whatsapp (nombre, mensaje) VALUES ('after', 'kill')")
+        upgraded.execute(
+            "INSERT INTO ll_campanias_whatsapp (nombre, mensaje) VALUES ('after', 'kill')"
+        )
     assert upgraded.thread_id != victim_id
     assert upgraded.scalar("SELECT COUNT(*) FROM ll_campanias_whatsapp WHERE nombre = 'after'") == 1
 
@@ -106,4 +127,6 @@ def test_driver_errors_become_database_errors(upgraded):
         upgraded.query("SELECT * FROM no_such_table")
     upgraded.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje) VALUES (1, 'a', 'b')")
     with pytest.raises(DatabaseError):
-        upgraded.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje) VALUES (1, 'a', 'b')")
+        upgraded.execute(
+            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje) VALUES (1, 'a', 'b')"
+        )

@@ -33,8 +33,12 @@ def test_fecha_envio_follows_the_servers_now_whatever_the_configured_zone(db_url
     r = row(upgraded, envio_id)
     assert abs((r["fecha_envio"] - server_now).total_seconds()) <= 5
     assert abs((r["claimed_at"] - server_now).total_seconds()) <= 5
-    history = upgraded.query("SELECT created_at FROM ll_envios_whatsapp_historial WHERE envio_id = %s", (envio_id,))
-    assert history and all(abs((h["created_at"] - server_now).total_seconds()) <= 5 for h in history)
+    history = upgraded.query(
+        "SELECT created_at FROM ll_envios_whatsapp_historial WHERE envio_id = %s", (envio_id,)
+    )
+    assert history and all(
+        abs((h["created_at"] - server_now).total_seconds()) <= 5 for h in history
+    )
     # and the configured zone's wall clock is hours away from it: the test would see a mix-up
     assert abs((Clock(FAR_ZONE).now() - server_now).total_seconds()) > 3600
 
@@ -68,4 +72,6 @@ def test_status_shows_both_clocks_when_they_differ(db_url, upgraded):
     text = status.render(upgraded, clock.db_now(upgraded), config, local=clock.now())
     first = text.splitlines()[0]
     assert f"({FAR_ZONE}; database clock " in first
-    assert f"{clock.db_now(upgraded):%Y-%m-%d %H}" in first and f"{clock.now():%Y-%m-%d %H}" in first
+    assert (
+        f"{clock.db_now(upgraded):%Y-%m-%d %H}" in first and f"{clock.now():%Y-%m-%d %H}" in first
+    )

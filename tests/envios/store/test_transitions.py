@@ -1,7 +1,7 @@
 """The state machine: forbidden edges refused, every allowed edge leaves one history row.
 
 The contract is pinned here as LITERAL tables written from DESIGN.md section 3 (the
-diagram) plus the two edges documented in sender/states.py (pendiente -> error: a row
+diagram) plus the two edges documented in envios/store/transitions.py (pendiente -> error: a row
 that can never be sent is rejected before any request; error -> pendiente: an operator
 re-queues a failed row). They are never derived from the product's ALLOWED: a change to
 the machine must change these tables too.
@@ -64,7 +64,10 @@ def test_the_product_allows_exactly_the_contract_edges():
 
 @pytest.fixture
 def row(upgraded):
-    upgraded.execute("INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado) VALUES (7, 'c', 'm', 'en_progreso')")
+    upgraded.execute(
+        "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+        " VALUES (7, 'c', 'm', 'en_progreso')"
+    )
     return upgraded.insert(
         "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino, mensaje_final)"
         " VALUES (7, '5491100000001', 'Ana', 'hola')"
@@ -72,22 +75,31 @@ def row(upgraded):
 
 
 def force_state(conn, envio_id, estado):
-    conn.execute("UPDATE ll_envios_whatsapp SET estado = %s WHERE id = %s", (estado.value, envio_id))
+    conn.execute(
+        "UPDATE ll_envios_whatsapp SET estado = %s WHERE id = %s", (estado.value, envio_id)
+    )
 
 
 def history(conn, envio_id):
     return conn.query(
-        "SELECT estado_anterior, estado_nuevo, origen, detalle, campania_id FROM ll_envios_whatsapp_historial"
-        " WHERE envio_id = %s ORDER BY id", (envio_id,))
+        "SELECT estado_anterior, estado_nuevo, origen, detalle, campania_id"
+        " FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id",
+        (envio_id,),
+    )
 
 
-@pytest.mark.parametrize("from_state,to_state,why", FORBIDDEN_EDGES, ids=[_edge_id(e) for e in FORBIDDEN_EDGES])
+@pytest.mark.parametrize(
+    "from_state,to_state,why", FORBIDDEN_EDGES, ids=[_edge_id(e) for e in FORBIDDEN_EDGES]
+)
 def test_forbidden_transitions_are_refused(upgraded, row, clock, from_state, to_state, why):
     force_state(upgraded, row, from_state)
     with pytest.raises(ForbiddenTransition, match=f"{from_state.value} -> {to_state.value}"):
         with upgraded.transaction():
             transition(upgraded, row, from_state, to_state, origin=Origin.SENDER, at=clock.now())
-    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == from_state.value
+    assert (
+        upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
+        == from_state.value
+    )
     assert history(upgraded, row) == []
 
 
@@ -96,46 +108,95 @@ def test_enviado_never_goes_back(upgraded, row, clock):
     for target in (Estado.PENDIENTE, Estado.ENVIANDO, Estado.ERROR):
         with pytest.raises(ForbiddenTransition):
             with upgraded.transaction():
-                transition(upgraded, row, Estado.ENVIADO, target, origin=Origin.OPERATOR, at=clock.now())
+                transition(
+                    upgraded, row, Estado.ENVIADO, target, origin=Origin.OPERATOR, at=clock.now()
+                )
 
 
 def test_pendiente_never_goes_straight_to_enviado_the_incident_edge(upgraded, row, clock):
     """The incident's own edge: a row marked enviado that was never claimed (never in flight)."""
     with pytest.raises(ForbiddenTransition, match="pendiente -> enviado"):
         with upgraded.transaction():
-            transition(upgraded, row, P, D, origin=Origin.SENDER, at=clock.now(),
-                       columns={"message_id": "true_x@c.us_1", "fecha_envio": clock.now()})
-    got = upgraded.query_one("SELECT estado, message_id, fecha_envio FROM ll_envios_whatsapp WHERE id = %s", (row,))
+            transition(
+                upgraded,
+                row,
+                P,
+                D,
+                origin=Origin.SENDER,
+                at=clock.now(),
+                columns={"message_id": "true_x@c.us_1", "fecha_envio": clock.now()},
+            )
+    got = upgraded.query_one(
+        "SELECT estado, message_id, fecha_envio FROM ll_envios_whatsapp WHERE id = %s", (row,)
+    )
     assert got == {"estado": "pendiente", "message_id": None, "fecha_envio": None}
     assert history(upgraded, row) == []
 
 
-@pytest.mark.parametrize("from_state,to_state,why", ALLOWED_EDGES, ids=[_edge_id(e) for e in ALLOWED_EDGES])
-def test_each_allowed_transition_writes_exactly_one_history_row(upgraded, row, clock, from_state, to_state, why):
+@pytest.mark.parametrize(
+    "from_state,to_state,why", ALLOWED_EDGES, ids=[_edge_id(e) for e in ALLOWED_EDGES]
+)
+def test_each_allowed_transition_writes_exactly_one_history_row(
+    upgraded, row, clock, from_state, to_state, why
+):
     force_state(upgraded, row, from_state)
     with upgraded.transaction():
-        transition(upgraded, row, from_state, to_state, origin=Origin.SENDER, at=clock.now(),
-                   detail="why", columns={"attempts": Increment(), "last_error": "x"})
-    got = upgraded.query_one("SELECT estado, attempts, last_error FROM ll_envios_whatsapp WHERE id = %s", (row,))
+        transition(
+            upgraded,
+            row,
+            from_state,
+            to_state,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            detail="why",
+            columns={"attempts": Increment(), "last_error": "x"},
+        )
+    got = upgraded.query_one(
+        "SELECT estado, attempts, last_error FROM ll_envios_whatsapp WHERE id = %s", (row,)
+    )
     assert got == {"estado": to_state.value, "attempts": 1, "last_error": "x"}
-    assert history(upgraded, row) == [{"estado_anterior": from_state.value, "estado_nuevo": to_state.value,
-                                        "origen": "envios-sender", "detalle": "why", "campania_id": 7}]
+    assert history(upgraded, row) == [
+        {
+            "estado_anterior": from_state.value,
+            "estado_nuevo": to_state.value,
+            "origen": "envios-sender",
+            "detalle": "why",
+            "campania_id": 7,
+        }
+    ]
 
 
 def test_stale_transition_rolls_back_with_no_history(upgraded, row, clock):
     force_state(upgraded, row, Estado.ENVIANDO)
     with pytest.raises(StaleTransition):
         with upgraded.transaction():
-            transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now())
+            transition(
+                upgraded,
+                row,
+                Estado.PENDIENTE,
+                Estado.ENVIANDO,
+                origin=Origin.SENDER,
+                at=clock.now(),
+            )
     assert history(upgraded, row) == []
 
 
 def test_failure_after_transition_rolls_back_state_and_history(upgraded, row, clock):
     with pytest.raises(RuntimeError):
         with upgraded.transaction():
-            transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now())
+            transition(
+                upgraded,
+                row,
+                Estado.PENDIENTE,
+                Estado.ENVIANDO,
+                origin=Origin.SENDER,
+                at=clock.now(),
+            )
             raise RuntimeError("crash before commit")
-    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
+    assert (
+        upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
+        == "pendiente"
+    )
     assert history(upgraded, row) == []
 
 
@@ -146,26 +207,52 @@ def test_stale_transition_says_which_row_which_state_and_which_expectation(upgra
             transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
     assert str(plain.value) == f"row {row} is not pendiente any more; not moved to enviando"
 
-    upgraded.execute("UPDATE ll_envios_whatsapp SET claimed_by = 'other', claimed_at = %s WHERE id = %s",
-                     (clock.now(), row))
+    upgraded.execute(
+        "UPDATE ll_envios_whatsapp SET claimed_by = 'other', claimed_at = %s WHERE id = %s",
+        (clock.now(), row),
+    )
     with pytest.raises(StaleTransition) as claimed:
         with upgraded.transaction():
-            transition(upgraded, row, S, P, origin=Origin.SENDER, at=clock.now(),
-                       expect={"claimed_by": "me", "claimed_at": clock.now()})
-    assert str(claimed.value) == (f"row {row} is not enviando with claimed_at, claimed_by as expected any more;"
-                                  " not moved to pendiente")
-    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "enviando"
+            transition(
+                upgraded,
+                row,
+                S,
+                P,
+                origin=Origin.SENDER,
+                at=clock.now(),
+                expect={"claimed_by": "me", "claimed_at": clock.now()},
+            )
+    assert str(claimed.value) == (
+        f"row {row} is not enviando with claimed_at, claimed_by as expected any more;"
+        " not moved to pendiente"
+    )
+    assert (
+        upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "enviando"
+    )
     assert history(upgraded, row) == []
 
 
 def test_a_transition_whose_expectations_hold_moves_the_row(upgraded, row, clock):
     """`expect` with several columns: all must match (the sender undoing only its own claim)."""
-    upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_by = 'me', claimed_at = %s"
-                     " WHERE id = %s", (clock.now(), row))
+    upgraded.execute(
+        "UPDATE ll_envios_whatsapp SET estado = 'enviando', claimed_by = 'me', claimed_at = %s"
+        " WHERE id = %s",
+        (clock.now(), row),
+    )
     with upgraded.transaction():
-        transition(upgraded, row, S, P, origin=Origin.SENDER, at=clock.now(),
-                   expect={"claimed_by": "me", "claimed_at": clock.now()})
-    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
+        transition(
+            upgraded,
+            row,
+            S,
+            P,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            expect={"claimed_by": "me", "claimed_at": clock.now()},
+        )
+    assert (
+        upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
+        == "pendiente"
+    )
 
 
 def test_history_detail_is_null_when_none_is_given_and_cut_to_500(upgraded, row, clock):
@@ -175,19 +262,37 @@ def test_history_detail_is_null_when_none_is_given_and_cut_to_500(upgraded, row,
     with upgraded.transaction():
         transition(upgraded, row, S, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600)
     assert [(h["detalle"], h["origen"]) for h in history(upgraded, row)] == [
-        (None, "envios-sender"), ("x" * 500, "envios-reconcile")]
+        (None, "envios-sender"),
+        ("x" * 500, "envios-reconcile"),
+    ]
 
 
 def test_a_named_person_is_written_in_usuario_id_only_when_given(upgraded, row, clock):
-    """The later schema's `usuario_id` (the application's users): filled for a named person, else left NULL."""
-    upgraded.execute("ALTER TABLE ll_envios_whatsapp_historial ADD COLUMN usuario_id INTEGER DEFAULT NULL")
+    """The later schema's `usuario_id` (the application's users).
+
+    Filled for a named person, else left NULL.
+    """
+    upgraded.execute(
+        "ALTER TABLE ll_envios_whatsapp_historial ADD COLUMN usuario_id INTEGER DEFAULT NULL"
+    )
     with upgraded.transaction():
         transition(upgraded, row, P, E, origin=Origin.SENDER, at=clock.now(), detail="bad number")
     with upgraded.transaction():
-        transition(upgraded, row, E, P, origin=Origin.RECONCILE, at=clock.now(), detail="number fixed by the client",
-                   usuario_id=7)
-    got = upgraded.query("SELECT estado_anterior, estado_nuevo, origen, detalle, usuario_id"
-                         " FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id", (row,))
+        transition(
+            upgraded,
+            row,
+            E,
+            P,
+            origin=Origin.RECONCILE,
+            at=clock.now(),
+            detail="number fixed by the client",
+            usuario_id=7,
+        )
+    got = upgraded.query(
+        "SELECT estado_anterior, estado_nuevo, origen, detalle, usuario_id"
+        " FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id",
+        (row,),
+    )
     assert [tuple(r.values()) for r in got] == [
         ("pendiente", "error", "envios-sender", "bad number", None),
         ("error", "pendiente", "envios-reconcile", "number fixed by the client", 7),
@@ -196,20 +301,34 @@ def test_a_named_person_is_written_in_usuario_id_only_when_given(upgraded, row, 
 
 def test_transition_outside_a_transaction_is_refused(upgraded, row, clock):
     with pytest.raises(DatabaseError) as refused:
-        transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now())
+        transition(
+            upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER, at=clock.now()
+        )
     assert str(refused.value) == "state transitions must run inside a transaction"
-    assert upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "pendiente"
+    assert (
+        upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
+        == "pendiente"
+    )
 
 
 def test_only_known_columns_can_be_set(upgraded, row, clock):
     with pytest.raises(ValueError, match="estado"):
         with upgraded.transaction():
-            transition(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, origin=Origin.SENDER,
-                       at=clock.now(), columns={"estado": "enviado"})
+            transition(
+                upgraded,
+                row,
+                Estado.PENDIENTE,
+                Estado.ENVIANDO,
+                origin=Origin.SENDER,
+                at=clock.now(),
+                columns={"estado": "enviado"},
+            )
 
 
 def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgraded, row, clock):
-    """Two real connections both read the row as pendiente, then both claim it: one lands, one is stale.
+    """Two real connections both read the row as pendiente, then both claim it.
+
+    One lands, one is stale.
 
     The barrier sits between the read and the claim, so both reads happen before
     either claim: the check-then-act window a naive claim would lose is open for
@@ -224,8 +343,15 @@ def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgrad
             barrier.wait()  # both have read pendiente; neither has written yet
             try:
                 with other.transaction():
-                    transition(other, row, P, S, origin=Origin.SENDER,
-                               at=clock.now(), columns={"claimed_by": name})
+                    transition(
+                        other,
+                        row,
+                        P,
+                        S,
+                        origin=Origin.SENDER,
+                        at=clock.now(),
+                        columns={"claimed_by": name},
+                    )
                 outcomes.append(("won", name))
             except StaleTransition:
                 outcomes.append(("lost", name))
@@ -239,17 +365,26 @@ def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgrad
     assert not barrier.broken
     assert sorted(o for o, _ in outcomes) == ["lost", "won"]
     winner = next(n for o, n in outcomes if o == "won")
-    assert upgraded.scalar("SELECT claimed_by FROM ll_envios_whatsapp WHERE id = %s", (row,)) == winner
+    assert (
+        upgraded.scalar("SELECT claimed_by FROM ll_envios_whatsapp WHERE id = %s", (row,)) == winner
+    )
     assert len(history(upgraded, row)) == 1
 
 
 def _waiting_on_a_lock(conn, thread_id: int) -> bool:
-    return bool(conn.scalar("SELECT COUNT(*) FROM information_schema.innodb_trx"
-                            " WHERE trx_state = 'LOCK WAIT' AND trx_mysql_thread_id = %s", (thread_id,)))
+    return bool(
+        conn.scalar(
+            "SELECT COUNT(*) FROM information_schema.innodb_trx"
+            " WHERE trx_state = 'LOCK WAIT' AND trx_mysql_thread_id = %s",
+            (thread_id,),
+        )
+    )
 
 
 @pytest.mark.mysql_only
-def test_a_claim_waits_for_a_concurrent_uncommitted_claim_then_is_stale(database, upgraded, row, clock):
+def test_a_claim_waits_for_a_concurrent_uncommitted_claim_then_is_stale(
+    database, upgraded, row, clock
+):
     """MariaDB: A claims inside a transaction it holds open; B, inside its own transaction,
     has read the row as pendiente and tries to claim it too. B is seen blocked on A's row
     lock (proof the two transactions overlap); when A commits, B's claim changes nothing."""
@@ -257,15 +392,26 @@ def test_a_claim_waits_for_a_concurrent_uncommitted_claim_then_is_stale(database
     b_read, b_result = threading.Event(), []
     try:
         with a.transaction():
-            transition(a, row, P, S, origin=Origin.SENDER, at=clock.now(), columns={"claimed_by": "A"})
+            transition(
+                a, row, P, S, origin=Origin.SENDER, at=clock.now(), columns={"claimed_by": "A"}
+            )
 
             def claim_b():
                 try:
                     with b.transaction():
-                        b_result.append(b.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)))
+                        b_result.append(
+                            b.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
+                        )
                         b_read.set()
-                        transition(b, row, P, S, origin=Origin.SENDER, at=clock.now(),
-                                   columns={"claimed_by": "B"})
+                        transition(
+                            b,
+                            row,
+                            P,
+                            S,
+                            origin=Origin.SENDER,
+                            at=clock.now(),
+                            columns={"claimed_by": "B"},
+                        )
                     b_result.append("won")
                 except StaleTransition:
                     b_result.append("lost")
@@ -277,11 +423,16 @@ def test_a_claim_waits_for_a_concurrent_uncommitted_claim_then_is_stale(database
                 if _waiting_on_a_lock(upgraded, b.thread_id):
                     break
                 time.sleep(0.1)
-            assert _waiting_on_a_lock(upgraded, b.thread_id), "B never waited on A's uncommitted claim"
+            assert _waiting_on_a_lock(upgraded, b.thread_id), (
+                "B never waited on A's uncommitted claim"
+            )
             assert b_result == ["pendiente"]  # B read before A committed
         thread.join(60)
         assert b_result == ["pendiente", "lost"]
-        assert upgraded.scalar("SELECT claimed_by FROM ll_envios_whatsapp WHERE id = %s", (row,)) == "A"
+        assert (
+            upgraded.scalar("SELECT claimed_by FROM ll_envios_whatsapp WHERE id = %s", (row,))
+            == "A"
+        )
         assert len(history(upgraded, row)) == 1
     finally:
         a.close()

@@ -10,21 +10,36 @@ from urllib.parse import urlsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def envios(*args, cwd, env=None, timeout=60):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "envios", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "envios", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_top_level_help_lists_every_subcommand(tmp_path):
     result = envios("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("db", "send", "watch", "demo", "gateway-sim", "campaign", "reconcile", "status"):
+    for command in (
+        "db",
+        "send",
+        "watch",
+        "demo",
+        "gateway-sim",
+        "campaign",
+        "reconcile",
+        "status",
+    ):
         assert command in result.stdout
     assert "ENVIOS_" in result.stdout
 
@@ -68,13 +83,21 @@ def test_bad_config_value_exits_2(tmp_path):
 
 
 def test_wrong_database_url_is_one_line(tmp_path):
-    line = one_line_error(envios("db", "upgrade", cwd=tmp_path, env={"ENVIOS_DATABASE_URL": "postgres://x/y"}))
+    line = one_line_error(
+        envios("db", "upgrade", cwd=tmp_path, env={"ENVIOS_DATABASE_URL": "postgres://x/y"})
+    )
     assert "database.url" in line
 
 
 def test_unreachable_database_is_one_line(tmp_path):
-    line = one_line_error(envios("db", "upgrade", cwd=tmp_path,
-                                 env={"ENVIOS_DATABASE_URL": "mysql://root@127.0.0.1:1/leadmaster"}))
+    line = one_line_error(
+        envios(
+            "db",
+            "upgrade",
+            cwd=tmp_path,
+            env={"ENVIOS_DATABASE_URL": "mysql://root@127.0.0.1:1/leadmaster"},
+        )
+    )
     assert "cannot" in line and "127.0.0.1:1" in line
 
 

@@ -17,7 +17,7 @@ import requests
 
 from envios.phones import normalise
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
@@ -28,8 +28,24 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "envios", "demo", "--duration", "20", "--speed", "fast", "--db", str(db)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "envios",
+            "demo",
+            "--duration",
+            "20",
+            "--speed",
+            "fast",
+            "--db",
+            str(db),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -39,8 +55,14 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     metrics_text = None
     deadline = time.monotonic() + 30
     while metrics_text is None and time.monotonic() < deadline and proc.poll() is None:
-        url = next((m.group(1) for line in list(lines)
-                    if (m := re.search(r"watcher metrics: (http://127\.0\.0\.1:\d+)/metrics", line))), None)
+        url = next(
+            (
+                m.group(1)
+                for line in list(lines)
+                if (m := re.search(r"watcher metrics: (http://127\.0\.0\.1:\d+)/metrics", line))
+            ),
+            None,
+        )
         if url:
             response = requests.get(f"{url}/metrics", timeout=5)
             if response.status_code == 200 and "envios_messages{" in response.text:
@@ -55,8 +77,10 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
 
     assert returncode == 0, output + "".join(stderr_text)
     assert metrics_text is not None, "the watcher's /metrics never answered during the run"
-    assert 'envios_watcher_up 1.0' in metrics_text
-    assert len(re.findall(r"campaign 1: sent +\d+ pending", output)) >= 3, "no live progress printed"
+    assert "envios_watcher_up 1.0" in metrics_text
+    assert len(re.findall(r"campaign 1: sent +\d+ pending", output)) >= 3, (
+        "no live progress printed"
+    )
     assert "session 51 drops to DISCONNECTED" in output
     assert "READY again" in output
     assert "recipients in" in output and "Duplicates: 0" in output
@@ -64,19 +88,29 @@ def test_demo_runs_to_the_end_and_every_recipient_is_accounted_for(tmp_path):
     # and a clean stop leaves nothing unrecorded in it.
     assert f"sender journal: {journal}/" in output
     assert journal.is_dir() and list(journal.iterdir()) == []
-    acked = re.search(r"acknowledged by the gateway: (\d+) delivered, (\d+) read; (\d+) unknown outcomes settled", output)
-    assert acked and int(acked.group(1)) > 250, output  # the simulator's webhooks reached `envios webhooks`
+    acked = re.search(
+        r"acknowledged by the gateway: (\d+) delivered, (\d+) read; (\d+) unknown outcomes settled",
+        output,
+    )
+    # the simulator's webhooks reached `envios webhooks`
+    assert acked and int(acked.group(1)) > 250, output
 
     ledger = json.loads(Path(f"{db}.ledger.json").read_text())
     deliveries = Counter(entry["to"] for entry in ledger)
     assert all(n == 1 for n in deliveries.values()), "a recipient was delivered twice"
     by_message_id = Counter(entry["message_id"] for entry in ledger)
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT telefono_wapp, estado, message_id, last_error FROM ll_envios_whatsapp").fetchall()
-        settled = conn.execute("SELECT COUNT(*) FROM ll_envios_whatsapp_historial"
-                               " WHERE origen = 'envios-evidence' AND estado_nuevo = 'enviado'").fetchone()[0]
-        unacked_sent = conn.execute("SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado'"
-                                    " AND delivery_status IS NULL").fetchone()[0]
+        rows = conn.execute(
+            "SELECT telefono_wapp, estado, message_id, last_error FROM ll_envios_whatsapp"
+        ).fetchall()
+        settled = conn.execute(
+            "SELECT COUNT(*) FROM ll_envios_whatsapp_historial"
+            " WHERE origen = 'envios-evidence' AND estado_nuevo = 'enviado'"
+        ).fetchone()[0]
+        unacked_sent = conn.execute(
+            "SELECT COUNT(*) FROM ll_envios_whatsapp WHERE estado = 'enviado'"
+            " AND delivery_status IS NULL"
+        ).fetchone()[0]
     assert settled == int(acked.group(3))
     assert unacked_sent == 0  # every sent row heard its acknowledgement
     assert len(rows) == 300

@@ -37,14 +37,29 @@ def test_a_named_file_must_exist(tmp_path):
 @pytest.mark.parametrize(
     "name,value,dotted,expected",
     [
-        ("ENVIOS_DATABASE_URL", "mysql://u:p@127.0.0.1:3306/db", "database.url", "mysql://u:p@127.0.0.1:3306/db"),
+        (
+            "ENVIOS_DATABASE_URL",
+            "mysql://u:p@127.0.0.1:3306/db",
+            "database.url",
+            "mysql://u:p@127.0.0.1:3306/db",
+        ),
         ("ENVIOS_SENDER_DELAY_MIN_S", "2.5", "sender.delay_min_s", 2.5),
         ("ENVIOS_SENDER_ENABLED", "false", "sender.enabled", False),
-        ("ENVIOS_MONITOR_AUTOPAUSE_MAX_ERROR_RATIO", "0.25", "monitor.autopause.max_error_ratio", 0.25),
+        (
+            "ENVIOS_MONITOR_AUTOPAUSE_MAX_ERROR_RATIO",
+            "0.25",
+            "monitor.autopause.max_error_ratio",
+            0.25,
+        ),
         ("ENVIOS_MONITOR_AUTOPAUSE_MIN_FINISHED", "7", "monitor.autopause.min_finished", 7),
         ("ENVIOS_TIMEZONE", "UTC", "timezone", "UTC"),
         ("ENVIOS_GATEWAY_SESSIONS", "single", "gateway.sessions", "single"),
-        ("ENVIOS_MONITOR_AUTOPAUSE_COUNT_UNVERIFIABLE", "true", "monitor.autopause.count_unverifiable", True),
+        (
+            "ENVIOS_MONITOR_AUTOPAUSE_COUNT_UNVERIFIABLE",
+            "true",
+            "monitor.autopause.count_unverifiable",
+            True,
+        ),
     ],
 )
 def test_env_overrides_any_key(tmp_path, name, value, dotted, expected):
@@ -65,11 +80,17 @@ def test_env_var_references_are_expanded(tmp_path):
     [
         ("sender:\n  delay_min_s: soon\n", "sender.delay_min_s: expected a number"),
         ("sender:\n  max_attempts: 2.5\n", "sender.max_attempts: expected a whole number"),
-        ("sender:\n  delay_min_s: 10\n  delay_max_s: 5\n", "sender.delay_max_s: must be >= sender.delay_min_s"),
+        (
+            "sender:\n  delay_min_s: 10\n  delay_max_s: 5\n",
+            "sender.delay_max_s: must be >= sender.delay_min_s",
+        ),
         ("monitor:\n  autopause:\n    max_error_ratio: 1.5\n", "max_error_ratio: must be <= 1.0"),
         ("sender:\n  enabled: maybe\n", "sender.enabled: expected true or false"),
         ("gateway:\n  kind: telegram\n", "gateway.kind: must be one of"),
-        ("gateway:\n  sessions: shared\n", "gateway.sessions: must be one of auto, per_cliente, single"),
+        (
+            "gateway:\n  sessions: shared\n",
+            "gateway.sessions: must be one of auto, per_cliente, single",
+        ),
         ("timezone: Mars/Olympus\n", "timezone: unknown time zone"),
         ("sender:\n  tik_s: 5\n", "sender.tik_s: unknown key"),
         ("database: sqlite\n", "database: must be a mapping"),
