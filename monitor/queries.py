@@ -100,17 +100,25 @@ UNVERIFIABLE_NOTE = NO_ID_FROM_GATEWAY
 @dataclass(frozen=True)
 class Missing:
     missing: int  # marked enviado by envios (claimed) without a message id: the id was lost
-    # of those, finished after the campaign's last resume (all when never resumed)
-    since_resume: int
+    since_resume: (
+        int  # of those, finished after the campaign's last resume (all when never resumed)
+    )
     legacy: int  # sent before the upgrade (never claimed): no id by construction
     unverifiable: int = 0  # confirmed with a placeholder: the gateway never gives ids
     unverifiable_since_resume: int = 0
 
 
-def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> dict[int, Missing]:
-    missing = {**by_value(Estado.ENVIADO), "unverifiable_note": UNVERIFIABLE_NOTE}
+def _missing_params() -> dict[str, str]:
+    return {**by_value(Estado.ENVIADO), "unverifiable_note": UNVERIFIABLE_NOTE}
+
+
+def without_message_id(
+    conn: Connection, campaign_ids: Sequence[int]
+) -> dict[int, tuple[int, int, int]]:
+    """Per campaign: (enviado without a message id, of them legacy, of them unverifiable)."""
+    missing = _missing_params()
     counts: dict[int, tuple[int, int, int]] = {}
-    for chunk in _chunks(list(campaigns)):
+    for chunk in _chunks(list(campaign_ids)):
         statement, params = watching.MISSING_MESSAGE_ID.with_lists(ids=chunk)
         for r in conn.query(statement, {**params, **missing}):
             counts[int(r["campania_id"])] = (
@@ -118,6 +126,18 @@ def missing_message_ids(conn: Connection, campaigns: dict[int, CampaignRow]) -> 
                 int(r["legacy"] or 0),
                 int(r["unverifiable"] or 0),
             )
+    return counts
+
+
+def missing_message_ids(
+    conn: Connection,
+    campaigns: dict[int, CampaignRow],
+    counts: dict[int, tuple[int, int, int]] | None = None,
+) -> dict[int, Missing]:
+    """`counts`: without_message_id's answer when already known (the watcher's monitor.counts)."""
+    if counts is None:
+        counts = without_message_id(conn, list(campaigns))
+    missing = _missing_params()
     resumed = [
         cid
         for cid, c in campaigns.items()
@@ -199,8 +219,10 @@ def _schedule(r: dict[str, Any]) -> ScheduleRow:
 
 
 def schedules(conn: Connection, include_all: bool = False) -> list[ScheduleRow]:
-    """Approved and paused schedules of campaigns not finalizado (every schedule with
-    include_all)."""
+    """Approved and paused schedules of campaigns not finalizado.
+
+    With include_all: every schedule.
+    """
     if include_all:
         return [_schedule(r) for r in conn.query(watching.SCHEDULES_ALL)]
     open_states = by_value(
@@ -246,8 +268,10 @@ class Delivery:
 
 
 def delivery(conn: Connection, campania_ids: Sequence[int]) -> dict[int, Delivery]:
-    """Per campaign: enviado rows and how many the gateway acknowledged as delivered, read,
-    failed."""
+    """Per campaign: enviado rows, and how many the gateway acknowledged.
+
+    Acknowledged as delivered, read or failed.
+    """
     counts: dict[int, dict[str | None, int]] = {}
     for chunk in _chunks(list(campania_ids)):
         statement, params = watching.DELIVERY.with_lists(ids=chunk)
@@ -266,8 +290,10 @@ def delivery(conn: Connection, campania_ids: Sequence[int]) -> dict[int, Deliver
 
 
 def settled_unknowns(conn: Connection, campania_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Per campaign: rows that left enviando by evidence (automatically) or by a person
-    (reconcile, manual)."""
+    """Per campaign: rows that left enviando by evidence or by a person.
+
+    By evidence: automatically; by a person: reconcile, or the application's manual change.
+    """
     out = {cid: {"evidence": 0, "person": 0} for cid in campania_ids}
     origins = list(SETTLED_BY)
     for chunk in _chunks(list(campania_ids)):

@@ -31,6 +31,7 @@ from typing import Any
 from envios.monitor import autopause
 from envios.monitor import queries as q
 from envios.monitor.campaigns import watcher_identity
+from envios.monitor.counts import OutboxCounts
 
 from envios.clock import Clock
 from envios.domain import AUTO_PAUSE_REASONS, ESTADOS, stuck_cutoff
@@ -55,11 +56,15 @@ ERROR_LABELS = (*QUERY_NAMES, AUTOPAUSE)
 
 
 def _default_queries() -> dict[str, Callable[..., Any]]:
+    # Per-campaign counts read incrementally (monitor.counts), once per refresh for both reads.
+    counts = OutboxCounts()
     return {
         "campaigns": lambda conn, r: q.campaigns(conn),
-        "messages": lambda conn, r: q.messages(conn, r.campaign_ids),
+        "messages": lambda conn, r: counts.up_to_date(conn, r).messages(r.campaign_ids),
         "stuck": lambda conn, r: q.stuck(conn, stuck_cutoff(r.now, r.stuck_after_s)),
-        "missing_message_id": lambda conn, r: q.missing_message_ids(conn, r.campaigns),
+        "missing_message_id": lambda conn, r: q.missing_message_ids(
+            conn, r.campaigns, counts.up_to_date(conn, r).without_message_id(r.campaign_ids)
+        ),
         "error_ratio": lambda conn, r: q.finished_in_window(
             conn, r.now - dt.timedelta(seconds=r.window_s), r.now
         ),

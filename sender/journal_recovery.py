@@ -37,8 +37,9 @@ def _claimed(conn: Connection, claim: dict) -> Claimed | None:
     row = outbox.get_row(conn, int(claim["envio_id"]))
     if row is None:
         return None
-    # this attempt is already counted
-    row = dict(row, attempts=max(0, int(row.get("attempts") or 0) - 1))
+    row = dict(
+        row, attempts=max(0, int(row.get("attempts") or 0) - 1)
+    )  # this attempt is already counted
     claimed_at = claim["claimed_at"]
     if isinstance(claimed_at, str):
         claimed_at = dt.datetime.fromisoformat(claimed_at)
@@ -49,7 +50,6 @@ def _claimed(conn: Connection, claim: dict) -> Claimed | None:
         "",
         "",
         claimed_at,
-        0,
     )
 
 
@@ -69,8 +69,9 @@ def flush(conn: Connection, ctx: Context, journal) -> int:
         claimed = _claimed(conn, claim)
         if claimed is None:
             continue
-        # raises DatabaseError while the database is away
-        record_outcome(conn, ctx, claimed, result)
+        record_outcome(
+            conn, ctx, claimed, result
+        )  # raises DatabaseError while the database is away
         journal.recorded(claimed)
         done += 1
     return done
@@ -197,8 +198,9 @@ def database_identity(database) -> str:
 
 
 def undo_own_orphans(conn: Connection, ctx: Context, journal) -> int:
-    """This sender's claims that never led to a request (the claim committed, the client never
-    heard).
+    """This sender's claims that never led to a request.
+
+    The claim committed, the client never heard.
 
     A connection lost right after the claim's commit makes the claim look failed to us
     while the row is `enviando` under our name; no worker holds it. Past one lease

@@ -1,17 +1,26 @@
-"""The sender: finds eligible sessions, leases them, runs one worker thread per session.
+"""The sender: finds eligible sessions, leases them, and schedules their lanes on bounded pools.
 
     sender = Sender(config)                 # or Sender(config, gateway=..., clock=...)
     report = sender.run_once()              # `envios send --once`: one pass, then return
     sender.start(); ...; sender.stop()      # long-running, in a background thread
     sender.run_forever()                    # long-running in this thread, until request_stop()
 
+Cost follows the work, not the number of sessions. One scheduler thread (the one
+running the pass) keeps a heap of lanes (`session_worker.Lane`, one per session)
+ordered by their next-send time; a lane that is due runs one step on the step pool
+(`sender.gateway_pool_size` threads: the gateway calls happen there); its claim and
+its outcome are written by two batchers, many lanes per transaction; every database
+connection comes from one pool of at most `sender.db_pool_size`. A pacing delay is
+a time in the heap, not a sleeping thread.
+
 A tick (every `sender.tick_s`) re-reads the schedules: for each session with
-eligible work and no worker here, it takes the session's lease in
+eligible work and no lane here, it takes the session's lease in
 `envios_session_leases` (free or expired only: a session is worked by one
-sender at a time) and starts a `SessionWorker`. Between ticks the main thread
-renews the leases of its live workers every lease_ttl_s/3, so a long pacing
-delay or a slow send never lets a lease lapse, while a killed sender's leases
-expire after lease_ttl_s and its sessions are taken over by another sender.
+sender at a time), all new sessions in one transaction. Every lease_ttl_s/3 one
+statement renews every lease this sender holds, so a long pacing delay or a slow
+send never lets a lease lapse, while a killed sender's leases expire after
+lease_ttl_s and its sessions are taken over by another sender. Stopping lets the
+steps in flight finish (their sends recorded), then releases the leases.
 
 `gateway.sessions` decides what a session is: `per_cliente`, one lane per
 cliente_id; `single`, one lane (lease `outbox.SINGLE_SESSION_LEASE`) for every
@@ -24,14 +33,18 @@ may be one WhatsApp session).
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import logging
 import os
+import queue
 import random
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from envios.sender import delivery, outbox
@@ -43,7 +56,7 @@ from envios.sender.metrics import SenderMetrics
 from envios.sender.pool import ConnectionPool
 from envios.sender.session_worker import (
     Context,
-    SessionWorker,
+    Lane,
     Settings,
     WorkerResult,
     eligible_work,
@@ -53,8 +66,8 @@ from envios.sender.session_worker import (
 from envios.clock import Clock
 from envios.errors import DatabaseError, EnviosError
 from envios.logfmt import kv
-from envios.store import schema
-from envios.store.connector import Database
+from envios.store import batches, schema
+from envios.store.connector import Connection, Database
 
 log = logging.getLogger("envios.sender")
 
@@ -74,8 +87,9 @@ class PassReport:
     outcomes: collections.Counter = field(default_factory=collections.Counter)
     disabled: bool = False
     gateway_stopped: str | None = None  # why nothing was sent through the gateway (404: no /send)
-    # unknowns the gateway's record settled
-    settled_by_evidence: list[int] = field(default_factory=list)
+    settled_by_evidence: list[int] = field(
+        default_factory=list
+    )  # unknowns the gateway's record settled
 
     @property
     def sent(self) -> int:
@@ -84,8 +98,8 @@ class PassReport:
     @property
     def unreachable_sessions(self) -> list[int]:
         return [
-            cid
-            for cid, r in self.sessions_worked.items()
+            cliente_id
+            for cliente_id, r in self.sessions_worked.items()
             if r.session_state == "UNREACHABLE" or r.outcomes.get(Outcome.UNREACHABLE)
         ]
 
@@ -131,6 +145,7 @@ class Sender:
         self.stop_event = threading.Event()
         self.settings = Settings.from_config(config)
         self.tick_s = float(config.sender.tick_s)
+        self.pool = ConnectionPool(self.database, limit=self.settings.db_pool_size)
         self.journal = open_journal(config, self.sender_id, self.database)  # None when off
         self.ctx = Context(
             database=self.database,
@@ -141,15 +156,22 @@ class Sender:
             metrics=self.metrics,
             kill_switch=self.enabled,
             stop=self.stop_event,
-            pool=ConnectionPool(self.database),
+            pool=self.pool,
             rng=rng or random.Random(),
             journal=self.journal,
         )
-        self.workers: dict[int, SessionWorker] = {}
+        self.ctx.start_batchers()
+        self.steps = ThreadPoolExecutor(self.settings.gateway_pool_size, thread_name_prefix="step")
+        self.lanes: dict[int, Lane] = {}
+        self._heap: list[tuple[float, int, Lane]] = []
+        self._seq = itertools.count()
+        self._done: queue.SimpleQueue[tuple[Lane, float | None]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._steps_in_flight = 0
+        self._to_release: list[Lane] = []
         self.sessions_mode = str(config.gateway.sessions)
         self._auto_single: bool | None = None  # auto: what GET /status said, once it answered
         self.report = PassReport()  # everything this sender did, all passes
-        self._conn = None
         self._thread: threading.Thread | None = None
         self._was_enabled: bool | None = None
 
@@ -165,8 +187,8 @@ class Sender:
 
     def check(self) -> None:
         """Connect and verify the schema; raises an EnviosError with one clear line."""
-        conn = self._main_conn()
-        done = schema.applied_versions(conn)
+        with self.pool.connection() as conn:
+            done = schema.applied_versions(conn)
         if schema.missing_versions(schema.Process.SENDER, done):
             raise DatabaseError(
                 f"{self.database.describe()}: schema not upgraded "
@@ -174,23 +196,22 @@ class Sender:
             )
 
     def run_once(self) -> PassReport:
-        """One pass: every eligible session worked until empty / quota used / stopped; then
-        return."""
+        """One pass: every eligible session worked until empty / quota used / stopped."""
         report = PassReport()
         if not self.enabled():
             report.disabled = True
             log.warning(kv("pass_skipped", reason="kill switch off", sender=self.sender_id))
             return report
-        started = self._tick(report)
-        self._wait_for(started, report)
+        self._tick(report)
+        self._drive(report, forever=False)
+        self.report.outcomes.update(report.outcomes)
         report.gateway_stopped = self.ctx.gateway_stopped()
         self.settle_unknowns(report)
         log.info(kv("pass_done", sender=self.sender_id, detail=report.summary()))
         return report
 
     def run_forever(self) -> PassReport:
-        """Tick every tick_s until request_stop(); then finish in-flight sends and release
-        leases."""
+        """Tick every tick_s until request_stop(); then finish in-flight sends, release leases."""
         log.info(
             kv(
                 "sender_start",
@@ -200,50 +221,30 @@ class Sender:
                 tick_s=self.tick_s,
             )
         )
-        next_tick = 0.0
-        renew_every = max(0.2, self.settings.lease_ttl_s / 3)
-        next_renew = time.monotonic() + renew_every
-        while not self.stop_event.is_set():
-            now = time.monotonic()
-            if now >= next_tick:
-                next_tick = now + self.tick_s
-                try:
-                    if self.enabled():
-                        self.settle_unknowns(self.report)
-                        self._tick(self.report)
-                except EnviosError as exc:
-                    log.error(kv("tick_failed", sender=self.sender_id, detail=str(exc)))
-                    self._drop_main_conn()
-            if now >= next_renew:
-                next_renew = now + renew_every
-                self._renew_leases()
-            self._reap(self.report)
-            self.stop_event.wait(max(0.01, min(next_tick, next_renew) - time.monotonic()))
-        self._shutdown(self.report)
+        self._drive(self.report, forever=True)
         log.info(kv("sender_stop", sender=self.sender_id, detail=self.report.summary()))
         return self.report
 
     def settle_unknowns(self, report: PassReport) -> None:
-        """Unknown outcomes settled by evidence: acknowledgements received while the send was
-        in flight, and the gateway's own record of the message (WAHA, Evolution lookups).
-        Never a retry."""
+        """Unknown outcomes settled by evidence: acknowledgements received while in flight,
+        and the gateway's own record of the message (WAHA, Evolution lookups). Never a retry."""
         try:
-            acked = delivery.settle_acknowledged(
-                self._main_conn(), self.clock, delivery.in_flight_s(self.config)
-            )
-            report.settled_by_evidence.extend(acked)
-            if type(self.gateway).find_sent is Gateway.find_sent:
-                return
-            found = delivery.settle_by_evidence(
-                self._main_conn(),
-                self.clock,
-                self.gateway,
-                within_s=float(self.config.sender.settle_within_s),
-                in_flight_s=delivery.in_flight_s(self.config),
-            )
+            with self.pool.connection() as conn:
+                acked = delivery.settle_acknowledged(
+                    conn, self.clock, delivery.in_flight_s(self.config)
+                )
+                report.settled_by_evidence.extend(acked)
+                if type(self.gateway).find_sent is Gateway.find_sent:
+                    return
+                found = delivery.settle_by_evidence(
+                    conn,
+                    self.clock,
+                    self.gateway,
+                    within_s=float(self.config.sender.settle_within_s),
+                    in_flight_s=delivery.in_flight_s(self.config),
+                )
         except EnviosError as exc:
             log.error(kv("settle_failed", sender=self.sender_id, detail=str(exc)))
-            self._drop_main_conn()
             return
         report.settled_by_evidence.extend(found.settled)
         if found.settled or found.no_evidence or found.unavailable:
@@ -252,6 +253,7 @@ class Sender:
     def request_stop(self) -> None:
         """Stop claiming; in-flight sends finish (bounded by the send timeout)."""
         self.stop_event.set()
+        self._wake.set()
 
     def start(self) -> Sender:
         """run_forever in a background thread (the demo, tests)."""
@@ -268,35 +270,188 @@ class Sender:
 
     def close(self) -> None:
         self.request_stop()
-        self._drop_main_conn()
-        self.ctx.pool.close()
+        self.steps.shutdown(wait=True)
+        self.ctx.close_batchers()
+        self.pool.close()
         if self.journal is not None:
             self.journal.close()
         if self._own_gateway:
             self.gateway.close()
         self.metrics.close()
 
-    # -- internals -----------------------------------------------------------------------------
+    # -- the scheduler -------------------------------------------------------------------------
 
-    def _main_conn(self):
-        if self._conn is None:
-            self._conn = self.database.connect()
-        return self._conn
+    def _drive(self, report: PassReport, *, forever: bool) -> None:
+        """Run lanes until none is left (a pass) or until stopped (forever, ticking)."""
+        renew_every = max(0.2, self.settings.lease_ttl_s / 3)
+        next_renew = time.monotonic() + renew_every
+        next_tick = time.monotonic() if forever else float("inf")
+        stopping_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if forever and now >= next_tick and not self.stop_event.is_set():
+                next_tick = now + self.tick_s
+                try:
+                    if self.enabled():
+                        self.settle_unknowns(report)
+                        self._tick(report)
+                except EnviosError as exc:
+                    log.error(kv("tick_failed", sender=self.sender_id, detail=str(exc)))
+            if now >= next_renew:
+                next_renew = now + renew_every
+                self._renew_leases()
+            self._collect(report)
+            if self.stop_event.is_set():
+                stopping_since = stopping_since or now
+                self._stop_waiting_lanes()
+            else:
+                self._dispatch(now)
+            self._release(report)
+            if not self.lanes and (not forever or self.stop_event.is_set()):
+                return
+            if stopping_since is not None and now - stopping_since > self._shutdown_grace_s():
+                self._abandon(report)
+                return
+            due = (
+                self._heap[0][0]
+                if self._heap and self._steps_in_flight < self.settings.gateway_pool_size
+                else float("inf")
+            )
+            self._wake.wait(max(0.0, min(due, next_tick, next_renew, now + 1.0) - time.monotonic()))
+            self._wake.clear()
 
-    def _drop_main_conn(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _tick(self, report: PassReport) -> list[SessionWorker]:
-        """Re-read schedules; lease and start a worker for each session with work and none here."""
-        self._reap(report)
-        conn = self._main_conn()
-        journal_tick(conn, self.ctx, self.config, self.database)
-        now = self.clock.now()
-        plan = eligible_work(
-            conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s
+    def _shutdown_grace_s(self) -> float:
+        """In-flight steps get this long to finish at shutdown (a send ends within its timeout)."""
+        return (
+            float(self.config.gateway.send_timeout_s)
+            + float(self.config.gateway.status_timeout_s)
+            + 10
         )
+
+    def _schedule(self, lane: Lane, at: float) -> None:
+        heapq.heappush(self._heap, (at, next(self._seq), lane))
+
+    def _dispatch(self, now: float) -> None:
+        """Start a step for every lane that is due, while the step pool has room."""
+        limit = self.settings.gateway_pool_size
+        throughput = self.settings.throughput
+        while self._heap and self._heap[0][0] <= now and self._steps_in_flight < limit:
+            _, _, lane = heapq.heappop(self._heap)
+            if lane.stopped or self.lanes.get(lane.cliente_id) is not lane:
+                continue
+            if lane.not_before > now:  # told to slow down (429) while this entry waited
+                self._schedule(lane, lane.not_before)
+                continue
+            lane.in_flight += 1
+            self._steps_in_flight += 1
+            self.steps.submit(self._run_step, lane)
+            if throughput:  # the token bucket: the next step at most rate_per_s later
+                lane.next_due = max(lane.next_due, now - 1.0) + 1.0 / self.settings.rate_per_s
+                if lane.in_flight < self.settings.max_in_flight:
+                    self._schedule(lane, lane.next_due)
+
+    def _run_step(self, lane: Lane) -> None:
+        self._done.put((lane, lane.step()))
+        self._wake.set()
+
+    def _collect(self, report: PassReport) -> None:
+        """Lanes whose step ended: due again after their delay, or finished."""
+        while True:
+            try:
+                lane, delay = self._done.get_nowait()
+            except queue.Empty:
+                return
+            lane.in_flight -= 1
+            self._steps_in_flight -= 1
+            if delay is None or lane.stopped:
+                if lane.in_flight == 0:
+                    self._finish(lane)
+                continue
+            if self.settings.throughput:
+                if delay > 0:
+                    lane.not_before = max(lane.not_before, time.monotonic() + delay)
+                if lane.in_flight == self.settings.max_in_flight - 1:
+                    self._schedule(lane, max(lane.next_due, time.monotonic() + delay))
+            else:
+                self._schedule(lane, time.monotonic() + delay)
+
+    def _stop_waiting_lanes(self) -> None:
+        for lane in list(self.lanes.values()):
+            lane.stop("sender stopping")
+            if lane.in_flight == 0:
+                self._finish(lane)
+        self._heap.clear()
+
+    def _finish(self, lane: Lane) -> None:
+        if self.lanes.get(lane.cliente_id) is lane:
+            del self.lanes[lane.cliente_id]
+            self._to_release.append(lane)
+
+    def _release(self, report: PassReport) -> None:
+        """Give back the leases of finished lanes (one statement), then report them."""
+        if not self._to_release:
+            return
+        done, self._to_release = self._to_release, []
+        ours = [lane.cliente_id for lane in done if not lane.lost and not lane.lease_lost.is_set()]
+        if ours:
+            try:
+
+                def release(conn: Connection) -> None:
+                    statement, params = batches.LEASES_RELEASE_MANY.with_lists(lanes=ours)
+                    with conn.transaction():
+                        conn.execute(statement, {**params, "owner": self.sender_id})
+
+                self._with_conn(f"releasing {len(ours)} leases", release)
+            except EnviosError as exc:
+                log.warning(
+                    kv("lease_release_failed", cliente_id=",".join(map(str, ours)), detail=str(exc))
+                )
+        for lane in done:
+            result = lane.result
+            report.add(result)
+            log.info(
+                kv(
+                    "session_stop",
+                    cliente_id=lane.cliente_id,
+                    reason=result.stop_reason,
+                    sent=result.outcomes.get(Outcome.SENT, 0)
+                    + result.outcomes.get(Outcome.SENT_WITHOUT_ID, 0),
+                    sender=self.sender_id,
+                )
+            )
+
+    def _abandon(self, report: PassReport) -> None:
+        for lane in list(self.lanes.values()):
+            log.error(
+                kv(
+                    "worker_abandoned",
+                    cliente_id=lane.cliente_id,
+                    sender=self.sender_id,
+                    detail="still busy at shutdown; its row stays enviando if a send was in flight",
+                )
+            )
+            report.add(lane.result)
+        self.lanes.clear()
+
+    def _with_conn(self, what: str, fn: Callable[[Connection], object]):
+        """fn(conn) on a pooled connection, retried on deadlock/busy (one transaction inside)."""
+
+        def attempt():
+            with self.pool.connection() as conn:
+                return fn(conn)
+
+        return retrying(what, attempt)
+
+    # -- ticks and leases --------------------------------------------------------------------------
+
+    def _tick(self, report: PassReport) -> list[Lane]:
+        """Re-read schedules; lease and start a lane for each session with work and none here."""
+        with self.pool.connection() as conn:
+            journal_tick(conn, self.ctx, self.config, self.database)
+            now = self.clock.now()
+            plan = eligible_work(
+                conn, now, at=self.clock.to_db(conn, now), lock_ttl_s=self.settings.lease_ttl_s
+            )
         self.metrics.pending(plan.pending_by_session)
         for pid, remaining in plan.quota.items():
             self.metrics.quota(pid, remaining)
@@ -308,40 +463,40 @@ class Sender:
                 closed_schedules=len(plan.closed),
             )
         )
-        started = []
         stopped = self.ctx.gateway_stopped()
         if stopped or not plan.by_session:
             if stopped:
                 log.debug(kv("gateway_stopped", gateway=self.gateway.base_url, detail=stopped))
-            return started
+            return []
         single = self._single_lane(plan)
-        lanes = [outbox.SINGLE_SESSION_LEASE] if single else sorted(plan.by_session)
-        if any(w.alive and w.single != single for w in self.workers.values()):
-            return started  # the lanes changed shape: let the old ones finish first
-        for cid in lanes:
-            current = self.workers.get(cid)
-            if current is not None and current.alive:
-                continue
-            if self.stop_event.is_set():
-                break
-            if not self._acquire(conn, cid):
-                report.sessions_held_elsewhere.append(cid)
-                for client in sorted(plan.by_session) if single else [cid]:
+        wanted = [outbox.SINGLE_SESSION_LEASE] if single else sorted(plan.by_session)
+        if any(lane.single != single for lane in self.lanes.values()):
+            return []  # the lanes changed shape: let the old ones finish first
+        new = [cliente_id for cliente_id in wanted if cliente_id not in self.lanes]
+        if not new or self.stop_event.is_set():
+            return []
+        held = self._acquire(new)
+        started = []
+        for cliente_id in new:
+            if cliente_id not in held:
+                report.sessions_held_elsewhere.append(cliente_id)
+                for client in sorted(plan.by_session) if single else [cliente_id]:
                     self.metrics.forget_session(client)
-                log.debug(kv("lease_busy", cliente_id=cid, sender=self.sender_id))
+                log.debug(kv("lease_busy", cliente_id=cliente_id, sender=self.sender_id))
                 continue
-            worker = SessionWorker(self.ctx, cid, single=single).start()
-            self.workers[cid] = worker
-            started.append(worker)
+            lane = Lane(self.ctx, cliente_id, single=single)
+            self.lanes[cliente_id] = lane
+            self._schedule(lane, time.monotonic())
+            started.append(lane)
             pending = (
                 sum(plan.pending_by_session.values())
                 if single
-                else plan.pending_by_session.get(cid, 0)
+                else plan.pending_by_session.get(cliente_id, 0)
             )
             log.info(
                 kv(
                     "session_start",
-                    cliente_id=cid,
+                    cliente_id=cliente_id,
                     sender=self.sender_id,
                     pending=pending,
                     lane="one session for every client" if single else None,
@@ -370,83 +525,57 @@ class Sender:
             )
         return self._auto_single
 
-    def _acquire(self, conn, cliente_id: int) -> bool:
-        def attempt() -> bool:
-            now = self.clock.now()
-            with conn.transaction():
-                return outbox.lease_acquire(
-                    conn, cliente_id, self.sender_id, now, self.ctx.lease_expiry(now)
-                )
+    def _acquire(self, lanes: list[int]) -> set[int]:
+        """Take the leases of `lanes` that are free or expired (or ours), in one transaction."""
 
-        return retrying(f"lease of session {cliente_id}", attempt)
+        def attempt(conn: Connection) -> set[int]:
+            now = self.clock.now()
+            expires = self.ctx.lease_expiry(now)
+            me = {"owner": self.sender_id, "now": now, "expires": expires}
+            rows, row_params = batches.values_list(
+                "l",
+                (
+                    {
+                        "cliente_id": cliente_id,
+                        "owner": self.sender_id,
+                        "now": now,
+                        "expires": expires,
+                    }
+                    for cliente_id in lanes
+                ),
+            )
+            take, params = batches.LEASES_TAKE_EXPIRED.with_lists(lanes=lanes)
+            extend, _ = batches.LEASES_EXTEND_LISTED.with_lists(lanes=lanes)
+            with conn.transaction():
+                conn.execute(batches.expand(batches.LEASES_INSERT_MANY, rows=rows), row_params)
+                conn.execute(take, {**params, **me})
+                conn.execute(extend, {**params, **me})
+                owned = {int(r["cliente_id"]) for r in conn.query(batches.LEASES_OWNED, me)}
+            return owned & set(lanes)
+
+        return self._with_conn(f"leases of {len(lanes)} sessions", attempt)
 
     def _renew_leases(self) -> None:
-        alive = [w for w in self.workers.values() if w.alive]
-        if not alive:
+        """One statement renews every lease we hold; a lane whose lease is gone stops."""
+        if not self.lanes:
             return
+
+        def renew(conn: Connection) -> set[int]:
+            now = self.clock.now()
+            me = {"owner": self.sender_id, "expires": self.ctx.lease_expiry(now)}
+            with conn.transaction():
+                conn.execute(batches.LEASES_RENEW_ALL, me)
+                return {int(r["cliente_id"]) for r in conn.query(batches.LEASES_OWNED, me)}
+
         try:
-            conn = self._main_conn()
-            for worker in alive:
-
-                def attempt(cid=worker.cliente_id) -> bool:
-                    now = self.clock.now()
-                    with conn.transaction():
-                        return outbox.lease_renew(
-                            conn, cid, self.sender_id, now, self.ctx.lease_expiry(now)
-                        )
-
-                if not retrying(f"renewing lease of session {worker.cliente_id}", attempt):
-                    log.warning(
-                        kv("lease_lost", cliente_id=worker.cliente_id, sender=self.sender_id)
-                    )
-                    worker.lease_lost.set()
+            owned = self._with_conn("renewing leases", renew)
         except EnviosError as exc:
             log.warning(kv("lease_renew_failed", sender=self.sender_id, detail=str(exc)))
-            self._drop_main_conn()
-
-    def _reap(self, report: PassReport) -> None:
-        for cid, worker in list(self.workers.items()):
-            if not worker.alive:
-                report.add(worker.result)
-                del self.workers[cid]
-
-    def _wait_for(self, workers: list[SessionWorker], report: PassReport) -> None:
-        renew_every = max(0.2, self.settings.lease_ttl_s / 3)
-        while any(w.alive for w in workers):
-            for w in workers:
-                w.join(renew_every / max(1, len(workers)))
-                if not w.alive:
-                    continue
-            self._renew_leases()
-        self._reap(report)
-        self.report.outcomes.update(report.outcomes)
-
-    def _shutdown(self, report: PassReport) -> None:
-        """Workers see stop_event at their next check; an in-flight send ends within the send
-        timeout."""
-        deadline = (
-            time.monotonic()
-            + float(self.config.gateway.send_timeout_s)
-            + float(self.config.gateway.status_timeout_s)
-            + 10
-        )
-        for worker in list(self.workers.values()):
-            while worker.alive and time.monotonic() < deadline:
-                worker.join(min(1.0, max(0.0, deadline - time.monotonic())))
-                self._renew_leases()
-            if worker.alive:
-                log.error(
-                    kv(
-                        "worker_abandoned",
-                        cliente_id=worker.cliente_id,
-                        sender=self.sender_id,
-                        detail=(
-                            "still busy at shutdown; its row stays enviando if a send was in flight"
-                        ),
-                    )
-                )
-        self._reap(report)
-        self._drop_main_conn()
+            return
+        for lane in self.lanes.values():
+            if lane.cliente_id not in owned and not lane.lease_lost.is_set():
+                log.warning(kv("lease_lost", cliente_id=lane.cliente_id, sender=self.sender_id))
+                lane.lease_lost.set()
 
 
 def run_once(config, **kwargs) -> PassReport:

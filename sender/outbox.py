@@ -11,7 +11,7 @@ on the configured zone's. State changes of a row are not here: they go through
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from envios.domain import (
     NAME_MAX,
@@ -51,11 +51,6 @@ def active_schedules(
     if cliente_id is None:
         return conn.query(sending.ACTIVE_SCHEDULES, params)
     return conn.query(sending.ACTIVE_SCHEDULES_OF_CLIENT, {**params, "cliente_id": cliente_id})
-
-
-def schedule_now(conn: Connection, programacion_id: int) -> dict | None:
-    """One schedule and its campaign as they are now (re-read inside every claim)."""
-    return conn.query_one(sending.SCHEDULE_NOW, {"programacion_id": programacion_id})
 
 
 # -- pending work and quota --------------------------------------------------------------
@@ -122,17 +117,6 @@ def count_sent(conn: Connection, programacion_id: int, day: dt.date, now: dt.dat
 
 
 # -- rows ----------------------------------------------------------------------------------
-
-
-def next_pending(
-    conn: Connection, campania_id: int, now: dt.datetime, skip: Sequence[int] = ()
-) -> dict | None:
-    """The oldest row of the campaign ready to be claimed (not among `skip`)."""
-    params = {**by_value(Estado.PENDIENTE), "campania_id": campania_id, "now": now}
-    if not skip:
-        return conn.query_one(sending.NEXT_PENDING, params)
-    statement, lists = sending.NEXT_PENDING_SKIPPING.with_lists(skip=skip)
-    return conn.query_one(statement, {**params, **lists})
 
 
 def get_row(conn: Connection, envio_id: int) -> dict | None:
@@ -232,8 +216,14 @@ def lease_owner(conn: Connection, cliente_id: int) -> str | None:
 
 
 def lease_holds(conn: Connection, cliente_id: int, owner: str, now: dt.datetime) -> bool:
-    """The lease is ours and not expired (checked inside every claim)."""
+    """The lease is ours and not expired."""
     row = conn.query_one(sending.LEASE_OWNER, {"cliente_id": cliente_id})
+    return lease_is_live(row, owner, now)
+
+
+def lease_is_live(row: dict | None, owner: str, now: dt.datetime) -> bool:
+    """A lease row (owner, expires_at) names `owner` and has not expired at `now` (checked
+    inside every claim batch, on the lease rows it locked)."""
     return row is not None and row["owner"] == owner and row["expires_at"] >= now
 
 

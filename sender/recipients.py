@@ -15,9 +15,10 @@ person never both pass this check unless the first one is in `error`.
 
 Normalising every row of a campaign on every claim would be quadratic, so each
 process keeps an index per (database, campaign): number -> row ids, read
-incrementally by id and rebuilt when the campaign's row count says rows went
-away. The index only proposes candidates; each one is re-read and re-checked in
-the claim's own transaction.
+incrementally by id (only when a row newer than the index is vetted: rows get
+growing ids) and rebuilt when the campaign's row count says rows went away. The
+index only proposes candidates; each one is re-read and re-checked in the
+claim's own transaction.
 """
 
 from __future__ import annotations
@@ -67,15 +68,26 @@ class RecipientIndex:
         self._lock = threading.Lock()
         self._campaigns: dict[tuple[Hashable, int], _CampaignIndex] = {}
 
-    def duplicate_of(self, conn: Connection, row: dict, to: str) -> int | None:
-        """The id of the row that already stands for this row's recipient, or None."""
+    def duplicate_of(
+        self, conn: Connection, row: dict, to: str, refreshed: set[int] | None = None
+    ) -> int | None:
+        """The id of the row that already stands for this row's recipient, or None.
+
+        `refreshed`: campaigns whose index this transaction already brought up to date
+        (a claim batch vets many rows of one campaign; the index is read once).
+        """
         campania_id, own_id = int(row["campania_id"]), int(row["id"])
         with self._lock:
             index = self._campaigns.setdefault(
                 (getattr(conn, "url", id(conn)), campania_id), _CampaignIndex()
             )
         with index.lock:
-            index.refresh(conn, campania_id)
+            # Rows are added with growing ids: an index that already holds this row holds every
+            # row that could stand for its recipient before it (its candidates are re-read below).
+            if own_id > index.top_id and (refreshed is None or campania_id not in refreshed):
+                index.refresh(conn, campania_id)
+                if refreshed is not None:
+                    refreshed.add(campania_id)
             others = [i for i in index.by_phone.get(to, ()) if i != own_id]
         if not others:
             return None
@@ -108,9 +120,11 @@ def _same_number(raw: object, to: str) -> bool:
 INDEX = RecipientIndex()
 
 
-def duplicate_problem(conn: Connection, row: dict, to: str) -> str | None:
+def duplicate_problem(
+    conn: Connection, row: dict, to: str, refreshed: set[int] | None = None
+) -> str | None:
     """Why the row must not be sent because its recipient already has a row, or None."""
-    original = INDEX.duplicate_of(conn, row, to)
+    original = INDEX.duplicate_of(conn, row, to, refreshed)
     if original is None:
         return None
     return f"duplicate of row {original}: same recipient, number written another way"

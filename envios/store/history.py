@@ -16,6 +16,14 @@ HISTORY = Statement(
     " SELECT id, campania_id, %(from_state)s, %(to_state)s, %(origin)s, %(detail)s, %(at)s"
     " FROM ll_envios_whatsapp WHERE id = %(envio_id)s",
 )
+# HISTORY for many rows of one change (transitions.transition_many): {ids}.
+HISTORY_MANY = Statement(
+    "history.insert_many",
+    "INSERT INTO ll_envios_whatsapp_historial"
+    " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at)"
+    " SELECT id, campania_id, %(from_state)s, %(to_state)s, %(origin)s, %(detail)s, %(at)s"
+    " FROM ll_envios_whatsapp WHERE id IN ({ids})",
+)
 # The later schema's usuario_id: written only for a named person (the column may not exist).
 HISTORY_BY_PERSON = Statement(
     "history.insert_by_person",

@@ -585,12 +585,31 @@ class Version:
     steps: Callable[[], list[Step]] = field(repr=False)
 
 
+def _change_times() -> list[Step]:
+    """`cambiado_en`, kept by the database on every change of an outbox row (any writer).
+
+    The watcher's per-campaign counts read only the rows changed since its last
+    refresh (monitor/counts.py) instead of recounting a million rows. The DDL lives
+    in migrations/change_times_*.sql: MariaDB keeps the column itself (ON UPDATE),
+    SQLite by two triggers.
+    """
+    folder = resources.files("envios.store.migrations")
+    scripts = {
+        dialect: split_statements(folder.joinpath(f"change_times_{dialect}.sql").read_text("utf-8"))
+        for dialect in (MYSQL, SQLITE)
+    }
+    column = add_column(OUTBOX, "cambiado_en", "datetime(6) NOT NULL", "TEXT DEFAULT NULL")
+    column.sql = lambda v: scripts[v.dialect]
+    return [column, create_index(OUTBOX, "idx_envios_cambiado_en", "cambiado_en")]
+
+
 VERSIONS: list[Version] = [
     Version(1, "base tables", _base_tables),
     Version(2, "claims, message ids, leases, pauses", _claims_and_pauses),
     Version(3, "watcher: covering index for sends without message id", _watcher_indexes),
     Version(4, "the application's history table", _application_history),
     Version(5, "delivery acknowledgements", _delivery_acknowledgements),
+    Version(6, "outbox change times for the watcher's incremental counts", _change_times),
 ]
 
 LATEST = VERSIONS[-1].number
@@ -624,12 +643,13 @@ class Process(str, enum.Enum):
 
 # The versions each process needs before it starts. The sender and the webhooks write
 # every column up to the latest. The watcher reads v2 (claims, pause columns), v4 (the
-# application's history table) and v5 (acknowledgements); v3 is only an index (its
-# missing-message-id read is slower without it, not wrong).
+# application's history table), v5 (acknowledgements) and v6 (change times: its
+# per-campaign counts); v3 is only an index (its missing-message-id read is slower
+# without it, not wrong).
 REQUIRED_VERSIONS: dict[Process, tuple[int, ...]] = {
     Process.SENDER: (LATEST,),
     Process.WEBHOOKS: (LATEST,),
-    Process.WATCHER: (2, 4, 5),
+    Process.WATCHER: (2, 4, 5, 6),
 }
 
 

@@ -20,14 +20,14 @@ from envios.store.sql import Statement
 
 # -- schedules -------------------------------------------------------------------------------
 
-_SCHEDULE_COLUMNS = (
+SCHEDULE_COLUMNS = (
     "p.id AS programacion_id, p.campania_id, p.cliente_id, p.dias_semana, p.hora_inicio,"
     " p.hora_fin, p.cupo_diario, p.fecha_inicio, p.fecha_fin, p.estado AS programacion_estado,"
     " p.delay_min_s, p.delay_max_s, p.locked_at, p.locked_by, c.estado AS campania_estado"
 )
 _SCHEDULES = (
     "SELECT "  # noqa: S608 - fixed fragments
-    + _SCHEDULE_COLUMNS
+    + SCHEDULE_COLUMNS
     + " FROM ll_programaciones p JOIN ll_campanias_whatsapp c ON c.id = p.campania_id"
 )
 
@@ -48,11 +48,6 @@ ACTIVE_SCHEDULES_OF_CLIENT = Statement(
     _ACTIVE + " AND p.cliente_id = %(cliente_id)s ORDER BY p.cliente_id, p.id",
 )
 
-# One schedule and its campaign as they are now (re-read inside every claim).
-SCHEDULE_NOW = Statement(
-    "sending.schedule_now",
-    _SCHEDULES + " WHERE p.id = %(programacion_id)s",
-)
 
 # -- pending work and the daily quota ------------------------------------------------------
 
@@ -107,27 +102,15 @@ COUNT_SENT = Statement(
 
 # -- rows ----------------------------------------------------------------------------------------
 
-_ROW_COLUMNS = (
+ROW_COLUMNS = (
     "id, campania_id, telefono_wapp, nombre_destino, mensaje_final, estado, attempts, message_id,"
     " claimed_at, claimed_by, claim_programacion_id, next_attempt_at, last_error, fecha_envio"
-)
-_NEXT_PENDING = (
-    "SELECT " + _ROW_COLUMNS + " FROM ll_envios_whatsapp"  # noqa: S608 - fixed fragments
-    " WHERE campania_id = %(campania_id)s AND " + _READY_ROWS
-)
-NEXT_PENDING = Statement(
-    "sending.next_pending",
-    _NEXT_PENDING + " ORDER BY id LIMIT 1",
-)
-NEXT_PENDING_SKIPPING = Statement(
-    "sending.next_pending_skipping",
-    _NEXT_PENDING + " AND id NOT IN ({skip}) ORDER BY id LIMIT 1",
 )
 
 GET_ROW = Statement(
     "sending.get_row",
     "SELECT "  # noqa: S608 - fixed fragments
-    + _ROW_COLUMNS
+    + ROW_COLUMNS
     + " FROM ll_envios_whatsapp WHERE id = %(envio_id)s",
 )
 

@@ -24,6 +24,7 @@ from typing import Any
 from envios.domain import ALLOWED, TEXT_MAX, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
 from envios.store import fit, history
+from envios.store.batches import case_by_id
 from envios.store.connector import Connection
 from envios.store.sql import Statement
 
@@ -147,3 +148,89 @@ def _update(
         f" WHERE id = %(envio_id)s AND estado = %(from_state)s{conditions}",
     )
     return update, params
+
+
+def transition_many(
+    conn: Connection,
+    envio_ids: list[int],
+    from_state: Estado,
+    to_state: Estado,
+    *,
+    origin: Origin,
+    at: Any,
+    detail: str | Mapping[int, str] = "",
+    columns: Mapping[str, Any] | None = None,
+    per_row: Mapping[str, Mapping[int, Any]] | None = None,
+    expect: Mapping[str, Any] | None = None,
+) -> None:
+    """`transition` for many rows in two statements plus one history insert per distinct detail.
+
+    Same rules: the caller's transaction, allowed edges only, every row still in
+    `from_state` (and matching `expect`) or StaleTransition for the lot. `columns` are
+    common to every row; `per_row` gives a column one value per row (`CASE id ...`);
+    `detail` is one text or one per row.
+    """
+    if not envio_ids:
+        return
+    check_allowed(from_state, to_state)
+    if not conn.in_transaction:
+        raise DatabaseError("state transitions must run inside a transaction")
+    _, columns = fit.transition_texts(conn, "", columns or {})
+    varying = {
+        name: {i: fit.transition_texts(conn, "", {name: v})[1][name] for i, v in values.items()}
+        for name, values in (per_row or {}).items()
+    }
+    expected = dict(expect or {})
+    unknown = (set(columns) | set(varying) | set(expected)) - SETTABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
+    params: dict[str, Any] = {
+        "to_state": Estado(to_state).value,
+        "from_state": Estado(from_state).value,
+    }
+    assignments = ["estado = %(to_state)s"]
+    for n, (name, value) in enumerate(columns.items()):
+        if isinstance(value, Increment):
+            assignments.append(f"{name} = {name} + %(c{n})s")
+            params[f"c{n}"] = value.by
+        else:
+            assignments.append(f"{name} = %(c{n})s")
+            params[f"c{n}"] = value
+    for n, (name, values) in enumerate(varying.items()):
+        case, case_params = case_by_id(f"v{n}", values)
+        assignments.append(f"{name} = {case}")
+        params.update(case_params)
+    conditions = "".join(f" AND {name} = %(x{n})s" for n, name in enumerate(expected))
+    params.update({f"x{n}": value for n, value in enumerate(expected.values())})
+    update, id_params = Statement(
+        "transition_many",
+        # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
+        f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608
+        f" WHERE id IN ({{ids}}) AND estado = %(from_state)s{conditions}",
+    ).with_lists(ids=envio_ids)
+    params.update(id_params)
+    changed = conn.execute(update, params)
+    if changed != len(envio_ids):
+        raise StaleTransition(
+            f"{len(envio_ids) - changed} of rows {envio_ids[:5]}..."
+            f" are not {Estado(from_state).value} any more;"
+            f" none moved to {Estado(to_state).value}"
+        )
+    details = detail if isinstance(detail, Mapping) else dict.fromkeys(envio_ids, detail)
+    by_detail: dict[str, list[int]] = {}
+    for envio_id in envio_ids:
+        by_detail.setdefault(details.get(envio_id) or "", []).append(envio_id)
+    for text, group in by_detail.items():
+        text = fit.transition_texts(conn, text, {})[0]
+        insert, group_params = history.HISTORY_MANY.with_lists(ids=group)
+        conn.execute(
+            insert,
+            {
+                **group_params,
+                "from_state": Estado(from_state).value,
+                "to_state": Estado(to_state).value,
+                "origin": Origin(origin).value,
+                "detail": (text or "")[:TEXT_MAX] or None,
+                "at": at,
+            },
+        )

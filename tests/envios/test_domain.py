@@ -210,8 +210,10 @@ def test_every_process_names_versions_that_exist():
     for process, needed in schema.REQUIRED_VERSIONS.items():
         assert set(needed) <= numbers, process
     assert schema.REQUIRED_VERSIONS[schema.Process.SENDER] == (schema.LATEST,)
-    assert schema.missing_versions(schema.Process.WATCHER, {1, 2, 4}) == [5]
-    assert schema.missing_versions(schema.Process.WATCHER, {2, 4, 5}) == []
+    assert schema.missing_versions(schema.Process.WATCHER, {1, 2, 4}) == [5, 6]
+    # its per-campaign counts read cambiado_en (v6)
+    assert schema.missing_versions(schema.Process.WATCHER, {2, 4, 5}) == [6]
+    assert schema.missing_versions(schema.Process.WATCHER, {2, 4, 5, 6}) == []
 
 
 # -- states and typed rows ---------------------------------------------------------------------

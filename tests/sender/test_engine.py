@@ -1,0 +1,112 @@
+"""The engine's cost follows the work: 400 sessions on a pool of 4 database connections.
+
+Correctness only (every row sent once, every session worked, the pool never
+exceeded); speed is measured by bench/bench_engine.py, never here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from envios.sender import outbox
+from envios.sender.loop import Sender
+
+from tests.sender.conftest import add_campaign, add_schedule, estados, make_config
+
+SESSIONS = 400
+POOL = 4
+
+
+def _seed(conn, sessions: int, rows_each: int) -> None:
+    with conn.transaction():
+        for k in range(1, sessions + 1):
+            add_campaign(conn, k)
+            add_schedule(conn, k, k, k)
+            for i in range(rows_each):
+                conn.execute(
+                    "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+                    " mensaje_final) VALUES (%s, %s, 'Ana', 'Hola {nombre}')",
+                    (k, f"54911{k:04d}{i:04d}"),
+                )
+
+
+def _connections(conn, database_name: str) -> int:
+    return int(
+        conn.scalar(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s", (database_name,)
+        )
+    )
+
+
+@pytest.mark.mysql_only
+def test_400_sessions_share_a_pool_of_4_connections(db_url, database, upgraded, clock, gateway):
+    _seed(upgraded, SESSIONS, 2)
+    name = database.url.database
+    watcher = database.connect()
+    baseline = _connections(watcher, name)  # the test's own connections
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _connections(watcher, name) - baseline)
+            time.sleep(0.01)
+
+    config = make_config(
+        db_url, gateway.base_url, **{"sender.db_pool_size": POOL, "sender.gateway_pool_size": 16}
+    )
+    sender = Sender(config, clock=clock)
+    poller = threading.Thread(target=watch)
+    poller.start()
+    try:
+        report = sender.run_once()
+    finally:
+        done.set()
+        poller.join()
+        sender.close()
+        watcher.close()
+    assert report.sent == 2 * SESSIONS and len(report.sessions_worked) == SESSIONS
+    assert estados(upgraded) == {"enviado": 2 * SESSIONS}
+    assert max(gateway.delivered_to().values()) == 1
+    assert 1 <= peak[0] <= POOL, f"{peak[0]} connections open at once for a pool of {POOL}"
+    assert sender.pool.peak <= POOL
+    assert outbox.leases(upgraded) == []
+
+
+def test_throughput_mode_sends_several_at_once_per_session_each_row_once(
+    db_url, upgraded, clock, gateway
+):
+    """rate_per_s > 0: a token bucket and max_in_flight sends at once, each recorded once."""
+    _seed(upgraded, 2, 30)
+    gateway.send_delay_s = 0.02
+    config = make_config(
+        db_url, gateway.base_url, **{"sender.rate_per_s": 1000.0, "sender.max_in_flight": 4}
+    )
+    sender = Sender(config, clock=clock)
+    try:
+        report = sender.run_once()
+    finally:
+        sender.close()
+    assert report.sent == 60
+    assert estados(upgraded) == {"enviado": 60}
+    assert max(gateway.delivered_to().values()) == 1
+    spans = sorted(gateway.send_spans())
+    overlapping = sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+    assert overlapping > 0, "no two sends were ever in flight at once"
+    assert sender.ctx.claims.batches < sender.ctx.claims.items  # claims were batched
+
+
+def test_pacing_mode_keeps_one_send_at_a_time_per_session(db_url, upgraded, clock, gateway):
+    _seed(upgraded, 1, 5)
+    gateway.send_delay_s = 0.02
+    sender = Sender(make_config(db_url, gateway.base_url), clock=clock)
+    try:
+        assert sender.run_once().sent == 5
+    finally:
+        sender.close()
+    spans = sorted(gateway.send_spans())
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), (
+        "two sends of one session overlapped"
+    )
