@@ -32,14 +32,13 @@ from envios.domain import (
     NAME_MAX,
     OPERATOR,
     PAUSE_REASONS,
-    TEXT_MAX,
     UNKNOWN,
     WATCHER,
     Estado,
     ProgramacionEstado,
 )
 from envios.errors import EnviosError
-from envios.store import history, operating, watching
+from envios.store import operating, transitions, watching
 from envios.store.connector import Connection
 from envios.store.sql import by_value
 
@@ -113,17 +112,15 @@ def pause(
             if conn.execute(watching.PAUSE_SCHEDULE, change) != 1:
                 continue  # someone else paused it first
             changed.append(schedule_id)
-            conn.execute(
-                history.AUDIT,
-                {
-                    "now": now,
-                    "action": action,
-                    "campania_id": campania_id,
-                    "programacion_id": schedule_id,
-                    "reason": reason,
-                    "detail": detail[:TEXT_MAX],
-                    "origin": origin[:NAME_MAX],
-                },
+            transitions.audit(
+                conn,
+                now,
+                action,
+                campania_id=campania_id,
+                programacion_id=schedule_id,
+                reason=reason,
+                detail=detail,
+                origin=origin,
             )
     return changed
 
@@ -162,17 +159,15 @@ def resume(
             if conn.execute(watching.RESUME_SCHEDULE, change) != 1:
                 continue
             changed.append(schedule_id)
-            conn.execute(
-                history.AUDIT,
-                {
-                    "now": now,
-                    "action": "resume",
-                    "campania_id": campania_id,
-                    "programacion_id": schedule_id,
-                    "reason": OPERATOR,
-                    "detail": detail[:TEXT_MAX],
-                    "origin": origin[:NAME_MAX],
-                },
+            transitions.audit(
+                conn,
+                now,
+                "resume",
+                campania_id=campania_id,
+                programacion_id=schedule_id,
+                reason=OPERATOR,
+                detail=detail,
+                origin=origin,
             )
         if changed:
             conn.execute(watching.MARK_RESUMED, {"now": now, "campania_id": campania_id})

@@ -14,7 +14,6 @@ import datetime as dt
 from collections.abc import Iterable
 
 from envios.domain import (
-    NAME_MAX,
     TEXT_MAX,
     CampaniaEstado,
     Estado,
@@ -138,31 +137,6 @@ def set_missing_message_id(conn: Connection, envio_id: int, message_id: str) -> 
     """
     params = {**by_value(Estado.ENVIADO), "message_id": message_id, "envio_id": envio_id}
     return conn.execute(sending.SET_MISSING_MESSAGE_ID, params) == 1
-
-
-def audit(
-    conn: Connection,
-    now: dt.datetime,
-    action: str,
-    *,
-    campania_id: int | None,
-    reason: str,
-    detail: str,
-    origin: str,
-    programacion_id: int | None = None,
-) -> None:
-    conn.execute(
-        sending.AUDIT,
-        {
-            "now": now,
-            "action": action,
-            "campania_id": campania_id,
-            "programacion_id": programacion_id,
-            "reason": reason,
-            "detail": detail[:TEXT_MAX],
-            "origin": origin[:NAME_MAX],
-        },
-    )
 
 
 def stuck_rows(conn: Connection, claimed_before: dt.datetime) -> list[dict]:

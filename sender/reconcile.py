@@ -32,7 +32,7 @@ from envios.domain import OPERATOR, TEXT_MAX, UNKNOWN, Estado, Origin, stuck_cut
 from envios.errors import EnviosError, ForbiddenTransition, StaleTransition
 from envios.logfmt import kv
 from envios.phones import mask
-from envios.store import operating
+from envios.store import operating, transitions
 from envios.store.connector import Connection
 from envios.store.schema_view import column_details
 from envios.store.transitions import check_allowed, transition
@@ -270,7 +270,7 @@ def set_message_id(
         if not outbox.set_missing_message_id(conn, envio_id, message_id.strip()):
             raise _changed(envio_id)
         detail = _detail(f"message id recorded for row {envio_id}", by, note)
-        outbox.audit(
+        transitions.audit(
             conn,
             now,
             "set_message_id",

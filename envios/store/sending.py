@@ -127,14 +127,6 @@ SET_MISSING_MESSAGE_ID = Statement(
     " WHERE id = %(envio_id)s AND estado = %(enviado)s AND message_id IS NULL",
 )
 
-AUDIT = Statement(
-    "sending.audit",
-    "INSERT INTO envios_audit"
-    " (creado_en, accion, campania_id, programacion_id, motivo, detalle, origen)"
-    " VALUES (%(now)s, %(action)s, %(campania_id)s, %(programacion_id)s, %(reason)s,"
-    " %(detail)s, %(origin)s)",
-)
-
 _DOUBTFUL_COLUMNS = (
     "SELECT e.id, e.campania_id, e.telefono_wapp, e.estado, e.claimed_at, e.claimed_by,"
     " e.claim_programacion_id, e.attempts, e.last_error, e.message_id, e.fecha_envio"

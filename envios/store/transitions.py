@@ -18,10 +18,11 @@ at all, and the caller adds its own writes (the daily count) to the same unit.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from envios.domain import ALLOWED, TEXT_MAX, Estado, Origin
+from envios.domain import ALLOWED, NAME_MAX, TEXT_MAX, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
 from envios.store import fit, history
 from envios.store.batches import case_by_id
@@ -234,3 +235,33 @@ def transition_many(
                 "at": at,
             },
         )
+
+
+def audit(
+    conn: Connection,
+    now: dt.datetime,
+    action: str,
+    *,
+    campania_id: int | None,
+    reason: str,
+    detail: str,
+    origin: str,
+    programacion_id: int | None = None,
+) -> None:
+    """One row of envios_audit: a schedule paused or resumed, a message id recorded.
+
+    Not a change of `estado` (those are `transition`'s history rows); written in the
+    caller's transaction, beside the change it explains.
+    """
+    conn.execute(
+        history.AUDIT,
+        {
+            "now": now,
+            "action": action,
+            "campania_id": campania_id,
+            "programacion_id": programacion_id,
+            "reason": reason,
+            "detail": detail[:TEXT_MAX],
+            "origin": origin[:NAME_MAX],
+        },
+    )

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from envios.sender import outbox
 
+from envios.store import transitions
 from tests.sender.conftest import seed_session
 
 
@@ -63,7 +64,7 @@ def test_texts_are_cut_to_their_columns(upgraded, clock):
         len(upgraded.scalar("SELECT last_error FROM ll_envios_whatsapp WHERE id = %s", (envio_id,)))
         == 500
     )
-    outbox.audit(
+    transitions.audit(
         upgraded,
         clock.now(),
         "pause",
