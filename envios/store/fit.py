@@ -166,8 +166,18 @@ _FREE_TEXT = ("last_error",)
 
 def transition_texts(conn, detail: str, columns: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """A transition's history detail and free-text columns, fitted to their columns."""
+    return history_detail(conn, detail), outbox_texts(conn, columns)
+
+
+def outbox_texts(conn, columns: Mapping[str, Any]) -> dict[str, Any]:
+    """The free-text columns among a transition's `columns`, fitted to the outbox's columns."""
     fitted = dict(columns)
     for name in _FREE_TEXT:
         if isinstance(fitted.get(name), str):
             fitted[name] = fit_to(conn, OUTBOX, name, fitted[name])
-    return fit_to(conn, HISTORY, "detalle", detail or "") or "", fitted
+    return fitted
+
+
+def history_detail(conn, detail: str | None) -> str:
+    """A history row's `detalle`, fitted to the column ('' for none)."""
+    return fit_to(conn, HISTORY, "detalle", detail or "") or ""

@@ -176,9 +176,9 @@ def transition_many(
     check_allowed(from_state, to_state)
     if not conn.in_transaction:
         raise DatabaseError("state transitions must run inside a transaction")
-    _, columns = fit.transition_texts(conn, "", columns or {})
+    columns = fit.outbox_texts(conn, columns or {})
     varying = {
-        name: {i: fit.transition_texts(conn, "", {name: v})[1][name] for i, v in values.items()}
+        name: {i: fit.outbox_texts(conn, {name: v})[name] for i, v in values.items()}
         for name, values in (per_row or {}).items()
     }
     expected = dict(expect or {})
@@ -222,7 +222,7 @@ def transition_many(
     for envio_id in envio_ids:
         by_detail.setdefault(details.get(envio_id) or "", []).append(envio_id)
     for text, group in by_detail.items():
-        text = fit.transition_texts(conn, text, {})[0]
+        text = fit.history_detail(conn, text)
         insert, group_params = history.HISTORY_MANY.with_lists(ids=group)
         conn.execute(
             insert,

@@ -16,7 +16,7 @@ import pytest
 
 from envios.domain import ALLOWED, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from envios.store.transitions import Increment, transition
+from envios.store.transitions import Increment, audit, transition, transition_many
 
 P, S, D, E = Estado.PENDIENTE, Estado.ENVIANDO, Estado.ENVIADO, Estado.ERROR
 STATE_NAMES = ("pendiente", "enviando", "enviado", "error")
@@ -437,3 +437,245 @@ def test_a_claim_waits_for_a_concurrent_uncommitted_claim_then_is_stale(
     finally:
         a.close()
         b.close()
+
+
+# -- transition_many: the engine's batched form, the same rules ----------------------------
+
+
+@pytest.fixture
+def rows(upgraded, row):
+    """Three rows of campaign 7 (the `row` fixture's first), all pendiente."""
+    more = [
+        upgraded.insert(
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+            " mensaje_final) VALUES (7, %s, 'Ana', 'hola')",
+            (f"54911000000{n:02d}",),
+        )
+        for n in (2, 3)
+    ]
+    return [row, *more]
+
+
+def outbox_rows(conn, ids):
+    found = conn.query(
+        "SELECT id, estado, attempts, claimed_by, message_id, last_error FROM ll_envios_whatsapp"
+        " ORDER BY id"
+    )
+    return {r["id"]: r for r in found if r["id"] in ids}
+
+
+def history_of(conn, ids):
+    return {envio_id: history(conn, envio_id) for envio_id in ids}
+
+
+def test_many_rows_move_together_with_one_history_row_each(upgraded, rows, clock):
+    with upgraded.transaction():
+        transition_many(
+            upgraded,
+            rows,
+            P,
+            S,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            detail="claimed by me",
+            columns={"claimed_by": "me", "attempts": Increment(2), "last_error": "señal"},
+        )
+    got = outbox_rows(upgraded, rows)
+    assert [
+        (r["estado"], r["claimed_by"], r["attempts"], r["last_error"]) for r in got.values()
+    ] == [("enviando", "me", 2, "señal")] * 3
+    assert history_of(upgraded, rows) == {
+        envio_id: [
+            {
+                "estado_anterior": "pendiente",
+                "estado_nuevo": "enviando",
+                "origen": "envios-sender",
+                "detalle": "claimed by me",
+                "campania_id": 7,
+            }
+        ]
+        for envio_id in rows
+    }
+
+
+def test_many_rows_take_one_value_each_and_one_detail_each(upgraded, rows, clock):
+    for envio_id in rows:
+        force_state(upgraded, envio_id, S)
+    ids = {envio_id: f"wamid.{envio_id}" for envio_id in rows}
+    details = {rows[0]: "sent", rows[1]: "sent, id checked", rows[2]: ""}
+    with upgraded.transaction():
+        transition_many(
+            upgraded,
+            rows,
+            S,
+            D,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            detail=details,
+            per_row={"message_id": ids},
+            columns={"last_error": None},
+        )
+    got = outbox_rows(upgraded, rows)
+    assert {i: (r["estado"], r["message_id"]) for i, r in got.items()} == {
+        i: ("enviado", ids[i]) for i in rows
+    }
+    assert [h[0]["detalle"] for h in history_of(upgraded, rows).values()] == [
+        "sent",
+        "sent, id checked",
+        None,  # no detail is NULL, as the application writes it
+    ]
+
+
+def test_many_rows_detail_is_cut_to_500(upgraded, rows, clock):
+    with upgraded.transaction():
+        transition_many(
+            upgraded, rows[:1], P, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600
+        )
+    assert history(upgraded, rows[0]) == [
+        {
+            "estado_anterior": "pendiente",
+            "estado_nuevo": "error",
+            "origen": "envios-reconcile",
+            "detalle": "x" * 500,
+            "campania_id": 7,
+        }
+    ]
+
+
+def test_many_rows_with_one_moved_by_someone_else_move_none(upgraded, rows, clock):
+    force_state(upgraded, rows[1], S)  # another sender got there first
+    with pytest.raises(StaleTransition, match="1 of rows .* are not pendiente any more"):
+        with upgraded.transaction():
+            transition_many(upgraded, rows, P, S, origin=Origin.SENDER, at=clock.now())
+    got = outbox_rows(upgraded, rows)
+    assert [r["estado"] for r in got.values()] == ["pendiente", "enviando", "pendiente"]
+    assert history_of(upgraded, rows) == {i: [] for i in rows}
+
+
+def test_many_rows_expectations_must_hold_for_every_row(upgraded, rows, clock):
+    for envio_id in rows:
+        force_state(upgraded, envio_id, S)
+    upgraded.execute(
+        "UPDATE ll_envios_whatsapp SET claimed_by = 'me' WHERE id IN (%s, %s)", tuple(rows[:2])
+    )
+    with pytest.raises(StaleTransition):
+        with upgraded.transaction():
+            transition_many(
+                upgraded,
+                rows,
+                S,
+                P,
+                origin=Origin.SENDER,
+                at=clock.now(),
+                expect={"claimed_by": "me"},
+            )
+    with upgraded.transaction():
+        transition_many(
+            upgraded,
+            rows[:2],
+            S,
+            P,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            expect={"claimed_by": "me"},
+        )
+    got = outbox_rows(upgraded, rows)
+    assert [r["estado"] for r in got.values()] == ["pendiente", "pendiente", "enviando"]
+
+
+def test_many_rows_follow_the_same_rules_as_one(upgraded, rows, clock):
+    at = clock.now()
+    with pytest.raises(ForbiddenTransition):
+        with upgraded.transaction():
+            transition_many(upgraded, rows, P, D, origin=Origin.SENDER, at=at)
+    with pytest.raises(DatabaseError, match="^state transitions must run inside a transaction$"):
+        transition_many(upgraded, rows, P, S, origin=Origin.SENDER, at=at)
+    with pytest.raises(ValueError, match=r"\['estado_x', 'nope'\]"):
+        with upgraded.transaction():
+            transition_many(
+                upgraded,
+                rows,
+                P,
+                S,
+                origin=Origin.SENDER,
+                at=at,
+                columns={"nope": 1},
+                per_row={"estado_x": {rows[0]: 1}},
+            )
+    transition_many(
+        upgraded, [], P, S, origin=Origin.SENDER, at=at
+    )  # nothing: no transaction needed
+    assert [r["estado"] for r in outbox_rows(upgraded, rows).values()] == ["pendiente"] * 3
+    assert history_of(upgraded, rows) == {i: [] for i in rows}
+
+
+def test_an_audit_row_says_who_why_and_when_within_its_columns(upgraded, row, clock):
+    at = clock.now()
+    with upgraded.transaction():
+        audit(
+            upgraded,
+            at,
+            "pause",
+            campania_id=7,
+            programacion_id=3,
+            reason="operator",
+            detail="d" * 600,
+            origin="o" * 200,
+        )
+    got = upgraded.query_one(
+        "SELECT accion, campania_id, programacion_id, motivo, detalle, origen FROM envios_audit"
+    )
+    assert got == {
+        "accion": "pause",
+        "campania_id": 7,
+        "programacion_id": 3,
+        "motivo": "operator",
+        "detalle": "d" * 500,
+        "origen": "o" * 120,
+    }
+
+
+def test_many_rows_without_a_detail_write_null_and_say_which_rows_were_stale(upgraded, rows, clock):
+    """No detail is NULL; a stale batch names its first five rows (and how many were stale)."""
+    six = rows + [
+        upgraded.insert(
+            "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+            " mensaje_final) VALUES (7, %s, 'Ana', 'hola')",
+            (f"54911000001{n:02d}",),
+        )
+        for n in (4, 5, 6)
+    ]
+    force_state(upgraded, six[-1], S)
+    with pytest.raises(StaleTransition) as stale:
+        with upgraded.transaction():
+            transition_many(upgraded, six, P, S, origin=Origin.SENDER, at=clock.now())
+    assert str(stale.value) == (
+        f"1 of rows {six[:5]}... are not pendiente any more; none moved to enviando"
+    )
+    with upgraded.transaction():
+        transition_many(upgraded, six[:5], P, S, origin=Origin.SENDER, at=clock.now())
+    assert [h[0]["detalle"] for h in history_of(upgraded, six[:5]).values()] == [None] * 5
+
+
+def test_many_rows_take_several_per_row_columns_and_expectations_at_once(upgraded, rows, clock):
+    for envio_id in rows:
+        force_state(upgraded, envio_id, S)
+    upgraded.execute("UPDATE ll_envios_whatsapp SET claimed_by = 'me', attempts = 1")
+    with upgraded.transaction():
+        transition_many(
+            upgraded,
+            rows,
+            S,
+            E,
+            origin=Origin.SENDER,
+            at=clock.now(),
+            per_row={
+                "message_id": {i: f"id-{i}" for i in rows},
+                "last_error": {i: f"failed {i}" for i in rows},
+            },
+            expect={"claimed_by": "me", "attempts": 1},
+        )
+    got = outbox_rows(upgraded, rows)
+    assert {i: (r["estado"], r["message_id"], r["last_error"]) for i, r in got.items()} == {
+        i: ("error", f"id-{i}", f"failed {i}") for i in rows
+    }
