@@ -70,7 +70,8 @@ def test_400_sessions_share_a_pool_of_4_connections(db_url, database, upgraded, 
     assert report.sent == 2 * SESSIONS and len(report.sessions_worked) == SESSIONS
     assert estados(upgraded) == {"enviado": 2 * SESSIONS}
     assert max(gateway.delivered_to().values()) == 1
-    assert 1 <= peak[0] <= POOL, f"{peak[0]} connections open at once for a pool of {POOL}"
+    assert peak[0] > 0, "the poller saw no connection of the sender: it measured nothing"
+    assert peak[0] <= POOL, f"{peak[0]} connections open at once for a pool of {POOL}"
     assert sender.pool.peak <= POOL
     assert outbox.leases(upgraded) == []
 
