@@ -72,6 +72,11 @@ MAX_REJECTS_PER_CLAIM = 50  # unsendable rows moved to error inside one claim tr
 TXN_ATTEMPTS = 6  # a deadlock / busy database is retried this many times
 RECORD_PATIENCE_S = 30.0  # how long an outcome is retried against a database that went away
 MAX_BATCH = 200  # requests per claim / record transaction
+# Ready rows held by another transaction (SKIP LOCKED passed over them): the lane asks
+# again after LOCKED_RETRY_S, up to LOCKED_RETRIES times in a row, before it stops.
+ROWS_LOCKED = "ready rows locked by another transaction"
+LOCKED_RETRY_S = 0.2
+LOCKED_RETRIES = 50
 STATUS_EVERY_S = (
     5.0  # throughput mode: a lane asks GET /status again after this (pacing: every send)
 )
@@ -361,12 +366,14 @@ class _Rows:
         self.after_id = 0
         self.buffer: collections.deque[dict] = collections.deque()
         self.exhausted = False
+        self.seen: set[int] = set()  # every row read (and locked) by this transaction
 
     def has_more(self) -> bool:
         return bool(self.buffer) or not self.exhausted
 
     def take(self, rows: list[dict]) -> None:
         self.buffer.extend(rows)
+        self.seen.update(int(row["id"]) for row in rows)
         self.exhausted = len(rows) < self.read_ahead
         if rows:
             self.after_id = int(rows[-1]["id"])
@@ -386,6 +393,21 @@ class _Rows:
                 )
             )
         return self.buffer.popleft() if self.buffer else None
+
+    def locked_elsewhere(self) -> bool:
+        """Whether ready rows exist that this transaction did not read: SKIP LOCKED passed
+        over them because another transaction holds them (always False on SQLite, whose
+        claim holds the only write lock)."""
+        ready = self.conn.query(
+            batches.READY_IDS_UNLOCKED,
+            {
+                **by_value(Estado.PENDIENTE),
+                "campania_id": self.campania_id,
+                "at": self.at,
+                "n": len(self.seen) + 1,
+            },
+        )
+        return any(int(row["id"]) not in self.seen for row in ready)
 
 
 def claim_batch(
@@ -597,7 +619,7 @@ def _take_row(
     for _ in range(MAX_REJECTS_PER_CLAIM + 1):
         row = rows.next()
         if row is None:
-            return "queue empty"
+            return ROWS_LOCKED if rows.locked_elsewhere() else "queue empty"
         problem, to, text = vet(row)
         problem = (
             problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to, refreshed)
@@ -1001,6 +1023,7 @@ class Lane:
         self._lock = threading.Lock()
         self._plan_lock = threading.Lock()
         self._last_claim: dict[int, float] = {}
+        self._locked_in_a_row = 0  # claims answered ROWS_LOCKED since the last row claimed
         self._status_at = -1e9
 
     @property
@@ -1075,8 +1098,8 @@ class Lane:
         if not self._session_ready():
             return None
         claimed = self._claim()
-        if claimed is None:
-            return None
+        if claimed is None or isinstance(claimed, float):
+            return claimed
         return self._send(claimed)
 
     def _session_ready(self) -> bool:
@@ -1108,7 +1131,8 @@ class Lane:
         self._status_at = time.monotonic()
         return True
 
-    def _claim(self) -> Claimed | None:
+    def _claim(self) -> Claimed | float | None:
+        """The lane's next row; None: the lane stops; a float: ask again after that long."""
         ctx, cliente_id = self.ctx, self.cliente_id
         with self._lock:
             order = sorted(self.works, key=lambda w: self._last_claim.get(w.programacion_id, 0.0))
@@ -1119,9 +1143,15 @@ class Lane:
         if isinstance(got, Refusal):
             for pid, why in got.reasons:
                 log.debug(kv("no_claim", cliente_id=cliente_id, programacion_id=pid, reason=why))
+            locked = any(why == ROWS_LOCKED for _, why in got.reasons)
+            with self._lock:
+                self._locked_in_a_row = self._locked_in_a_row + 1 if locked else 0
+                if locked and self._locked_in_a_row <= LOCKED_RETRIES:
+                    return LOCKED_RETRY_S
             self.stop("nothing claimable: " + got.summary())
             return None
         with self._lock:
+            self._locked_in_a_row = 0
             self._last_claim[got.programacion_id] = time.monotonic()
         return got
 

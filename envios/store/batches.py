@@ -151,6 +151,18 @@ READY_ROWS_PART = Statement(
 )
 
 
+# The campaign's first ready rows as they are committed now, read without a lock: when
+# SKIP LOCKED came back short, are there rows it passed over because another transaction
+# holds them (another sender's claim reading ahead)? Then the queue is not empty.
+READY_IDS_UNLOCKED = Statement(
+    "ready_ids_unlocked",
+    "SELECT id FROM ll_envios_whatsapp"
+    " WHERE campania_id = %(campania_id)s AND estado = %(pendiente)s"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(at)s)"
+    " ORDER BY id LIMIT %(n)s",
+)
+
+
 def ready_rows_many(parts: int) -> Statement:
     """READY_ROWS_PART for campaigns 0..parts-1, as one statement."""
 

@@ -17,12 +17,17 @@ HISTORY = Statement(
     " FROM ll_envios_whatsapp WHERE id = %(envio_id)s",
 )
 # HISTORY for many rows of one change (transitions.transition_many): {ids}.
-HISTORY_MANY = Statement(
-    "history.insert_many",
+_INSERT_MANY = (
     "INSERT INTO ll_envios_whatsapp_historial"
     " (envio_id, campania_id, estado_anterior, estado_nuevo, origen, detalle, created_at)"
     " SELECT id, campania_id, %(from_state)s, %(to_state)s, %(origin)s, %(detail)s, %(at)s"
-    " FROM ll_envios_whatsapp WHERE id IN ({ids})",
+)
+# By primary key on MariaDB/MySQL (as transitions.update_many): a quarter of a small table
+# by id was read as a scan of the whole (campania_id, estado) index.
+HISTORY_MANY = Statement(
+    "history.insert_many",
+    mysql=_INSERT_MANY + " FROM ll_envios_whatsapp FORCE INDEX (PRIMARY) WHERE id IN ({ids})",
+    sqlite=_INSERT_MANY + " FROM ll_envios_whatsapp WHERE id IN ({ids})",
 )
 # The later schema's usuario_id: written only for a named person (the column may not exist).
 HISTORY_BY_PERSON = Statement(

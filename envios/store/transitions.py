@@ -185,31 +185,7 @@ def transition_many(
     unknown = (set(columns) | set(varying) | set(expected)) - SETTABLE_COLUMNS
     if unknown:
         raise ValueError(f"columns not settable by a transition: {sorted(unknown)}")
-    params: dict[str, Any] = {
-        "to_state": Estado(to_state).value,
-        "from_state": Estado(from_state).value,
-    }
-    assignments = ["estado = %(to_state)s"]
-    for n, (name, value) in enumerate(columns.items()):
-        if isinstance(value, Increment):
-            assignments.append(f"{name} = {name} + %(c{n})s")
-            params[f"c{n}"] = value.by
-        else:
-            assignments.append(f"{name} = %(c{n})s")
-            params[f"c{n}"] = value
-    for n, (name, values) in enumerate(varying.items()):
-        case, case_params = case_by_id(f"v{n}", values)
-        assignments.append(f"{name} = {case}")
-        params.update(case_params)
-    conditions = "".join(f" AND {name} = %(x{n})s" for n, name in enumerate(expected))
-    params.update({f"x{n}": value for n, value in enumerate(expected.values())})
-    update, id_params = Statement(
-        "transition_many",
-        # safe: column names come from SETTABLE_COLUMNS only; values are parameters.
-        f"UPDATE ll_envios_whatsapp SET {', '.join(assignments)}"  # noqa: S608
-        f" WHERE id IN ({{ids}}) AND estado = %(from_state)s{conditions}",
-    ).with_lists(ids=envio_ids)
-    params.update(id_params)
+    update, params = update_many(envio_ids, from_state, to_state, columns, varying, expected)
     changed = conn.execute(update, params)
     if changed != len(envio_ids):
         raise StaleTransition(
@@ -235,6 +211,55 @@ def transition_many(
                 "at": at,
             },
         )
+
+
+# Read by primary key on MariaDB/MySQL, whatever the statistics say: when the rows left in
+# `from_state` are about as many as the batch (the last rows of a run, every in-flight
+# row), the optimizer walked the whole (estado, claimed_at) index instead, locking each
+# row it passed; a concurrent claim's SKIP LOCKED then skipped those and called the
+# queue empty. SQLite locks the database, not rows.
+_BY_ID_MYSQL = "ll_envios_whatsapp FORCE INDEX (PRIMARY)"
+
+
+def update_many(
+    envio_ids: list[int],
+    from_state: Estado,
+    to_state: Estado,
+    columns: Mapping[str, Any],
+    varying: Mapping[str, Mapping[int, Any]],
+    expected: Mapping[str, Any],
+) -> tuple[Statement, dict[str, Any]]:
+    """The conditional UPDATE of `transition_many`: `c<n>` common values, `v<n>_*` per-row
+    values (`CASE id`), `x<n>` expectations, `ids_*` the rows.
+
+    Column names come from SETTABLE_COLUMNS only (checked by the caller); values are parameters.
+    """
+    params: dict[str, Any] = {
+        "to_state": Estado(to_state).value,
+        "from_state": Estado(from_state).value,
+    }
+    assignments = ["estado = %(to_state)s"]
+    for n, (name, value) in enumerate(columns.items()):
+        if isinstance(value, Increment):
+            assignments.append(f"{name} = {name} + %(c{n})s")
+            params[f"c{n}"] = value.by
+        else:
+            assignments.append(f"{name} = %(c{n})s")
+            params[f"c{n}"] = value
+    for n, (name, values) in enumerate(varying.items()):
+        case, case_params = case_by_id(f"v{n}", values)
+        assignments.append(f"{name} = {case}")
+        params.update(case_params)
+    conditions = "".join(f" AND {name} = %(x{n})s" for n, name in enumerate(expected))
+    params.update({f"x{n}": value for n, value in enumerate(expected.values())})
+    rest = f" SET {', '.join(assignments)} WHERE id IN ({{ids}}) AND estado = %(from_state)s"
+    update, id_params = Statement(
+        "transitions.update_many",
+        mysql=f"UPDATE {_BY_ID_MYSQL}{rest}{conditions}",
+        sqlite=f"UPDATE ll_envios_whatsapp{rest}{conditions}",
+    ).with_lists(ids=envio_ids)
+    params.update(id_params)
+    return update, params
 
 
 def audit(

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from envios.sender import outbox
+from envios.sender import outbox, session_worker
 from envios.sender.loop import Sender
 
 from tests.sender.conftest import add_campaign, add_schedule, estados, make_config
@@ -111,3 +111,66 @@ def test_pacing_mode_keeps_one_send_at_a_time_per_session(db_url, upgraded, cloc
     assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False)), (
         "two sends of one session overlapped"
     )
+
+
+def _hold_last_row(database, upgraded, seconds: float) -> tuple[threading.Thread, threading.Event]:
+    """Another transaction locks the last row (as another sender's claim reading ahead
+    does) and keeps it for `seconds` (or until the returned event is set)."""
+    last = upgraded.scalar("SELECT MAX(id) FROM ll_envios_whatsapp")
+    holder, locked, release = database.connect(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with holder.transaction():
+                holder.query("SELECT id FROM ll_envios_whatsapp WHERE id = %s FOR UPDATE", (last,))
+                locked.set()
+                release.wait(seconds)
+        finally:
+            holder.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(30)
+    return thread, release
+
+
+def _run_once(db_url, clock, gateway):
+    sender = Sender(make_config(db_url, gateway.base_url), clock=clock)
+    try:
+        return sender.run_once()
+    finally:
+        sender.close()
+
+
+@pytest.mark.mysql_only
+def test_a_row_locked_by_another_transaction_is_waited_for_not_called_sent_out(
+    database, db_url, upgraded, clock, gateway
+):
+    """SKIP LOCKED passes over rows another transaction holds: the lane must not take that
+    for an empty queue and stop with the row pendiente (the CI failure of stop 16)."""
+    _seed(upgraded, 1, 3)
+    thread, release = _hold_last_row(database, upgraded, 1.0)
+    try:
+        report = _run_once(db_url, clock, gateway)
+    finally:
+        release.set()
+        thread.join(30)
+    assert estados(upgraded) == {"enviado": 3}, report.sessions_worked
+    assert report.sent == 3
+
+
+@pytest.mark.mysql_only
+def test_a_lane_waits_for_a_locked_row_a_bounded_time_then_says_why_it_stopped(
+    database, db_url, upgraded, clock, gateway, monkeypatch
+):
+    monkeypatch.setattr(session_worker, "LOCKED_RETRIES", 3)
+    _seed(upgraded, 1, 2)
+    thread, release = _hold_last_row(database, upgraded, 30.0)
+    try:
+        report = _run_once(db_url, clock, gateway)
+    finally:
+        release.set()
+        thread.join(30)
+    assert estados(upgraded) == {"enviado": 1, "pendiente": 1}
+    (result,) = report.sessions_worked.values()
+    assert result.stop_reason == f"nothing claimable: schedule 1: {session_worker.ROWS_LOCKED}"

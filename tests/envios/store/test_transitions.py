@@ -16,7 +16,8 @@ import pytest
 
 from envios.domain import ALLOWED, Estado, Origin
 from envios.errors import DatabaseError, ForbiddenTransition, StaleTransition
-from envios.store.transitions import Increment, audit, transition, transition_many
+from envios.store import history as history_sql
+from envios.store.transitions import Increment, audit, transition, transition_many, update_many
 
 P, S, D, E = Estado.PENDIENTE, Estado.ENVIANDO, Estado.ENVIADO, Estado.ERROR
 STATE_NAMES = ("pendiente", "enviando", "enviado", "error")
@@ -679,3 +680,42 @@ def test_many_rows_take_several_per_row_columns_and_expectations_at_once(upgrade
     assert {i: (r["estado"], r["message_id"], r["last_error"]) for i, r in got.items()} == {
         i: ("error", f"id-{i}", f"failed {i}") for i in rows
     }
+
+
+# -- MariaDB: a batch reads its own rows by id, never an index walk past its neighbours -------
+
+
+def _plan(conn, statement, params) -> list[str]:
+    return [r["key"] for r in conn.query("EXPLAIN " + statement.text(conn.dialect), params)]
+
+
+@pytest.mark.mysql_only
+@pytest.mark.parametrize("from_state,to_state", [(P, S), (S, D)], ids=["claim", "record"])
+def test_a_batch_reads_its_rows_by_primary_key(upgraded, clock, from_state, to_state):
+    """100 rows moved while 110 are in `from_state` (the end of a run; every in-flight
+    row): MariaDB walked the (estado, claimed_at) index instead, locking each row it
+    passed; a concurrent claim's SKIP LOCKED skipped those rows and called the queue
+    empty (test_engine.py's 400 sessions left rows pendiente that way under load)."""
+    with upgraded.transaction():
+        upgraded.execute(
+            "INSERT INTO ll_campanias_whatsapp (id, nombre, mensaje, estado)"
+            " VALUES (7, 'c', 'm', 'en_progreso')"
+        )
+        for n in range(1, 5001):
+            upgraded.insert(
+                "INSERT INTO ll_envios_whatsapp (campania_id, telefono_wapp, nombre_destino,"
+                " mensaje_final, estado) VALUES (7, %s, 'Ana', 'hola', %s)",
+                (f"549110{n:07d}", from_state.value if n <= 110 else "enviado"),
+            )
+    ids = [r["id"] for r in upgraded.query("SELECT id FROM ll_envios_whatsapp ORDER BY id")][:100]
+    if to_state is S:  # as the engine's claim and record batches write them
+        columns, per_row = {"claimed_by": "A", "attempts": Increment()}, {}
+    else:
+        columns, per_row = {"fecha_envio": clock.now()}, {"message_id": dict.fromkeys(ids, "m")}
+    update, params = update_many(ids, from_state, to_state, columns, per_row, {})
+    insert, insert_params = history_sql.HISTORY_MANY.with_lists(ids=ids)
+    insert_params.update(from_state="a", to_state="b", origin="c", detail="d", at=clock.now())
+    assert _plan(upgraded, update, params) == ["PRIMARY"]
+    assert _plan(upgraded, insert, insert_params) == ["PRIMARY"]
+    with upgraded.transaction():  # and the statement does what it says
+        assert upgraded.execute(update, params) == 100
