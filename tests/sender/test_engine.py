@@ -113,9 +113,9 @@ def test_pacing_mode_keeps_one_send_at_a_time_per_session(db_url, upgraded, cloc
     )
 
 
-def _hold_last_row(database, upgraded, seconds: float) -> tuple[threading.Thread, threading.Event]:
-    """Another transaction locks the last row (as another sender's claim reading ahead
-    does) and keeps it for `seconds` (or until the returned event is set)."""
+def _run_with_last_row_locked(database, upgraded, db_url, clock, gateway, held_s: float):
+    """One pass while another transaction holds the last row locked (as another sender's
+    claim reading ahead does) for `held_s` seconds."""
     last = upgraded.scalar("SELECT MAX(id) FROM ll_envios_whatsapp")
     holder, locked, release = database.connect(), threading.Event(), threading.Event()
 
@@ -124,22 +124,20 @@ def _hold_last_row(database, upgraded, seconds: float) -> tuple[threading.Thread
             with holder.transaction():
                 holder.query("SELECT id FROM ll_envios_whatsapp WHERE id = %s FOR UPDATE", (last,))
                 locked.set()
-                release.wait(seconds)
+                release.wait(held_s)
         finally:
             holder.close()
 
     thread = threading.Thread(target=hold)
     thread.start()
     assert locked.wait(30)
-    return thread, release
-
-
-def _run_once(db_url, clock, gateway):
     sender = Sender(make_config(db_url, gateway.base_url), clock=clock)
     try:
         return sender.run_once()
     finally:
         sender.close()
+        release.set()
+        thread.join(30)
 
 
 @pytest.mark.mysql_only
@@ -149,12 +147,7 @@ def test_a_row_locked_by_another_transaction_is_waited_for_not_called_sent_out(
     """SKIP LOCKED passes over rows another transaction holds: the lane must not take that
     for an empty queue and stop with the row pendiente (the CI failure of stop 16)."""
     _seed(upgraded, 1, 3)
-    thread, release = _hold_last_row(database, upgraded, 1.0)
-    try:
-        report = _run_once(db_url, clock, gateway)
-    finally:
-        release.set()
-        thread.join(30)
+    report = _run_with_last_row_locked(database, upgraded, db_url, clock, gateway, 1.0)
     assert estados(upgraded) == {"enviado": 3}, report.sessions_worked
     assert report.sent == 3
 
@@ -165,12 +158,7 @@ def test_a_lane_waits_for_a_locked_row_a_bounded_time_then_says_why_it_stopped(
 ):
     monkeypatch.setattr(session_worker, "LOCKED_RETRIES", 3)
     _seed(upgraded, 1, 2)
-    thread, release = _hold_last_row(database, upgraded, 30.0)
-    try:
-        report = _run_once(db_url, clock, gateway)
-    finally:
-        release.set()
-        thread.join(30)
+    report = _run_with_last_row_locked(database, upgraded, db_url, clock, gateway, 30.0)
     assert estados(upgraded) == {"enviado": 1, "pendiente": 1}
     (result,) = report.sessions_worked.values()
     assert result.stop_reason == f"nothing claimable: schedule 1: {session_worker.ROWS_LOCKED}"
