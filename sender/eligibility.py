@@ -11,25 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from envios.domain import CampaniaEstado, ProgramacionEstado, schedule_window
+from envios.domain import CampaniaEstado, ProgramacionEstado, SendingSchedule, schedule_window
 
 log = logging.getLogger("envios.sender")
 _warned: set[str] = set()
 
 
-def closed_reason(schedule: dict, now: dt.datetime) -> str | None:
+def closed_reason(schedule: SendingSchedule, now: dt.datetime) -> str | None:
     """None when the schedule may send at `now`; otherwise why not (for logs)."""
-    if schedule.get("programacion_estado") != ProgramacionEstado.APROBADA.value:
-        return f"schedule is {schedule.get('programacion_estado')}"
-    if schedule.get("campania_estado") != CampaniaEstado.EN_PROGRESO.value:
-        return f"campaign is {schedule.get('campania_estado')}"
+    if schedule.programacion_estado != ProgramacionEstado.APROBADA.value:
+        return f"schedule is {schedule.programacion_estado}"
+    if schedule.campania_estado != CampaniaEstado.EN_PROGRESO.value:
+        return f"campaign is {schedule.campania_estado}"
     return schedule_window(
         now,
-        dias_semana=schedule.get("dias_semana"),
-        hora_inicio=schedule["hora_inicio"],
-        hora_fin=schedule["hora_fin"],
-        fecha_inicio=schedule.get("fecha_inicio"),
-        fecha_fin=schedule.get("fecha_fin"),
+        dias_semana=schedule.dias_semana,
+        hora_inicio=schedule.hora_inicio,
+        hora_fin=schedule.hora_fin,
+        fecha_inicio=schedule.fecha_inicio,
+        fecha_fin=schedule.fecha_fin,
     ).closed
 
 
@@ -37,14 +37,14 @@ def closed_reason(schedule: dict, now: dt.datetime) -> str | None:
 ENVIOS_LOCK_PREFIX = "envios"
 
 
-def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str | None:
+def legacy_lock_reason(schedule: SendingSchedule, db_now: dt.datetime, ttl_s: float) -> str | None:
     """Why not to send a schedule the original scheduler has locked recently (DESIGN.md section 10).
 
     The legacy scheduler sets `locked_at` (its server's clock) and `locked_by` while
     it works a schedule and never expires them: a lock younger than `ttl_s` (on
     the database's clock, `db_now`) means it is still running; an older one is dead.
     """
-    locked_at, locked_by = schedule.get("locked_at"), schedule.get("locked_by") or ""
+    locked_at, locked_by = schedule.locked_at, schedule.locked_by or ""
     if locked_at is None or ttl_s <= 0 or locked_by.startswith(ENVIOS_LOCK_PREFIX):
         return None
     age_s = (db_now - locked_at).total_seconds()
@@ -54,13 +54,13 @@ def legacy_lock_reason(schedule: dict, db_now: dt.datetime, ttl_s: float) -> str
         f"locked by the original scheduler ({locked_by or 'unknown'})"
         f" {max(0, int(age_s))}s ago: it is still running; envios leaves this schedule to it"
     )
-    key = f"{schedule.get('programacion_id')}@{locked_at}"
+    key = f"{schedule.programacion_id}@{locked_at}"
     if key not in _warned:
         _warned.add(key)
         log.warning(
             "event=schedule_locked_by_legacy programacion_id=%s locked_by=%s"
             " locked_at=%s detail=%r",
-            schedule.get("programacion_id"),
+            schedule.programacion_id,
             locked_by or "unknown",
             locked_at,
             reason,

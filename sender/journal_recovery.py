@@ -22,7 +22,7 @@ from envios.sender import outbox
 from envios.sender.gateways.base import Outcome, SendResult
 from envios.sender.session_worker import Claimed, Context, record_outcome, retrying
 
-from envios.domain import Estado, Origin
+from envios.domain import Estado, Origin, OutboxRow
 from envios.errors import ConfigError, DatabaseError, StaleTransition
 from envios.logfmt import kv
 from envios.store import recovery
@@ -34,23 +34,15 @@ log = logging.getLogger("envios.sender")
 
 
 def _claimed(conn: Connection, claim: dict) -> Claimed | None:
-    row = outbox.get_row(conn, int(claim["envio_id"]))
-    if row is None:
+    found = outbox.get_row(conn, int(claim["envio_id"]))
+    if found is None:
         return None
-    row = dict(
-        row, attempts=max(0, int(row.get("attempts") or 0) - 1)
-    )  # this attempt is already counted
+    row = OutboxRow.from_row(found)
+    row = dataclasses.replace(row, attempts=max(0, row.attempts - 1))  # already counted
     claimed_at = claim["claimed_at"]
     if isinstance(claimed_at, str):
         claimed_at = dt.datetime.fromisoformat(claimed_at)
-    return Claimed(
-        row,
-        {"programacion_id": int(claim["programacion_id"])},
-        int(claim["cliente_id"]),
-        "",
-        "",
-        claimed_at,
-    )
+    return Claimed(row, int(claim["programacion_id"]), int(claim["cliente_id"]), "", "", claimed_at)
 
 
 def _result(entry: dict) -> SendResult:
@@ -104,8 +96,8 @@ def _recover_one(
         claimed = _claimed(conn, entry)
         if (
             claimed is None
-            or claimed.row.get("claimed_by") != reading.sender
-            or journal_module.key(claimed.envio_id, claimed.row.get("claimed_at")) != claim
+            or claimed.row.claimed_by != reading.sender
+            or journal_module.key(claimed.envio_id, claimed.row.claimed_at) != claim
         ):
             continue  # the row is not that claim any more (reconciled, requeued): left as it is
         record_outcome(conn, dead_ctx, claimed, _result(entry))

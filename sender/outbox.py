@@ -18,6 +18,7 @@ from envios.domain import (
     CampaniaEstado,
     Estado,
     ProgramacionEstado,
+    SendingSchedule,
     opening_days,
 )
 from envios.store import fit, sending
@@ -35,7 +36,7 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def active_schedules(
     conn: Connection, now: dt.datetime, cliente_id: int | None = None
-) -> list[dict]:
+) -> list[SendingSchedule]:
     """Approved schedules of campaigns in progress that may be open at `now` (configured zone).
 
     The date filter is bounded by the days a window open at `now` can have opened on
@@ -48,8 +49,10 @@ def active_schedules(
         "latest_opening": latest,
     }
     if cliente_id is None:
-        return conn.query(sending.ACTIVE_SCHEDULES, params)
-    return conn.query(sending.ACTIVE_SCHEDULES_OF_CLIENT, {**params, "cliente_id": cliente_id})
+        rows = conn.query(sending.ACTIVE_SCHEDULES, params)
+    else:
+        rows = conn.query(sending.ACTIVE_SCHEDULES_OF_CLIENT, {**params, "cliente_id": cliente_id})
+    return [SendingSchedule.from_row(row) for row in rows]
 
 
 # -- pending work and quota --------------------------------------------------------------

@@ -28,7 +28,7 @@ from collections.abc import Hashable
 
 from envios.sender.messages import personalise
 
-from envios.domain import Estado
+from envios.domain import Estado, OutboxRow
 from envios.phones import InvalidPhone, normalise
 from envios.store import recipients as statements
 from envios.store.connector import Connection
@@ -69,14 +69,14 @@ class RecipientIndex:
         self._campaigns: dict[tuple[Hashable, int], _CampaignIndex] = {}
 
     def duplicate_of(
-        self, conn: Connection, row: dict, to: str, refreshed: set[int] | None = None
+        self, conn: Connection, row: OutboxRow, to: str, refreshed: set[int] | None = None
     ) -> int | None:
         """The id of the row that already stands for this row's recipient, or None.
 
         `refreshed`: campaigns whose index this transaction already brought up to date
         (a claim batch vets many rows of one campaign; the index is read once).
         """
-        campania_id, own_id = int(row["campania_id"]), int(row["id"])
+        campania_id, own_id = row.campania_id, row.id
         with self._lock:
             index = self._campaigns.setdefault(
                 (getattr(conn, "url", id(conn)), campania_id), _CampaignIndex()
@@ -121,7 +121,7 @@ INDEX = RecipientIndex()
 
 
 def duplicate_problem(
-    conn: Connection, row: dict, to: str, refreshed: set[int] | None = None
+    conn: Connection, row: OutboxRow, to: str, refreshed: set[int] | None = None
 ) -> str | None:
     """Why the row must not be sent because its recipient already has a row, or None."""
     original = INDEX.duplicate_of(conn, row, to, refreshed)

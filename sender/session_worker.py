@@ -51,7 +51,7 @@ from envios.sender.pool import ConnectionPool
 from envios.sender.recipients import duplicate_problem
 
 from envios.clock import Clock
-from envios.domain import TEXT_MAX, Estado, Origin, too_long
+from envios.domain import TEXT_MAX, Estado, Origin, OutboxRow, SendingSchedule, too_long
 from envios.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -206,9 +206,9 @@ class Context:
     def lease_expiry(self, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.settings.lease_ttl_s)
 
-    def pacing_delay(self, schedule: dict) -> float:
-        low = schedule.get("delay_min_s")
-        high = schedule.get("delay_max_s")
+    def pacing_delay(self, schedule: SendingSchedule | None) -> float:
+        low = None if schedule is None else schedule.delay_min_s
+        high = None if schedule is None else schedule.delay_max_s
         low = self.settings.delay_min_s if low is None else float(low)
         high = self.settings.delay_max_s if high is None else float(high)
         high = max(low, high)
@@ -221,11 +221,11 @@ class Context:
 
 @dataclass
 class ScheduleWork:
-    schedule: dict
+    schedule: SendingSchedule
 
     @property
     def programacion_id(self) -> int:
-        return int(self.schedule["programacion_id"])
+        return self.schedule.programacion_id
 
 
 @dataclass
@@ -266,19 +266,19 @@ def eligible_work(
     for s in schedules:
         reason = closed_reason(s, now) or legacy_lock_reason(s, at, lock_ttl_s)
         if reason:
-            closed[int(s["programacion_id"])] = reason
+            closed[s.programacion_id] = reason
         else:
             open_ones.append(s)
-    pids = [int(s["programacion_id"]) for s in open_ones]
-    pending = outbox.pending_by_campaign(conn, (s["campania_id"] for s in open_ones), at)
+    pids = [s.programacion_id for s in open_ones]
+    pending = outbox.pending_by_campaign(conn, (s.campania_id for s in open_ones), at)
     sent = outbox.sent_today(conn, pids, day)
     flying = outbox.in_flight_today(conn, pids, day, shift=at - now)
     plan = WorkPlan({}, {}, {}, closed)
     for s in open_ones:
-        pid, cliente_id = int(s["programacion_id"]), int(s["cliente_id"])
-        remaining = quota_remaining(s["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0))
+        pid, cliente_id = s.programacion_id, s.cliente_id
+        remaining = quota_remaining(s.cupo_diario, sent.get(pid, 0), flying.get(pid, 0))
         plan.quota[pid] = remaining
-        n = pending.get(int(s["campania_id"]), 0)
+        n = pending.get(s.campania_id, 0)
         if remaining > 0 and n > 0:
             plan.by_session.setdefault(cliente_id, []).append(ScheduleWork(s))
             plan.pending_by_session[cliente_id] = plan.pending_by_session.get(cliente_id, 0) + n
@@ -289,35 +289,32 @@ def eligible_work(
 
 @dataclass
 class Claimed:
-    row: dict
-    schedule: dict
+    row: OutboxRow  # as read by the claim, before its UPDATE
+    programacion_id: int  # the schedule it was claimed for (its quota, its day's count)
     cliente_id: int
     to: str
     text: str
     claimed_at: dt.datetime  # the database's clock
     day: dt.date | None = None  # the quota's day (configured zone) it was claimed on
     more: bool = True  # its schedule had another ready row and quota when it was claimed
+    schedule: SendingSchedule | None = None  # None: recovered from a dead sender's journal
 
     @property
     def envio_id(self) -> int:
-        return int(self.row["id"])
-
-    @property
-    def programacion_id(self) -> int:
-        return int(self.schedule["programacion_id"])
+        return self.row.id
 
     @property
     def attempt(self) -> int:
-        return int(self.row.get("attempts") or 0) + 1
+        return self.row.attempts + 1
 
 
-def vet(row: dict) -> tuple[str | None, str, str]:
+def vet(row: OutboxRow) -> tuple[str | None, str, str]:
     """(problem, to, text): a problem means the row can never be sent."""
     try:
-        to = normalise(row.get("telefono_wapp"))
+        to = normalise(row.telefono_wapp)
     except InvalidPhone as exc:
         return str(exc), "", ""
-    text = personalise(row.get("mensaje_final"), row.get("nombre_destino"))
+    text = personalise(row.mensaje_final, row.nombre_destino)
     if not text:
         return "empty message text", to, ""
     return None, to, text
@@ -364,7 +361,7 @@ class _Rows:
         self.conn, self.campania_id, self.at = conn, campania_id, at
         self.read_ahead = min(wanted, MAX_BATCH) + 1  # one more: whether the schedule has more
         self.after_id = 0
-        self.buffer: collections.deque[dict] = collections.deque()
+        self.buffer: collections.deque[OutboxRow] = collections.deque()
         self.exhausted = False
         self.seen: set[int] = set()  # every row read (and locked) by this transaction
 
@@ -372,13 +369,14 @@ class _Rows:
         return bool(self.buffer) or not self.exhausted
 
     def take(self, rows: list[dict]) -> None:
-        self.buffer.extend(rows)
-        self.seen.update(int(row["id"]) for row in rows)
-        self.exhausted = len(rows) < self.read_ahead
-        if rows:
-            self.after_id = int(rows[-1]["id"])
+        typed = [OutboxRow.from_row(row) for row in rows]
+        self.buffer.extend(typed)
+        self.seen.update(row.id for row in typed)
+        self.exhausted = len(typed) < self.read_ahead
+        if typed:
+            self.after_id = typed[-1].id
 
-    def next(self) -> dict | None:
+    def next(self) -> OutboxRow | None:
         if not self.buffer and not self.exhausted:
             self.take(
                 self.conn.query(
@@ -449,7 +447,7 @@ def claim_batch(
                 conn, ctx, {p: schedules[p] for p in pids if p not in reasons}, day, at - now
             )
             wanted = collections.Counter(
-                int(schedules[p]["campania_id"])
+                schedules[p].campania_id
                 for i in live
                 for p in requests[i].pids
                 if p not in reasons and remaining[p] > 0
@@ -462,16 +460,12 @@ def claim_batch(
                 for pid in req.pids:
                     schedule = schedules.get(pid)
                     reason = reasons.get(pid)
-                    if (
-                        reason is None
-                        and not req.single
-                        and int(schedule["cliente_id"]) != req.lane
-                    ):
+                    if reason is None and not req.single and schedule.cliente_id != req.lane:
                         reason = "schedule gone"
                     if reason is None and remaining[pid] <= 0:
                         reason = "daily quota used"
                     if reason is None:
-                        campania_id = int(schedule["campania_id"])
+                        campania_id = schedule.campania_id
                         rows = cursors.get(campania_id) or cursors.setdefault(
                             campania_id, _Rows(conn, campania_id, at, 1)
                         )
@@ -522,7 +516,7 @@ def claim_batch(
             log.info(
                 _change(
                     got.row,
-                    got.schedule,
+                    got.programacion_id,
                     got.cliente_id,
                     Estado.PENDIENTE,
                     Estado.ENVIANDO,
@@ -553,10 +547,12 @@ def _prefetch(conn: Connection, wanted: collections.Counter, at: dt.datetime) ->
 
 def _open_schedules(
     conn: Connection, ctx: Context, pids: list[int], now: dt.datetime, at: dt.datetime
-) -> tuple[dict[int, dict], dict[int, str]]:
+) -> tuple[dict[int, SendingSchedule], dict[int, str]]:
     """The schedules as they are now, and why each closed one may not send."""
     statement, params = batches.SCHEDULES_BY_ID.with_lists(pids=pids)
-    schedules = {int(s["programacion_id"]): s for s in conn.query(statement, params)}
+    schedules = {
+        s.programacion_id: s for s in map(SendingSchedule.from_row, conn.query(statement, params))
+    }
     reasons = {}
     for pid in pids:
         schedule = schedules.get(pid)
@@ -574,7 +570,11 @@ def _open_schedules(
 
 
 def _quotas(
-    conn: Connection, ctx: Context, schedules: dict[int, dict], day: dt.date, shift: dt.timedelta
+    conn: Connection,
+    ctx: Context,
+    schedules: dict[int, SendingSchedule],
+    day: dt.date,
+    shift: dt.timedelta,
 ) -> dict[int, int]:
     """Each open schedule's quota left today, its count rows locked until the claim commits."""
     pids = sorted(schedules)
@@ -597,9 +597,7 @@ def _quotas(
     }
     out = {}
     for pid in pids:
-        out[pid] = quota_remaining(
-            schedules[pid]["cupo_diario"], sent.get(pid, 0), flying.get(pid, 0)
-        )
+        out[pid] = quota_remaining(schedules[pid].cupo_diario, sent.get(pid, 0), flying.get(pid, 0))
         ctx.metrics.quota(pid, out[pid])
     return out
 
@@ -615,7 +613,7 @@ def _take_row(
     events: list[str],
 ) -> Claimed | str:
     """The schedule's next sendable row (claimed by the caller's UPDATE), or why none."""
-    cliente_id = int(schedule["cliente_id"])
+    cliente_id = schedule.cliente_id
     for _ in range(MAX_REJECTS_PER_CLAIM + 1):
         row = rows.next()
         if row is None:
@@ -625,11 +623,13 @@ def _take_row(
             problem or too_long(text, ctx.gateway) or duplicate_problem(conn, row, to, refreshed)
         )
         if not problem:
-            return Claimed(row, schedule, cliente_id, to, text, at, day)
+            return Claimed(
+                row, schedule.programacion_id, cliente_id, to, text, at, day, schedule=schedule
+            )
         try:
             transition(
                 conn,
-                row["id"],
+                row.id,
                 Estado.PENDIENTE,
                 Estado.ERROR,
                 origin=Origin.SENDER,
@@ -642,13 +642,13 @@ def _take_row(
         events.append(
             _change(
                 row,
-                schedule,
+                schedule.programacion_id,
                 cliente_id,
                 Estado.PENDIENTE,
                 Estado.ERROR,
                 ctx,
                 detail=problem,
-                phone=row.get("telefono_wapp"),
+                phone=row.telefono_wapp,
             )
         )
     return "busy"
@@ -669,9 +669,9 @@ def claim_next(
 
 
 def _change(
-    row,
-    schedule,
-    cliente_id,
+    row: OutboxRow,
+    programacion_id: int,
+    cliente_id: int,
     from_state,
     to_state,
     ctx,
@@ -684,9 +684,9 @@ def _change(
 ) -> str:
     return kv(
         "state_change",
-        envio_id=row["id"],
-        campania_id=row.get("campania_id"),
-        programacion_id=schedule.get("programacion_id") if schedule else None,
+        envio_id=row.id,
+        campania_id=row.campania_id,
+        programacion_id=programacion_id,
         cliente_id=cliente_id,
         **{"from": from_state, "to": to_state},
         outcome=outcome,
@@ -879,7 +879,7 @@ def _log_recorded(
         return  # the common line, not kept at this level: not built either
     line = _change(
         claimed.row,
-        claimed.schedule,
+        claimed.programacion_id,
         claimed.cliente_id,
         Estado.ENVIANDO,
         to_state or Estado.ENVIANDO,
@@ -1052,11 +1052,7 @@ class Lane:
     def _clients(self) -> list[int]:
         """The cliente_ids this lane serves now (metrics are per cliente_id, alerts join them)."""
         works = self.works or []
-        return (
-            sorted({int(w.schedule["cliente_id"]) for w in works})
-            if self.single
-            else [self.cliente_id]
-        )
+        return sorted({w.schedule.cliente_id for w in works}) if self.single else [self.cliente_id]
 
     def _plan(self) -> None:
         ctx = self.ctx
@@ -1108,7 +1104,7 @@ class Lane:
             return True
         # A single session answers for every client: ask with a real cliente_id.
         status = ctx.gateway.status(
-            int(self.works[0].schedule["cliente_id"]) if self.single else cliente_id
+            self.works[0].schedule.cliente_id if self.single else cliente_id
         )
         for client in self._clients():  # the one session's state is every client's
             ctx.metrics.session(client, status.state)
@@ -1165,7 +1161,7 @@ class Lane:
             claimed.to,
             claimed.text,
             claimed.envio_id,
-            name=(claimed.row.get("nombre_destino") or "").strip() or None,
+            name=(claimed.row.nombre_destino or "").strip() or None,
         )
         if ctx.journal:
             ctx.journal.said(claimed, result)  # on disk before the database is written

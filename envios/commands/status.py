@@ -11,6 +11,7 @@ from envios.domain import (
     ESTADOS,
     LIVE_SCHEDULE_STATES,
     ProgramacionEstado,
+    SendingSchedule,
     pause_reason_label,
     stuck_cutoff,
 )
@@ -155,8 +156,9 @@ def _legacy_locks(conn, now: dt.datetime, ttl_s: float) -> list[str]:
     """Schedules the original scheduler is still working (a fresh lock): envios does not send
     them."""
     lines = []
-    for s in conn.query(operating.LEGACY_LOCKS, by_value(ProgramacionEstado.APROBADA)):
+    for row in conn.query(operating.LEGACY_LOCKS, by_value(ProgramacionEstado.APROBADA)):
+        s = SendingSchedule.from_row(row)
         reason = legacy_lock_reason(s, now, ttl_s)
         if reason:
-            lines.append(f"schedule {s['programacion_id']} (campaign {s['campania_id']}): {reason}")
+            lines.append(f"schedule {s.programacion_id} (campaign {s.campania_id}): {reason}")
     return lines

@@ -33,7 +33,8 @@ LAST_PAUSE_AUDIT = Statement(
 # Schedules the original scheduler has locked (locked_at set): is it still running them?
 LEGACY_LOCKS = Statement(
     "operating.legacy_locks",
-    "SELECT id AS programacion_id, campania_id, locked_at, locked_by FROM ll_programaciones"
+    "SELECT id AS programacion_id, campania_id, cliente_id, estado AS programacion_estado,"
+    " locked_at, locked_by FROM ll_programaciones"
     " WHERE estado = %(aprobada)s AND locked_at IS NOT NULL ORDER BY id",
 )
 

@@ -10,6 +10,7 @@ import datetime as dt
 from envios.sender.loop import run_once
 from envios.sender.recipients import RecipientIndex
 
+from envios.domain import OutboxRow
 from tests.sender.conftest import add_campaign, add_rows, add_schedule, history, make_config, row
 
 ANA = ["+54 9 11 4010-0001", "5491140100001", "011 15 4010-0001"]  # one person, three spellings
@@ -63,18 +64,22 @@ def test_two_sessions_of_one_campaign_send_one_message_per_person(db_url, upgrad
     assert gateway.sends_received == 4
 
 
+def outbox_row(conn, envio_id: int) -> OutboxRow:
+    return OutboxRow.from_row(row(conn, envio_id))
+
+
 def test_an_index_notices_rows_that_went_away(db_url, upgraded):
     add_campaign(upgraded, 47)
     first, second = add_rows(upgraded, 47, 2, phone=lambda i: ANA[i])
     index = RecipientIndex()
     upgraded.execute("UPDATE ll_envios_whatsapp SET estado = 'enviado' WHERE id = %s", (first,))
-    assert index.duplicate_of(upgraded, row(upgraded, second), "5491140100001") == first
+    assert index.duplicate_of(upgraded, outbox_row(upgraded, second), "5491140100001") == first
     upgraded.execute("DELETE FROM ll_envios_whatsapp WHERE id = %s", (first,))
     third = add_rows(upgraded, 47, 1, phone=ANA[2])[0]
     # earlier pendiente
-    assert index.duplicate_of(upgraded, row(upgraded, third), "5491140100001") == second
+    assert index.duplicate_of(upgraded, outbox_row(upgraded, third), "5491140100001") == second
     # first is gone
-    assert index.duplicate_of(upgraded, row(upgraded, second), "5491140100001") is None
+    assert index.duplicate_of(upgraded, outbox_row(upgraded, second), "5491140100001") is None
 
 
 def test_a_text_longer_than_the_gateway_takes_is_an_error_and_never_sent(

@@ -74,7 +74,7 @@ def test_the_sql_filter_keeps_every_schedule_the_domain_opens(drawn, now, upgrad
             fecha_inicio=str(s["fecha_inicio"]),
             fecha_fin=None if last is None else str(last),
         )
-    kept = {int(r["programacion_id"]) for r in outbox.active_schedules(upgraded, now)}
+    kept = {s.programacion_id for s in outbox.active_schedules(upgraded, now)}
     for pid, s in enumerate(drawn, start=1):
         last = last_day(s)
         window = schedule_window(

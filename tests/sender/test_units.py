@@ -8,7 +8,7 @@ import pytest
 from envios.sender.eligibility import closed_reason, quota_remaining
 from envios.sender.messages import personalise
 
-from envios.domain import Estado, weekdays
+from envios.domain import Estado, SendingSchedule, weekdays
 from envios.logfmt import kv
 from envios.phones import InvalidPhone, mask, normalise, scrub
 
@@ -76,6 +76,9 @@ def test_personalisation(template, name, expected):
 
 def sched(**kw):
     base = {
+        "programacion_id": 1,
+        "campania_id": 1,
+        "cliente_id": 1,
         "programacion_estado": "aprobada",
         "campania_estado": "en_progreso",
         "dias_semana": "mon,tue,wed,thu,fri",
@@ -85,7 +88,7 @@ def sched(**kw):
         "fecha_fin": None,
     }
     base.update(kw)
-    return base
+    return SendingSchedule.from_row(base)
 
 
 MONDAY_10 = dt.datetime(2026, 2, 9, 10, 0)
