@@ -89,14 +89,25 @@ def history(conn, envio_id):
     )
 
 
+def move(conn, envio_id, from_state, to_state, clock, *, origin=Origin.SENDER, **kw):
+    """One `transition` in a transaction of its own, now (what most tests here need)."""
+    with conn.transaction():
+        transition(conn, envio_id, from_state, to_state, origin=origin, at=clock.now(), **kw)
+
+
+def move_many(conn, envio_ids, from_state, to_state, clock, *, origin=Origin.SENDER, **kw):
+    """`transition_many` likewise."""
+    with conn.transaction():
+        transition_many(conn, envio_ids, from_state, to_state, origin=origin, at=clock.now(), **kw)
+
+
 @pytest.mark.parametrize(
     "from_state,to_state,why", FORBIDDEN_EDGES, ids=[_edge_id(e) for e in FORBIDDEN_EDGES]
 )
 def test_forbidden_transitions_are_refused(upgraded, row, clock, from_state, to_state, why):
     force_state(upgraded, row, from_state)
     with pytest.raises(ForbiddenTransition, match=f"{from_state.value} -> {to_state.value}"):
-        with upgraded.transaction():
-            transition(upgraded, row, from_state, to_state, origin=Origin.SENDER, at=clock.now())
+        move(upgraded, row, from_state, to_state, clock)
     assert (
         upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
         == from_state.value
@@ -108,25 +119,20 @@ def test_enviado_never_goes_back(upgraded, row, clock):
     force_state(upgraded, row, Estado.ENVIADO)
     for target in (Estado.PENDIENTE, Estado.ENVIANDO, Estado.ERROR):
         with pytest.raises(ForbiddenTransition):
-            with upgraded.transaction():
-                transition(
-                    upgraded, row, Estado.ENVIADO, target, origin=Origin.OPERATOR, at=clock.now()
-                )
+            move(upgraded, row, Estado.ENVIADO, target, clock, origin=Origin.OPERATOR)
 
 
 def test_pendiente_never_goes_straight_to_enviado_the_incident_edge(upgraded, row, clock):
     """The incident's own edge: a row marked enviado that was never claimed (never in flight)."""
     with pytest.raises(ForbiddenTransition, match="pendiente -> enviado"):
-        with upgraded.transaction():
-            transition(
-                upgraded,
-                row,
-                P,
-                D,
-                origin=Origin.SENDER,
-                at=clock.now(),
-                columns={"message_id": "true_x@c.us_1", "fecha_envio": clock.now()},
-            )
+        move(
+            upgraded,
+            row,
+            P,
+            D,
+            clock,
+            columns={"message_id": "true_x@c.us_1", "fecha_envio": clock.now()},
+        )
     got = upgraded.query_one(
         "SELECT estado, message_id, fecha_envio FROM ll_envios_whatsapp WHERE id = %s", (row,)
     )
@@ -141,17 +147,15 @@ def test_each_allowed_transition_writes_exactly_one_history_row(
     upgraded, row, clock, from_state, to_state, why
 ):
     force_state(upgraded, row, from_state)
-    with upgraded.transaction():
-        transition(
-            upgraded,
-            row,
-            from_state,
-            to_state,
-            origin=Origin.SENDER,
-            at=clock.now(),
-            detail="why",
-            columns={"attempts": Increment(), "last_error": "x"},
-        )
+    move(
+        upgraded,
+        row,
+        from_state,
+        to_state,
+        clock,
+        detail="why",
+        columns={"attempts": Increment(), "last_error": "x"},
+    )
     got = upgraded.query_one(
         "SELECT estado, attempts, last_error FROM ll_envios_whatsapp WHERE id = %s", (row,)
     )
@@ -170,15 +174,7 @@ def test_each_allowed_transition_writes_exactly_one_history_row(
 def test_stale_transition_rolls_back_with_no_history(upgraded, row, clock):
     force_state(upgraded, row, Estado.ENVIANDO)
     with pytest.raises(StaleTransition):
-        with upgraded.transaction():
-            transition(
-                upgraded,
-                row,
-                Estado.PENDIENTE,
-                Estado.ENVIANDO,
-                origin=Origin.SENDER,
-                at=clock.now(),
-            )
+        move(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, clock)
     assert history(upgraded, row) == []
 
 
@@ -204,8 +200,7 @@ def test_failure_after_transition_rolls_back_state_and_history(upgraded, row, cl
 def test_stale_transition_says_which_row_which_state_and_which_expectation(upgraded, row, clock):
     force_state(upgraded, row, Estado.ENVIANDO)
     with pytest.raises(StaleTransition) as plain:
-        with upgraded.transaction():
-            transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
+        move(upgraded, row, P, S, clock)
     assert str(plain.value) == f"row {row} is not pendiente any more; not moved to enviando"
 
     upgraded.execute(
@@ -213,16 +208,7 @@ def test_stale_transition_says_which_row_which_state_and_which_expectation(upgra
         (clock.now(), row),
     )
     with pytest.raises(StaleTransition) as claimed:
-        with upgraded.transaction():
-            transition(
-                upgraded,
-                row,
-                S,
-                P,
-                origin=Origin.SENDER,
-                at=clock.now(),
-                expect={"claimed_by": "me", "claimed_at": clock.now()},
-            )
+        move(upgraded, row, S, P, clock, expect={"claimed_by": "me", "claimed_at": clock.now()})
     assert str(claimed.value) == (
         f"row {row} is not enviando with claimed_at, claimed_by as expected any more;"
         " not moved to pendiente"
@@ -240,16 +226,7 @@ def test_a_transition_whose_expectations_hold_moves_the_row(upgraded, row, clock
         " WHERE id = %s",
         (clock.now(), row),
     )
-    with upgraded.transaction():
-        transition(
-            upgraded,
-            row,
-            S,
-            P,
-            origin=Origin.SENDER,
-            at=clock.now(),
-            expect={"claimed_by": "me", "claimed_at": clock.now()},
-        )
+    move(upgraded, row, S, P, clock, expect={"claimed_by": "me", "claimed_at": clock.now()})
     assert (
         upgraded.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,))
         == "pendiente"
@@ -258,10 +235,8 @@ def test_a_transition_whose_expectations_hold_moves_the_row(upgraded, row, clock
 
 def test_history_detail_is_null_when_none_is_given_and_cut_to_500(upgraded, row, clock):
     """No detail is NULL, as the application writes it; envios's origins say envios and the part."""
-    with upgraded.transaction():
-        transition(upgraded, row, P, S, origin=Origin.SENDER, at=clock.now())
-    with upgraded.transaction():
-        transition(upgraded, row, S, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600)
+    move(upgraded, row, P, S, clock)
+    move(upgraded, row, S, E, clock, origin=Origin.RECONCILE, detail="x" * 600)
     assert [(h["detalle"], h["origen"]) for h in history(upgraded, row)] == [
         (None, "envios-sender"),
         ("x" * 500, "envios-reconcile"),
@@ -276,19 +251,17 @@ def test_a_named_person_is_written_in_usuario_id_only_when_given(upgraded, row, 
     upgraded.execute(
         "ALTER TABLE ll_envios_whatsapp_historial ADD COLUMN usuario_id INTEGER DEFAULT NULL"
     )
-    with upgraded.transaction():
-        transition(upgraded, row, P, E, origin=Origin.SENDER, at=clock.now(), detail="bad number")
-    with upgraded.transaction():
-        transition(
-            upgraded,
-            row,
-            E,
-            P,
-            origin=Origin.RECONCILE,
-            at=clock.now(),
-            detail="number fixed by the client",
-            usuario_id=7,
-        )
+    move(upgraded, row, P, E, clock, detail="bad number")
+    move(
+        upgraded,
+        row,
+        E,
+        P,
+        clock,
+        origin=Origin.RECONCILE,
+        detail="number fixed by the client",
+        usuario_id=7,
+    )
     got = upgraded.query(
         "SELECT estado_anterior, estado_nuevo, origen, detalle, usuario_id"
         " FROM ll_envios_whatsapp_historial WHERE envio_id = %s ORDER BY id",
@@ -314,16 +287,7 @@ def test_transition_outside_a_transaction_is_refused(upgraded, row, clock):
 
 def test_only_known_columns_can_be_set(upgraded, row, clock):
     with pytest.raises(ValueError, match="estado"):
-        with upgraded.transaction():
-            transition(
-                upgraded,
-                row,
-                Estado.PENDIENTE,
-                Estado.ENVIANDO,
-                origin=Origin.SENDER,
-                at=clock.now(),
-                columns={"estado": "enviado"},
-            )
+        move(upgraded, row, Estado.PENDIENTE, Estado.ENVIANDO, clock, columns={"estado": "enviado"})
 
 
 def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgraded, row, clock):
@@ -343,16 +307,7 @@ def test_two_connections_claiming_the_same_row_exactly_one_wins(database, upgrad
             seen.append(other.scalar("SELECT estado FROM ll_envios_whatsapp WHERE id = %s", (row,)))
             barrier.wait()  # both have read pendiente; neither has written yet
             try:
-                with other.transaction():
-                    transition(
-                        other,
-                        row,
-                        P,
-                        S,
-                        origin=Origin.SENDER,
-                        at=clock.now(),
-                        columns={"claimed_by": name},
-                    )
+                move(other, row, P, S, clock, columns={"claimed_by": name})
                 outcomes.append(("won", name))
             except StaleTransition:
                 outcomes.append(("lost", name))
@@ -470,17 +425,15 @@ def history_of(conn, ids):
 
 
 def test_many_rows_move_together_with_one_history_row_each(upgraded, rows, clock):
-    with upgraded.transaction():
-        transition_many(
-            upgraded,
-            rows,
-            P,
-            S,
-            origin=Origin.SENDER,
-            at=clock.now(),
-            detail="claimed by me",
-            columns={"claimed_by": "me", "attempts": Increment(2), "last_error": "señal"},
-        )
+    move_many(
+        upgraded,
+        rows,
+        P,
+        S,
+        clock,
+        detail="claimed by me",
+        columns={"claimed_by": "me", "attempts": Increment(2), "last_error": "señal"},
+    )
     got = outbox_rows(upgraded, rows)
     assert [
         (r["estado"], r["claimed_by"], r["attempts"], r["last_error"]) for r in got.values()
@@ -504,18 +457,16 @@ def test_many_rows_take_one_value_each_and_one_detail_each(upgraded, rows, clock
         force_state(upgraded, envio_id, S)
     ids = {envio_id: f"wamid.{envio_id}" for envio_id in rows}
     details = {rows[0]: "sent", rows[1]: "sent, id checked", rows[2]: ""}
-    with upgraded.transaction():
-        transition_many(
-            upgraded,
-            rows,
-            S,
-            D,
-            origin=Origin.SENDER,
-            at=clock.now(),
-            detail=details,
-            per_row={"message_id": ids},
-            columns={"last_error": None},
-        )
+    move_many(
+        upgraded,
+        rows,
+        S,
+        D,
+        clock,
+        detail=details,
+        per_row={"message_id": ids},
+        columns={"last_error": None},
+    )
     got = outbox_rows(upgraded, rows)
     assert {i: (r["estado"], r["message_id"]) for i, r in got.items()} == {
         i: ("enviado", ids[i]) for i in rows
@@ -528,10 +479,7 @@ def test_many_rows_take_one_value_each_and_one_detail_each(upgraded, rows, clock
 
 
 def test_many_rows_detail_is_cut_to_500(upgraded, rows, clock):
-    with upgraded.transaction():
-        transition_many(
-            upgraded, rows[:1], P, E, origin=Origin.RECONCILE, at=clock.now(), detail="x" * 600
-        )
+    move_many(upgraded, rows[:1], P, E, clock, origin=Origin.RECONCILE, detail="x" * 600)
     assert history(upgraded, rows[0]) == [
         {
             "estado_anterior": "pendiente",
@@ -546,8 +494,7 @@ def test_many_rows_detail_is_cut_to_500(upgraded, rows, clock):
 def test_many_rows_with_one_moved_by_someone_else_move_none(upgraded, rows, clock):
     force_state(upgraded, rows[1], S)  # another sender got there first
     with pytest.raises(StaleTransition, match="1 of rows .* are not pendiente any more"):
-        with upgraded.transaction():
-            transition_many(upgraded, rows, P, S, origin=Origin.SENDER, at=clock.now())
+        move_many(upgraded, rows, P, S, clock)
     got = outbox_rows(upgraded, rows)
     assert [r["estado"] for r in got.values()] == ["pendiente", "enviando", "pendiente"]
     assert history_of(upgraded, rows) == {i: [] for i in rows}
@@ -560,26 +507,8 @@ def test_many_rows_expectations_must_hold_for_every_row(upgraded, rows, clock):
         "UPDATE ll_envios_whatsapp SET claimed_by = 'me' WHERE id IN (%s, %s)", tuple(rows[:2])
     )
     with pytest.raises(StaleTransition):
-        with upgraded.transaction():
-            transition_many(
-                upgraded,
-                rows,
-                S,
-                P,
-                origin=Origin.SENDER,
-                at=clock.now(),
-                expect={"claimed_by": "me"},
-            )
-    with upgraded.transaction():
-        transition_many(
-            upgraded,
-            rows[:2],
-            S,
-            P,
-            origin=Origin.SENDER,
-            at=clock.now(),
-            expect={"claimed_by": "me"},
-        )
+        move_many(upgraded, rows, S, P, clock, expect={"claimed_by": "me"})
+    move_many(upgraded, rows[:2], S, P, clock, expect={"claimed_by": "me"})
     got = outbox_rows(upgraded, rows)
     assert [r["estado"] for r in got.values()] == ["pendiente", "pendiente", "enviando"]
 
@@ -648,13 +577,11 @@ def test_many_rows_without_a_detail_write_null_and_say_which_rows_were_stale(upg
     ]
     force_state(upgraded, six[-1], S)
     with pytest.raises(StaleTransition) as stale:
-        with upgraded.transaction():
-            transition_many(upgraded, six, P, S, origin=Origin.SENDER, at=clock.now())
+        move_many(upgraded, six, P, S, clock)
     assert str(stale.value) == (
         f"1 of rows {six[:5]}... are not pendiente any more; none moved to enviando"
     )
-    with upgraded.transaction():
-        transition_many(upgraded, six[:5], P, S, origin=Origin.SENDER, at=clock.now())
+    move_many(upgraded, six[:5], P, S, clock)
     assert [h[0]["detalle"] for h in history_of(upgraded, six[:5]).values()] == [None] * 5
 
 
@@ -662,20 +589,18 @@ def test_many_rows_take_several_per_row_columns_and_expectations_at_once(upgrade
     for envio_id in rows:
         force_state(upgraded, envio_id, S)
     upgraded.execute("UPDATE ll_envios_whatsapp SET claimed_by = 'me', attempts = 1")
-    with upgraded.transaction():
-        transition_many(
-            upgraded,
-            rows,
-            S,
-            E,
-            origin=Origin.SENDER,
-            at=clock.now(),
-            per_row={
-                "message_id": {i: f"id-{i}" for i in rows},
-                "last_error": {i: f"failed {i}" for i in rows},
-            },
-            expect={"claimed_by": "me", "attempts": 1},
-        )
+    move_many(
+        upgraded,
+        rows,
+        S,
+        E,
+        clock,
+        per_row={
+            "message_id": {i: f"id-{i}" for i in rows},
+            "last_error": {i: f"failed {i}" for i in rows},
+        },
+        expect={"claimed_by": "me", "attempts": 1},
+    )
     got = outbox_rows(upgraded, rows)
     assert {i: (r["estado"], r["message_id"], r["last_error"]) for i, r in got.items()} == {
         i: ("error", f"id-{i}", f"failed {i}") for i in rows
