@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.sender.conftest import envios as run_envios
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def envios(*args, cwd, env=None, timeout=60):
+    """`python -m envios` with none of this shell's ENVIOS_* settings, plus `env`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVIOS_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "envios", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_envios(*args, env=full_env, cwd=cwd, timeout=timeout)
 
 
 def test_top_level_help_lists_every_subcommand(tmp_path):
