@@ -341,6 +341,14 @@ def watcher(server_url: str, rows: int, campaigns: int, active: int, runs: int) 
 # -- the table ---------------------------------------------------------------------------------
 
 
+# (throughput rows, session counts, paced sessions, pacing window s, memory sessions,
+#  watcher rows, watcher runs)
+SIZES = {
+    "full": (20_000, (1, 10, 100), 400, 60.0, 1000, 1_000_000, 5),
+    "tiny": (120, (1, 2, 4), 20, 3.0, 30, 3000, 1),  # CI: checks the benchmark runs
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -358,26 +366,9 @@ def main() -> int:
         return 0
     if urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the benchmark creates and drops databases: point it at a local server")
-    if args.tiny:
-        total, session_counts, pacing_n, window, memory_n, rows, runs = (
-            120,
-            (1, 2, 4),
-            20,
-            3.0,
-            30,
-            3000,
-            1,
-        )
-    else:
-        total, session_counts, pacing_n, window, memory_n, rows, runs = (
-            20_000,
-            (1, 10, 100),
-            400,
-            60.0,
-            1000,
-            1_000_000,
-            5,
-        )
+    total, session_counts, pacing_n, window, memory_n, rows, runs = SIZES[
+        "tiny" if args.tiny else "full"
+    ]
     started = time.monotonic()
     with Database(with_database(args.url, "mysql")).connect() as admin:
         version = admin.scalar("SELECT VERSION()")
